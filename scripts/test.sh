@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on real PostgreSQL clusters and librdkafka's mock Kafka cluster.
+# Installs what is missing first (Debian packages), so it works on a fresh machine.
+# Usage: scripts/test.sh [extra dotnet test arguments, e.g. --filter Snapshot]
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+source scripts/lib/install.sh
+ensure_packages
+
+results="$root/artifacts/test-results"
+rm -rf "$results"
+mkdir -p "$results"
+log="$results/console.log"
+set +e
+dotnet test "$root/Replicator.sln" -c Release --nologo --results-directory "$results" \
+  --logger "trx;LogFileName=results.trx" --logger "console;verbosity=normal" "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One plain closing line: "N passed, N failed" (summed over test assemblies).
+passed=$(grep -Eo 'Passed: +[0-9]+' "$log" | grep -Eo '[0-9]+' | paste -sd+ | bc 2>/dev/null || echo 0)
+failed=$(grep -Eo 'Failed: +[0-9]+' "$log" | grep -Eo '[0-9]+' | paste -sd+ | bc 2>/dev/null || echo 0)
+skipped=$(grep -Eo 'Skipped: +[0-9]+' "$log" | grep -Eo '[0-9]+' | paste -sd+ | bc 2>/dev/null || echo 0)
+echo
+echo "${passed:-0} passed, ${failed:-0} failed, ${skipped:-0} skipped"
+exit "$status"

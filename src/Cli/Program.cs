@@ -1,0 +1,1 @@
+return await Replicator.Cli.CliApp.RunAsync(args).ConfigureAwait(false);

@@ -1,0 +1,99 @@
+using Replicator.Core.Configuration;
+
+namespace Replicator.Tests;
+
+public class ConfigLoaderTests
+{
+    private static readonly Dictionary<string, string?> NoEnvironment = [];
+
+    [Fact]
+    public void Flags_override_the_environment_which_overrides_the_file()
+    {
+        var file = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(file, """
+                { "Snapshot": { "Jobs": 2, "ChunkRows": 10 }, "SlotName": "from_file", "Metrics": { "Listen": "127.0.0.1:1" } }
+                """);
+            var env = new Dictionary<string, string?> { ["REPLICATOR_SNAPSHOT__JOBS"] = "3", ["REPLICATOR_SlotName"] = "from_env", ["OTHER"] = "x" };
+            var options = ConfigLoader.Load(file, new Dictionary<string, string?> { ["Snapshot:Jobs"] = "5" }, env);
+            Assert.Equal(5, options.Snapshot.Jobs);
+            Assert.Equal(10, options.Snapshot.ChunkRows);
+            Assert.Equal("from_env", options.SlotName);
+            Assert.Equal("127.0.0.1:1", options.Metrics.Listen);
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Theory]
+    [InlineData("Snapshot:Jobz", "1", "Snapshot:Jobz: unknown setting; known settings under Snapshot: ChunkRows, CopyOwnership, Jobs")]
+    [InlineData("Snapshot:Jobs", "many", "Snapshot:Jobs: 'many' is not a whole number")]
+    [InlineData("Snapshot:Jobs", "0", "Snapshot:Jobs: must be greater than 0")]
+    [InlineData("Buffer:Kind", "redis", "Buffer:Kind: 'redis' is not a buffer kind")]
+    [InlineData("Buffer:Kind", "kafka", "Buffer:Kafka:Bootstrap: is required")]
+    [InlineData("Metrics:Listen", "9187", "Metrics:Listen: '9187' is not host:port")]
+    [InlineData("SlotName", "My-Slot", "SlotName: 'My-Slot' is not a valid slot name")]
+    [InlineData("Metrics:Enabled", "yes", "Metrics:Enabled: 'yes' is not true or false")]
+    public void Bad_settings_fail_with_the_key_named(string key, string value, string expected)
+    {
+        var e = Assert.Throws<ConfigurationException>(() => ConfigLoader.Load(null, new Dictionary<string, string?> { [key] = value }, NoEnvironment));
+        Assert.Contains(expected, e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_config_file_that_is_not_json_is_named_with_its_line()
+    {
+        var file = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(file, "{\n  \"SlotName\": \"x\",\n  oops\n}");
+            var e = Assert.Throws<ConfigurationException>(() => ConfigLoader.Load(file, null, NoEnvironment));
+            Assert.Contains("is not valid JSON (line 3)", e.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Fact]
+    public void A_password_file_supplies_the_password_and_is_never_shown()
+    {
+        var secret = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(secret, "s3cr3t-from-file\n");
+            var options = ConfigLoader.Load(null, new Dictionary<string, string?>
+            {
+                ["Source:ConnectionString"] = "postgres://app@src.example.com/db",
+                ["Source:PasswordFile"] = secret,
+                ["Target:ConnectionString"] = "host=tgt.example.com user=app password=inline-secret",
+                ["Buffer:Kafka:SaslPassword"] = "kafka-secret",
+            }, NoEnvironment);
+            var source = ConfigLoader.ResolveSource(options);
+            Assert.True(source.HasPassword);
+            Assert.Contains("Password=s3cr3t-from-file", source.ToNpgsqlConnectionString(), StringComparison.Ordinal);
+
+            var shown = ConfigLoader.ToRedactedJson(options);
+            Assert.DoesNotContain("s3cr3t", shown, StringComparison.Ordinal);
+            Assert.DoesNotContain("inline-secret", shown, StringComparison.Ordinal);
+            Assert.DoesNotContain("kafka-secret", shown, StringComparison.Ordinal);
+            Assert.Contains("host=tgt.example.com user=app password=*****", shown, StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(secret);
+        }
+    }
+
+    [Fact]
+    public void A_missing_connection_string_says_how_to_give_one()
+    {
+        var options = ConfigLoader.Load(null, null, NoEnvironment);
+        var e = Assert.Throws<ConfigurationException>(() => ConfigLoader.ResolveTarget(options));
+        Assert.Contains("Target:ConnectionString: is not set; pass --target", e.Message, StringComparison.Ordinal);
+    }
+}

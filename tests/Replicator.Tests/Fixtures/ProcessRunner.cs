@@ -1,0 +1,48 @@
+using System.Diagnostics;
+
+namespace Replicator.Tests.Fixtures;
+
+public sealed record ProcessResult(int ExitCode, string Stdout, string Stderr)
+{
+    public string Output => Stdout + Stderr;
+}
+
+/// <summary>Runs a program to completion with a time limit, capturing both streams.</summary>
+public static class ProcessRunner
+{
+    public static async Task<ProcessResult> RunAsync(string program, IEnumerable<string> args, string? stdin = null,
+        IDictionary<string, string?>? environment = null, TimeSpan? timeout = null)
+    {
+        var start = new ProcessStartInfo(program, args)
+        {
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var (key, value) in environment ?? new Dictionary<string, string?>())
+            start.Environment[key] = value;
+        using var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {program}");
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        if (stdin is not null)
+            await process.StandardInput.WriteAsync(stdin);
+        process.StandardInput.Close();
+        using var cts = new CancellationTokenSource(timeout ?? TimeSpan.FromMinutes(2));
+        try
+        {
+            await process.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"{program} {string.Join(' ', args)} did not finish in {timeout ?? TimeSpan.FromMinutes(2)}");
+        }
+
+        return new ProcessResult(process.ExitCode, await stdout, await stderr);
+    }
+
+    /// <summary>Runs the replicator CLI (the build copied next to the tests) as its own process.</summary>
+    public static Task<ProcessResult> ReplicatorAsync(IEnumerable<string> args, IDictionary<string, string?>? environment = null, TimeSpan? timeout = null) =>
+        RunAsync("dotnet", [Path.Combine(AppContext.BaseDirectory, "replicator.dll"), .. args], environment: environment, timeout: timeout);
+}
