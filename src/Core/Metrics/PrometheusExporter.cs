@@ -116,7 +116,7 @@ public sealed class PrometheusExporter : IDisposable
         private readonly Dictionary<string, Series> _series = new(StringComparer.Ordinal);
         private readonly double[] _buckets = [];
         private readonly bool _isHistogram;
-        private readonly bool _isCumulativeObservation;
+        private readonly bool _setsValue; // observations and Gauge<T> report the value itself, not an increment
 
         public InstrumentState(Instrument instrument)
         {
@@ -125,7 +125,7 @@ public sealed class PrometheusExporter : IDisposable
             var kind = instrument.GetType().GetGenericTypeDefinition();
             IsObservable = instrument.IsObservable;
             _isHistogram = kind == typeof(Histogram<>);
-            _isCumulativeObservation = kind == typeof(ObservableCounter<>) || kind == typeof(ObservableUpDownCounter<>) || kind == typeof(ObservableGauge<>);
+            _setsValue = IsObservable || kind == typeof(Gauge<>);
             Type = _isHistogram ? "histogram"
                 : kind == typeof(Counter<>) || kind == typeof(ObservableCounter<>) ? "counter"
                 : "gauge";
@@ -164,7 +164,7 @@ public sealed class PrometheusExporter : IDisposable
                             s.BucketCounts[i]++;
                     }
                 }
-                else if (_isCumulativeObservation)
+                else if (_setsValue)
                 {
                     s.Sum = value;
                 }
