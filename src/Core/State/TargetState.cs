@@ -16,10 +16,15 @@ namespace Replicator.Core.State;
 /// idempotently when the table has a key (upsert, delete-if-present) and skips it when it has
 /// none (the snapshotter recopies such a table whole on resume). Without a resume every sync LSN
 /// equals the slot's consistent point, and the stream holds nothing at or below it.</item>
-/// <item><c>barrier</c> — the verifier's consistent cut: the verifier inserts a row with the source
-/// cut LSN C; the applier, once it has applied every transaction with commit LSN &lt; C and none at or
-/// above it, sets <c>reached_at</c> and <c>applied_lsn</c> and pauses until the verifier sets
-/// <c>released_at</c> (having taken its target snapshot), or for at most 30 s.</item>
+/// <item><c>barrier</c> — the verifier's consistent cut, in two steps so the applier cannot already
+/// be past the cut: (1) the verifier inserts a row with <c>cut_lsn</c> NULL; the applier, between
+/// two batches, sets <c>held_at</c> and <c>applied_lsn</c> and stops applying; (2) the verifier
+/// takes its source snapshot (consistent point C, which is after everything applied) and sets
+/// <c>cut_lsn</c> = C; the applier applies every transaction with commit LSN &lt; C and none at or
+/// above it, then sets <c>reached_at</c> and <c>applied_lsn</c> and pauses until the verifier sets
+/// <c>released_at</c> (having taken its target snapshot). Each wait lasts at most 30 s; an
+/// <c>applied_lsn</c> at or above <c>cut_lsn</c> at <c>reached_at</c> means the cut was missed
+/// (retry).</item>
 /// </list>
 /// </summary>
 public static class TargetState
@@ -43,8 +48,9 @@ public static class TargetState
         CREATE TABLE IF NOT EXISTS replicator.barrier (
             id           bigserial PRIMARY KEY,
             slot_name    text NOT NULL,
-            cut_lsn      pg_lsn NOT NULL,
+            cut_lsn      pg_lsn,
             requested_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+            held_at      timestamptz,
             reached_at   timestamptz,
             applied_lsn  pg_lsn,
             released_at  timestamptz);

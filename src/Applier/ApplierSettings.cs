@@ -1,0 +1,20 @@
+namespace Replicator.Applier;
+
+/// <summary>Tuning and identity of one applier.</summary>
+public sealed record ApplierSettings(string Slot)
+{
+    /// <summary>Most source transactions in one target transaction.</summary>
+    public int MaxBatchTransactions { get; init; } = 2000;
+
+    /// <summary>Most row changes in one target transaction (a single larger source transaction still stays whole).</summary>
+    public int MaxBatchChanges { get; init; } = 20000;
+
+    /// <summary>Longest a batch stays open while more transactions keep coming.</summary>
+    public TimeSpan MaxBatchDuration { get; init; } = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>Pending coalesced rows written out (inside the open transaction) once this many accumulate: bounds memory.</summary>
+    public int FlushRows { get; init; } = 5000;
+
+    /// <summary>Longest the applier waits at a verifier barrier before going on without it.</summary>
+    public TimeSpan BarrierTimeout { get; init; } = TimeSpan.FromSeconds(30);
+}

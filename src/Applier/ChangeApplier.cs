@@ -1,0 +1,645 @@
+using System.Diagnostics;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using NpgsqlTypes;
+using Replicator.Core.Catalog;
+using Replicator.Core.Changes;
+using Replicator.Core.Errors;
+using Replicator.Core.Metrics;
+using Replicator.Core.Sql;
+
+namespace Replicator.Applier;
+
+/// <summary>
+/// Applies the framed change stream to the target in source commit order, many source
+/// transactions per target transaction, and records the position in that same transaction.
+/// </summary>
+/// <remarks>
+/// Why nothing is lost or applied twice (DESIGN invariants 2–4):
+/// (a) a batch holds whole source transactions only and commits as one target transaction
+/// together with <c>replicator.position</c> = commit LSN of its last source transaction, so the
+/// target never shows part of a source transaction and the position always matches the data;
+/// (b) a source transaction whose commit LSN is at or below the position is skipped, so a stream
+/// replayed after a crash changes nothing twice;
+/// (c) the slot is acknowledged (through the callback) only after the batch committed, so the
+/// source keeps everything not yet durable on the target.
+/// </remarks>
+internal sealed class ChangeApplier
+{
+    private const int TextArray = (int)(NpgsqlDbType.Array | NpgsqlDbType.Text);
+
+    private readonly NpgsqlConnection _target;
+    private readonly NpgsqlDataSource _source;
+    private readonly ApplierSettings _settings;
+    private readonly ILogger _logger;
+    private readonly Action<NpgsqlLogSequenceNumber> _acknowledge;
+    private readonly Func<ulong> _receivedLsn;
+    private readonly Dictionary<uint, TableApplyPlan> _plans = [];
+    private readonly Dictionary<TableApplyPlan, TableChanges> _pending = [];
+    private readonly Stopwatch _batchClock = new();
+    private Dictionary<TableName, TableInfo> _catalog = [];
+    private Dictionary<TableName, ulong> _syncLsns = [];
+    private NpgsqlTransaction? _tx;
+    private ulong _position;
+    private ulong _strictUntil;
+    private bool _replicaRole;
+    private TransactionBegin? _current;
+    private bool _skipping;
+    private TransactionCommit? _lastCommit;
+    private ulong _pendingAck;
+    private int _batchTransactions;
+    private int _batchChanges;
+    private int _pendingRows;
+    private long _syntheticKey;
+    private (long Id, ulong Cut)? _barrier;
+    private long _barrierCheckedAt;
+
+    public ChangeApplier(NpgsqlConnection target, NpgsqlDataSource source, ApplierSettings settings, ILogger logger,
+        Action<NpgsqlLogSequenceNumber> acknowledge, Func<ulong> receivedLsn, ulong strictUntil)
+    {
+        _target = target;
+        _source = source;
+        _settings = settings;
+        _logger = logger;
+        _acknowledge = acknowledge;
+        _receivedLsn = receivedLsn;
+        _strictUntil = strictUntil;
+    }
+
+    /// <summary>Commit LSN of the last source transaction this applier saw (for a strict replay after a clash).</summary>
+    public ulong LastBegunCommitLsn { get; private set; }
+
+    /// <summary>Prepares the session and reads the catalog and per-table sync positions.</summary>
+    public async Task InitializeAsync(ulong position, CancellationToken cancellationToken)
+    {
+        _position = position;
+        try
+        {
+            await using var cmd = new NpgsqlCommand("SET session_replication_role = replica", _target);
+            await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            _replicaRole = true;
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InsufficientPrivilege)
+        {
+            _replicaRole = false;
+            _logger.NoReplicaRole();
+        }
+
+        await ReloadCatalogAsync(cancellationToken).ConfigureAwait(false);
+        await using (var cmd = new NpgsqlCommand("SELECT schema_name, table_name, sync_lsn FROM replicator.table_sync WHERE slot_name = $1", _target))
+        {
+            cmd.Parameters.AddWithValue(_settings.Slot);
+            await using var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                _syncLsns[new TableName(reader.GetString(0), reader.GetString(1))] = (ulong)reader.GetFieldValue<NpgsqlLogSequenceNumber>(2);
+        }
+
+        _logger.Resuming(new NpgsqlLogSequenceNumber(position), _settings.Slot);
+    }
+
+    private async Task ReloadCatalogAsync(CancellationToken cancellationToken) =>
+        _catalog = (await TableCatalog.LoadAsync(_target, cancellationToken).ConfigureAwait(false)).ToDictionary(t => t.TableName);
+
+    /// <summary>Applies events until the channel completes or cancellation. An open batch is rolled back on the way out.</summary>
+    public async Task RunAsync(ChannelReader<ChangeEvent> reader, CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (true)
+            {
+                if (!reader.TryRead(out var change))
+                {
+                    // Nothing waiting: commit what is complete now rather than wait for more (latency).
+                    if (_current is null)
+                    {
+                        if (_tx is not null)
+                            await CommitBatchAsync(cancellationToken).ConfigureAwait(false);
+                        await CheckBarrierAsync(cancellationToken).ConfigureAwait(false);
+                    }
+
+                    var wait = reader.WaitToReadAsync(cancellationToken).AsTask();
+                    if (await Task.WhenAny(wait, Task.Delay(100, cancellationToken)).ConfigureAwait(false) != wait)
+                        continue;
+                    if (!await wait.ConfigureAwait(false))
+                        return;
+                    continue;
+                }
+
+                await HandleAsync(change, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            if (_tx is not null)
+            {
+                await _tx.DisposeAsync().ConfigureAwait(false);
+                _tx = null;
+            }
+        }
+    }
+
+    private async Task HandleAsync(ChangeEvent change, CancellationToken cancellationToken)
+    {
+        switch (change)
+        {
+            case TransactionBegin begin:
+                _current = begin;
+                LastBegunCommitLsn = (ulong)begin.CommitLsn;
+                _skipping = (ulong)begin.CommitLsn <= _position;
+                if (_skipping)
+                    break;
+                if (_barrier is { } barrier && (ulong)begin.CommitLsn >= barrier.Cut)
+                {
+                    if (_tx is not null)
+                        await CommitBatchAsync(cancellationToken).ConfigureAwait(false);
+                    await ReachBarrierAsync(cancellationToken).ConfigureAwait(false);
+                }
+
+                if (_tx is null)
+                    await BeginBatchAsync(cancellationToken).ConfigureAwait(false);
+                _batchTransactions++;
+                break;
+
+            case RowChange row when !_skipping:
+                await ApplyRowAsync(row, cancellationToken).ConfigureAwait(false);
+                break;
+
+            case TruncateChange truncate when !_skipping:
+                await ApplyTruncateAsync(truncate, cancellationToken).ConfigureAwait(false);
+                break;
+
+            case TransactionCommit commit:
+                _current = null;
+                if (_skipping)
+                {
+                    // Already on the target: its WAL may be released.
+                    _skipping = false;
+                    _pendingAck = Math.Max(_pendingAck, (ulong)commit.EndLsn);
+                    if (_tx is null)
+                        Acknowledge();
+                    break;
+                }
+
+                _lastCommit = commit;
+                _position = (ulong)commit.CommitLsn;
+                _pendingAck = Math.Max(_pendingAck, (ulong)commit.EndLsn);
+                if (_batchTransactions >= _settings.MaxBatchTransactions || _batchChanges >= _settings.MaxBatchChanges
+                    || _batchClock.Elapsed >= _settings.MaxBatchDuration || _strictUntil >= _position)
+                {
+                    await CommitBatchAsync(cancellationToken).ConfigureAwait(false);
+                }
+
+                break;
+
+            case Heartbeat heartbeat:
+                _pendingAck = Math.Max(_pendingAck, (ulong)heartbeat.WalEnd);
+                if (_tx is null)
+                {
+                    Acknowledge();
+                    ReplicatorMetrics.ApplyLagSeconds.Record(0);
+                }
+
+                if (_barrier is { } cut && (ulong)heartbeat.WalEnd >= cut.Cut)
+                {
+                    // Every transaction that committed before the cut has been received, and applied.
+                    if (_tx is not null)
+                        await CommitBatchAsync(cancellationToken).ConfigureAwait(false);
+                    await ReachBarrierAsync(cancellationToken).ConfigureAwait(false);
+                }
+
+                break;
+        }
+    }
+
+    private async Task BeginBatchAsync(CancellationToken cancellationToken)
+    {
+        _tx = await _target.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        _batchClock.Restart();
+        _batchTransactions = 0;
+        _batchChanges = 0;
+    }
+
+    private async Task CommitBatchAsync(CancellationToken cancellationToken)
+    {
+        await FlushAsync(cancellationToken).ConfigureAwait(false);
+        if (_lastCommit is { } last)
+        {
+            await using var cmd = new NpgsqlCommand("""
+                INSERT INTO replicator.position (slot_name, commit_lsn, commit_time, updated_at) VALUES ($1, $2, $3, clock_timestamp())
+                ON CONFLICT (slot_name) DO UPDATE SET commit_lsn = EXCLUDED.commit_lsn, commit_time = EXCLUDED.commit_time, updated_at = EXCLUDED.updated_at
+                """, _target, _tx);
+            cmd.Parameters.AddWithValue(_settings.Slot);
+            cmd.Parameters.Add(Parameters.Lsn(last.CommitLsn));
+            cmd.Parameters.AddWithValue(last.CommitTime);
+            await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        await _tx!.CommitAsync(cancellationToken).ConfigureAwait(false);
+        await _tx.DisposeAsync().ConfigureAwait(false);
+        _tx = null;
+
+        ReplicatorMetrics.ApplyTransactions.Add(_batchTransactions);
+        ReplicatorMetrics.ApplyBatchTransactions.Record(_batchTransactions);
+        ReplicatorMetrics.ApplyBatchDuration.Record(_batchClock.Elapsed.TotalSeconds);
+        if (_lastCommit is { } applied)
+        {
+            ReplicatorMetrics.ApplyAppliedLsn.Record((ulong)applied.CommitLsn);
+            ReplicatorMetrics.ApplyLagSeconds.Record(Math.Max(0, (DateTimeOffset.UtcNow - applied.CommitTime).TotalSeconds));
+        }
+
+        Acknowledge();
+        await CheckBarrierAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private void Acknowledge()
+    {
+        if (_pendingAck == 0)
+            return;
+        _acknowledge(new NpgsqlLogSequenceNumber(_pendingAck));
+        var received = _receivedLsn();
+        ReplicatorMetrics.ApplyLagBytes.Record(received > _pendingAck ? received - _pendingAck : 0);
+    }
+
+    private async Task<TableApplyPlan> PlanAsync(StreamRelation relation, CancellationToken cancellationToken)
+    {
+        if (_plans.TryGetValue(relation.RelationId, out var plan) && ReferenceEquals(plan.Relation, relation))
+            return plan;
+        if (plan is not null)
+        {
+            // The stream described the table anew: write out what the old description covers first.
+            await FlushAsync(cancellationToken).ConfigureAwait(false);
+            _pending.Remove(plan);
+        }
+
+        var name = new TableName(relation.Schema, relation.Name);
+        var sync = _syncLsns.GetValueOrDefault(name);
+        plan = TableApplyPlan.Create(relation, _catalog.GetValueOrDefault(name), sync, out var missing);
+        if (missing.Count > 0)
+        {
+            await AddColumnsAsync(relation, missing, cancellationToken).ConfigureAwait(false);
+            await ReloadCatalogAsync(cancellationToken).ConfigureAwait(false);
+            plan = TableApplyPlan.Create(relation, _catalog.GetValueOrDefault(name), sync, out missing);
+        }
+
+        _plans[relation.RelationId] = plan;
+        return plan;
+    }
+
+    /// <summary>
+    /// A column the source added: added on the target too when it is nullable or has a constant
+    /// default (inside the open batch, so it commits with the rows that use it); anything else
+    /// stops with the DDL to run.
+    /// </summary>
+    private async Task AddColumnsAsync(StreamRelation relation, List<StreamColumn> missing, CancellationToken cancellationToken)
+    {
+        foreach (var column in missing)
+        {
+            // A default that calls a volatile function would give existing target rows other values than the source's.
+            await using var cmd = _source.CreateCommand("""
+                SELECT a.attnotnull, pg_get_expr(d.adbin, d.adrelid),
+                       COALESCE(pg_get_expr(d.adbin, d.adrelid) !~* '(nextval|random|clock_timestamp|now|uuid|timeofday)\s*\(', false)
+                FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+                WHERE a.attrelid = $1 AND a.attname = $2
+                """);
+            cmd.Parameters.Add(Parameters.Oid(relation.RelationId));
+            cmd.Parameters.AddWithValue(column.Name);
+            bool notNull;
+            string? defaultExpression;
+            bool constantDefault;
+            await using (var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+            {
+                if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                    throw new ReplicationException(ReplicationErrorKind.Schema, $"column {column.Name} of {relation.DisplayName} is sent by the stream but no longer exists on the source; add it to the target table by hand");
+                notNull = reader.GetBoolean(0);
+                defaultExpression = reader.IsDBNull(1) ? null : reader.GetString(1);
+                constantDefault = reader.GetBoolean(2);
+            }
+
+            var ddl = $"ALTER TABLE {relation.QuotedName} ADD COLUMN {column.QuotedName} {column.TypeName}"
+                + (defaultExpression is null ? "" : $" DEFAULT {defaultExpression}") + (notNull ? " NOT NULL" : "");
+            if ((notNull && !constantDefault) || (defaultExpression is not null && !constantDefault))
+            {
+                throw new ReplicationException(ReplicationErrorKind.Schema,
+                    $"the source added column {column.Name} {column.TypeName} to {relation.DisplayName}{(notNull ? " NOT NULL" : "")}{(defaultExpression is null ? "" : " with default " + defaultExpression)}, which Replicator does not add by itself (existing rows could get other values than on the source): add it on the target ({ddl};) and fill existing rows like the source, then replication resumes by itself");
+            }
+
+            await using var alter = new NpgsqlCommand(ddl, _target);
+            await alter.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            _logger.ColumnAdded(relation.DisplayName, column.Name, column.TypeName);
+        }
+    }
+
+    private async Task ApplyRowAsync(RowChange row, CancellationToken cancellationToken)
+    {
+        var plan = await PlanAsync(row.Relation, cancellationToken).ConfigureAwait(false);
+        var idempotent = (ulong)_current!.CommitLsn <= plan.SyncLsn;
+        _batchChanges++;
+        if (!plan.HasKey)
+        {
+            if (idempotent)
+                return; // a table without a key is recopied whole on resume: the snapshot holds this change
+            if (row.Kind == ChangeKind.Insert)
+            {
+                Changes(plan).Add("#" + Interlocked.Increment(ref _syntheticKey), NetOp.Insert, [.. row.New!], false);
+                _pendingRows++;
+            }
+            else
+            {
+                await FlushTableAsync(plan, cancellationToken).ConfigureAwait(false);
+                await ApplyKeylessAsync(plan, row, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        else
+        {
+            var keys = plan.KeyIndexes;
+            switch (row.Kind)
+            {
+                case ChangeKind.Insert:
+                    Changes(plan).Add(TableChanges.KeyOf(row.New!, keys), NetOp.Insert, [.. row.New!], idempotent);
+                    break;
+                case ChangeKind.Delete:
+                    Changes(plan).Add(TableChanges.KeyOf(row.Old!, keys), NetOp.Delete, [.. row.Old!], idempotent);
+                    break;
+                case ChangeKind.Update:
+                    var newKey = TableChanges.KeyOf(row.New!, keys);
+                    var oldKey = row.Old is null ? newKey : TableChanges.KeyOf(row.Old, keys);
+                    if (oldKey == newKey)
+                    {
+                        Changes(plan).Add(newKey, NetOp.Update, [.. row.New!], idempotent);
+                    }
+                    else if (row.New!.Any(v => v.Kind == ValueKind.UnchangedToast))
+                    {
+                        // The key moved and some values were not sent: move the row in place so it keeps them.
+                        await FlushTableAsync(plan, cancellationToken).ConfigureAwait(false);
+                        await ApplyKeyChangeAsync(plan, row, cancellationToken).ConfigureAwait(false);
+                        return;
+                    }
+                    else
+                    {
+                        Changes(plan).Add(oldKey, NetOp.Delete, [.. row.Old!], idempotent);
+                        Changes(plan).Add(newKey, NetOp.Insert, [.. row.New!], idempotent);
+                    }
+
+                    break;
+            }
+
+            _pendingRows++;
+        }
+
+        if (_pendingRows >= _settings.FlushRows || Strict)
+            await FlushAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Strict mode: every change written in source order as it comes (no coalescing across keys).</summary>
+    private bool Strict => !_replicaRole || _strictUntil >= LastBegunCommitLsn;
+
+    private TableChanges Changes(TableApplyPlan plan)
+    {
+        if (!_pending.TryGetValue(plan, out var changes))
+            _pending[plan] = changes = new TableChanges(plan);
+        return changes;
+    }
+
+    private async Task ApplyTruncateAsync(TruncateChange truncate, CancellationToken cancellationToken)
+    {
+        await FlushAsync(cancellationToken).ConfigureAwait(false);
+        var names = new List<string>();
+        foreach (var relation in truncate.Relations)
+        {
+            var plan = await PlanAsync(relation, cancellationToken).ConfigureAwait(false);
+            // A keyless table's snapshot already reflects a truncate at or below its sync position.
+            if (plan.HasKey || (ulong)_current!.CommitLsn > plan.SyncLsn)
+                names.Add(plan.Target.QuotedName);
+        }
+
+        if (names.Count == 0)
+            return;
+        var sql = $"TRUNCATE {string.Join(", ", names)}{(truncate.RestartIdentity ? " RESTART IDENTITY" : "")}{(truncate.Cascade ? " CASCADE" : "")}";
+        await using var cmd = new NpgsqlCommand(sql, _target);
+        await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        foreach (var relation in truncate.Relations)
+            ReplicatorMetrics.ApplyRows.Add(1, Tag(relation.DisplayName), new("op", "truncate"));
+    }
+
+    private async Task FlushTableAsync(TableApplyPlan plan, CancellationToken cancellationToken)
+    {
+        if (_pending.TryGetValue(plan, out var changes) && changes.Count > 0)
+        {
+            var batch = new NpgsqlBatch(_target);
+            await using (batch.ConfigureAwait(false))
+            {
+                AddCommands(batch, changes);
+                await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            _pendingRows -= changes.Count;
+            changes.Clear();
+        }
+    }
+
+    /// <summary>Writes every pending coalesced row, all tables in one round trip.</summary>
+    private async Task FlushAsync(CancellationToken cancellationToken)
+    {
+        if (_pendingRows == 0)
+            return;
+        var batch = new NpgsqlBatch(_target);
+        await using (batch.ConfigureAwait(false))
+        {
+            foreach (var changes in _pending.Values)
+            {
+                if (changes.Count > 0)
+                    AddCommands(batch, changes);
+            }
+
+            if (batch.BatchCommands.Count > 0)
+                await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        foreach (var changes in _pending.Values)
+            changes.Clear();
+        _pendingRows = 0;
+    }
+
+    private static void AddCommands(NpgsqlBatch batch, TableChanges changes)
+    {
+        var plan = changes.Plan;
+        var deletes = new List<ColumnValue[]>();
+        var inserts = new List<ColumnValue[]>();
+        var upserts = new List<ColumnValue[]>();
+        var updates = new Dictionary<string, (int[] Columns, List<ColumnValue[]> Rows)>(StringComparer.Ordinal);
+        foreach (var row in changes.Rows)
+        {
+            switch (row.Op)
+            {
+                case NetOp.Delete:
+                    deletes.Add(row.Values);
+                    break;
+                case NetOp.Insert when !row.Idempotent:
+                    inserts.Add(row.Values);
+                    break;
+                case NetOp.Insert or NetOp.Replace:
+                    upserts.Add(row.Values);
+                    break;
+                case NetOp.Update:
+                    var set = Enumerable.Range(0, row.Values.Length)
+                        .Where(i => row.Values[i].Kind != ValueKind.UnchangedToast && Array.IndexOf(plan.KeyIndexes, i) < 0).ToArray();
+                    if (set.Length == 0)
+                        break;
+                    var mask = string.Join(',', set);
+                    if (!updates.TryGetValue(mask, out var group))
+                        updates[mask] = group = (set, []);
+                    group.Rows.Add(row.Values);
+                    break;
+            }
+        }
+
+        var all = Enumerable.Range(0, plan.Relation.Columns.Count).ToArray();
+        if (deletes.Count > 0)
+            Add(batch, plan.DeleteSql(), plan.KeyIndexes, deletes, plan.DisplayName, "delete");
+        foreach (var (columns, rows) in updates.Values)
+            Add(batch, plan.UpdateSql(columns), [.. plan.KeyIndexes, .. columns], rows, plan.DisplayName, "update");
+        if (inserts.Count > 0)
+            Add(batch, plan.InsertSql(upsert: false), all, inserts, plan.DisplayName, "insert");
+        if (upserts.Count > 0)
+            Add(batch, plan.InsertSql(upsert: true), all, upserts, plan.DisplayName, "insert");
+    }
+
+    private static void Add(NpgsqlBatch batch, string sql, int[] columns, List<ColumnValue[]> rows, string table, string op)
+    {
+        var command = new NpgsqlBatchCommand(sql);
+        foreach (var column in columns)
+        {
+            var values = new string?[rows.Count];
+            for (var r = 0; r < rows.Count; r++)
+            {
+                var value = rows[r][column];
+                if (value.Kind == ValueKind.UnchangedToast)
+                    throw new InvalidOperationException($"internal error: an unchanged TOAST value of {table} reached a {op}; refusing to write it");
+                values[r] = value.Text;
+            }
+
+            command.Parameters.Add(new NpgsqlParameter { Value = values, NpgsqlDbType = (NpgsqlDbType)TextArray });
+        }
+
+        batch.BatchCommands.Add(command);
+        ReplicatorMetrics.ApplyRows.Add(rows.Count, Tag(table), new("op", op));
+    }
+
+    private async Task ApplyKeylessAsync(TableApplyPlan plan, RowChange row, CancellationToken cancellationToken)
+    {
+        if (row.Old is null || row.OldIsKeyOnly)
+        {
+            throw new ReplicationException(ReplicationErrorKind.Permanent,
+                $"table {plan.DisplayName} has no primary key on the target and the source does not send whole old rows for it: run ALTER TABLE {plan.Relation.QuotedName} REPLICA IDENTITY FULL; on the source (or add the same primary key on both sides)");
+        }
+
+        var n = plan.Relation.Columns.Count;
+        var compare = Enumerable.Range(0, n).Where(i => row.Old[i].Kind != ValueKind.UnchangedToast).ToArray();
+        var set = row.Kind == ChangeKind.Delete ? null : Enumerable.Range(0, n).Where(i => row.New![i].Kind != ValueKind.UnchangedToast).ToArray();
+        await using var cmd = new NpgsqlCommand(plan.KeylessSql(compare, set), _target);
+        for (var i = 0; i < n; i++)
+            cmd.Parameters.Add(new NpgsqlParameter { Value = (object?)row.Old[i].Text ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
+        for (var i = 0; i < n; i++)
+            cmd.Parameters.Add(new NpgsqlParameter { Value = (object?)row.New?[i].Text ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
+        var affected = await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        var op = row.Kind == ChangeKind.Delete ? "delete" : "update";
+        if (affected == 0)
+            _logger.KeylessRowNotFound(op, plan.DisplayName);
+        ReplicatorMetrics.ApplyRows.Add(1, Tag(plan.DisplayName), new("op", op));
+    }
+
+    private async Task ApplyKeyChangeAsync(TableApplyPlan plan, RowChange row, CancellationToken cancellationToken)
+    {
+        var n = plan.Relation.Columns.Count;
+        var set = Enumerable.Range(0, n).Where(i => row.New![i].Kind != ValueKind.UnchangedToast).ToArray();
+        await using var cmd = new NpgsqlCommand(plan.KeyChangeSql(set), _target);
+        for (var i = 0; i < n; i++)
+            cmd.Parameters.Add(new NpgsqlParameter { Value = (object?)row.Old![i].Text ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
+        for (var i = 0; i < n; i++)
+            cmd.Parameters.Add(new NpgsqlParameter { Value = (object?)row.New![i].Text ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
+        await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        ReplicatorMetrics.ApplyRows.Add(1, Tag(plan.DisplayName), new("op", "update"));
+    }
+
+    private static KeyValuePair<string, object?> Tag(string table) => new("table", table);
+
+    /// <summary>
+    /// The applier's half of the verifier's consistent cut (see TargetState): called only between
+    /// batches. A new request without a cut LSN is answered by holding still at this transaction
+    /// boundary until the verifier has taken its source snapshot and set the cut; a request with a
+    /// cut is remembered, and reached when the next transaction would cross it.
+    /// </summary>
+    private async Task CheckBarrierAsync(CancellationToken cancellationToken)
+    {
+        var now = Environment.TickCount64;
+        if (_barrier is not null || now - _barrierCheckedAt < 50)
+            return;
+        _barrierCheckedAt = now;
+        long id;
+        NpgsqlLogSequenceNumber? cut;
+        await using (var cmd = new NpgsqlCommand("""
+            SELECT id, cut_lsn FROM replicator.barrier
+            WHERE slot_name = $1 AND reached_at IS NULL AND released_at IS NULL AND requested_at > clock_timestamp() - interval '10 minutes'
+            ORDER BY id LIMIT 1
+            """, _target))
+        {
+            cmd.Parameters.AddWithValue(_settings.Slot);
+            await using var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                return;
+            id = reader.GetInt64(0);
+            cut = reader.IsDBNull(1) ? null : reader.GetFieldValue<NpgsqlLogSequenceNumber>(1);
+        }
+
+        if (cut is null)
+        {
+            await ExecAsync("UPDATE replicator.barrier SET held_at = clock_timestamp(), applied_lsn = $2 WHERE id = $1", id, cancellationToken).ConfigureAwait(false);
+            _logger.BarrierHeld(id, new NpgsqlLogSequenceNumber(_position));
+            cut = await PollAsync<NpgsqlLogSequenceNumber>("SELECT cut_lsn FROM replicator.barrier WHERE id = $1 AND cut_lsn IS NOT NULL", id, cancellationToken).ConfigureAwait(false);
+            if (cut is null)
+            {
+                _logger.BarrierTimedOut(id, _settings.BarrierTimeout.TotalSeconds);
+                return;
+            }
+        }
+
+        _barrier = (id, (ulong)cut.Value);
+        if (_position >= (ulong)cut.Value)
+            await ReachBarrierAsync(cancellationToken).ConfigureAwait(false); // already past it: the verifier sees applied_lsn >= cut and retries
+    }
+
+    private async Task ReachBarrierAsync(CancellationToken cancellationToken)
+    {
+        var (id, cut) = _barrier!.Value;
+        _barrier = null;
+        await ExecAsync("UPDATE replicator.barrier SET reached_at = clock_timestamp(), applied_lsn = $2 WHERE id = $1", id, cancellationToken).ConfigureAwait(false);
+        _logger.BarrierReached(id, new NpgsqlLogSequenceNumber(cut), new NpgsqlLogSequenceNumber(_position));
+        if (await PollAsync<DateTime>("SELECT released_at FROM replicator.barrier WHERE id = $1 AND released_at IS NOT NULL", id, cancellationToken).ConfigureAwait(false) is null)
+            _logger.BarrierTimedOut(id, _settings.BarrierTimeout.TotalSeconds);
+    }
+
+    private async Task ExecAsync(string sql, long id, CancellationToken cancellationToken)
+    {
+        await using var cmd = new NpgsqlCommand(sql, _target);
+        cmd.Parameters.AddWithValue(id);
+        cmd.Parameters.Add(Parameters.Lsn(new NpgsqlLogSequenceNumber(_position)));
+        await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task<T?> PollAsync<T>(string sql, long id, CancellationToken cancellationToken)
+        where T : struct
+    {
+        var deadline = Stopwatch.StartNew();
+        await using var cmd = new NpgsqlCommand(sql, _target);
+        cmd.Parameters.AddWithValue(id);
+        while (deadline.Elapsed < _settings.BarrierTimeout)
+        {
+            if (await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is T value)
+                return value;
+            await Task.Delay(2, cancellationToken).ConfigureAwait(false);
+        }
+
+        return null;
+    }
+}

@@ -1,0 +1,285 @@
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using Npgsql.Replication;
+using Npgsql.Replication.PgOutput;
+using Npgsql.Replication.PgOutput.Messages;
+using NpgsqlTypes;
+using Replicator.Core.Changes;
+using Replicator.Core.Configuration;
+using Replicator.Core.Errors;
+using Replicator.Core.Metrics;
+
+namespace Replicator.Capture;
+
+/// <summary>
+/// Reads the source's logical replication stream (pgoutput) from a slot and writes framed
+/// <see cref="ChangeEvent"/>s to a bounded channel.
+/// </summary>
+/// <remarks>
+/// Contract with downstream: the slot is acknowledged only through <see cref="Acknowledge"/>,
+/// which the consumer calls with an LSN once every change up to it is durable downstream
+/// (applied on the target, or acknowledged by Kafka). Until then the source keeps the WAL, so a
+/// crash anywhere loses nothing: the next session streams again from the slot's confirmed
+/// position. Why WAL can grow: the source cannot recycle WAL behind the slot's confirmed
+/// position, so a stalled applier makes the source keep WAL (watch replicator_slot_retained_wal_bytes).
+/// Idle sources still advance: when no transaction is open and the server's keepalives moved the
+/// received position, a <see cref="Heartbeat"/> travels the same path and is acknowledged like a
+/// transaction.
+/// </remarks>
+public sealed class PgOutputCapture
+{
+    private readonly ConnectionInfo _source;
+    private readonly string _slot;
+    private readonly string _publication;
+    private readonly ILogger _logger;
+    private readonly TimeSpan _heartbeatInterval;
+    private readonly KeyValuePair<string, object?> _slotTag;
+    private LogicalReplicationConnection? _connection;
+    private ulong _acknowledged;
+
+    public PgOutputCapture(ConnectionInfo source, string slot, string publication, ILogger logger, TimeSpan? heartbeatInterval = null)
+    {
+        _source = source;
+        _slot = slot;
+        _publication = publication;
+        _logger = logger;
+        _heartbeatInterval = heartbeatInterval ?? TimeSpan.FromSeconds(1);
+        _slotTag = new("slot", slot);
+    }
+
+    /// <summary>
+    /// Downstream made every change up to <paramref name="lsn"/> durable: the slot may release WAL up
+    /// to there. Thread-safe; never moves backwards.
+    /// </summary>
+    public void Acknowledge(NpgsqlLogSequenceNumber lsn)
+    {
+        var value = (ulong)lsn;
+        ulong current;
+        do
+        {
+            current = Interlocked.Read(ref _acknowledged);
+            if (value <= current)
+                return;
+        }
+        while (Interlocked.CompareExchange(ref _acknowledged, value, current) != current);
+
+        _connection?.SetReplicationStatus(lsn);
+        ReplicatorMetrics.CaptureConfirmedLsn.Record(value, _slotTag);
+        _logger.Acknowledged(lsn, _slot);
+    }
+
+    /// <summary>
+    /// Checks the slot and publication, then streams from <paramref name="startLsn"/> (the server
+    /// starts at the later of it and the slot's confirmed position) into <paramref name="output"/>
+    /// until cancelled. Throws on connection loss (the caller retries) and
+    /// <see cref="ReplicationException"/> on problems a person must fix.
+    /// </summary>
+    public async Task RunAsync(ChannelWriter<ChangeEvent> output, NpgsqlLogSequenceNumber startLsn, CancellationToken cancellationToken)
+    {
+        await using var dataSource = NpgsqlDataSource.Create(_source.ToNpgsqlConnectionString());
+        await CheckSlotAndPublicationAsync(dataSource, cancellationToken).ConfigureAwait(false);
+        var relations = new RelationCache(dataSource);
+
+        await using var connection = new LogicalReplicationConnection(_source.ToNpgsqlConnectionString())
+        {
+            WalReceiverStatusInterval = TimeSpan.FromSeconds(2),
+        };
+        await connection.Open(cancellationToken).ConfigureAwait(false);
+        var protocol = connection.PostgreSqlVersion.Major >= 14 ? PgOutputProtocolVersion.V2 : PgOutputProtocolVersion.V1;
+        // Large transactions are not streamed in progress: the server spills them to its own disk
+        // (logical_decoding_work_mem) and sends them at commit, and this stage passes them through
+        // change by change without holding them, so memory stays bounded either way.
+        var options = new PgOutputReplicationOptions(_publication, protocol, binary: false, streamingMode: PgOutputStreamingMode.Off, messages: false, twoPhase: false);
+        Interlocked.Exchange(ref _acknowledged, Math.Max((ulong)startLsn, Interlocked.Read(ref _acknowledged)));
+        connection.SetReplicationStatus(new NpgsqlLogSequenceNumber(Interlocked.Read(ref _acknowledged)));
+        _connection = connection;
+        try
+        {
+            _logger.StreamingStarted(_slot, _publication, startLsn, (int)protocol);
+            await StreamAsync(connection, relations, options, output, startLsn, cancellationToken).ConfigureAwait(false);
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.ObjectInUse)
+        {
+            throw new ReplicationException(ReplicationErrorKind.Permanent,
+                $"replication slot \"{_slot}\" is in use by another process: only one capture may stream from a slot. Stop the other replicator (or wait for it to exit), or use another --slot. ({e.MessageText})", e);
+        }
+        finally
+        {
+            _connection = null;
+        }
+    }
+
+    private async Task StreamAsync(LogicalReplicationConnection connection, RelationCache relations, PgOutputReplicationOptions options,
+        ChannelWriter<ChangeEvent> output, NpgsqlLogSequenceNumber startLsn, CancellationToken cancellationToken)
+    {
+        var messages = connection.StartReplication(new PgOutputReplicationSlot(_slot), options, cancellationToken, startLsn);
+        await using var enumerator = messages.GetAsyncEnumerator(cancellationToken);
+        var inTransaction = false;
+        uint xid = 0;
+        var lastPosition = (ulong)startLsn;
+        Task<bool>? next = null;
+        Task? heartbeat = null;
+        while (true)
+        {
+            next ??= enumerator.MoveNextAsync().AsTask();
+            if (!inTransaction)
+            {
+                // Between transactions: wait for the next message, but speak up when the source is idle.
+                heartbeat ??= Task.Delay(_heartbeatInterval, cancellationToken);
+                if (await Task.WhenAny(next, heartbeat).ConfigureAwait(false) == heartbeat)
+                {
+                    heartbeat = null;
+                    cancellationToken.ThrowIfCancellationRequested();
+                    var received = (ulong)connection.LastReceivedLsn;
+                    if (received > lastPosition)
+                    {
+                        lastPosition = received;
+                        await output.WriteAsync(new Heartbeat(connection.LastReceivedLsn, DateTimeOffset.UtcNow), cancellationToken).ConfigureAwait(false);
+                    }
+
+                    continue;
+                }
+            }
+
+            if (!await next.ConfigureAwait(false))
+                return;
+            next = null;
+            var message = enumerator.Current;
+            ReplicatorMetrics.CaptureReceivedLsn.Record((ulong)message.WalEnd, _slotTag);
+            ChangeEvent? change;
+            switch (message)
+            {
+                case BeginMessage begin:
+                    inTransaction = true;
+                    xid = begin.TransactionXid;
+                    Count("begin");
+                    change = new TransactionBegin(begin.TransactionXid, begin.TransactionFinalLsn, begin.TransactionCommitTimestamp);
+                    break;
+                case CommitMessage commit:
+                    inTransaction = false;
+                    lastPosition = Math.Max(lastPosition, (ulong)commit.TransactionEndLsn);
+                    Count("commit");
+                    change = new TransactionCommit(xid, commit.CommitLsn, commit.TransactionEndLsn, commit.TransactionCommitTimestamp);
+                    break;
+                case RelationMessage relation:
+                    Count("relation");
+                    var described = await relations.AddAsync(relation, cancellationToken).ConfigureAwait(false);
+                    _logger.RelationReceived(described.DisplayName, described.RelationId, described.Columns.Count);
+                    change = null;
+                    break;
+                case InsertMessage insert:
+                    Count("insert");
+                    change = new RowChange(relations.Get(insert.Relation.RelationId), ChangeKind.Insert, insert.WalStart, null, false,
+                        await ReadTupleAsync(insert.NewRow, cancellationToken).ConfigureAwait(false));
+                    break;
+                case FullUpdateMessage update:
+                    Count("update");
+                    {
+                        var old = await ReadTupleAsync(update.OldRow, cancellationToken).ConfigureAwait(false);
+                        change = new RowChange(relations.Get(update.Relation.RelationId), ChangeKind.Update, update.WalStart, old, false,
+                            await ReadTupleAsync(update.NewRow, cancellationToken).ConfigureAwait(false));
+                    }
+
+                    break;
+                case IndexUpdateMessage update:
+                    Count("update");
+                    {
+                        var key = await ReadTupleAsync(update.Key, cancellationToken).ConfigureAwait(false);
+                        change = new RowChange(relations.Get(update.Relation.RelationId), ChangeKind.Update, update.WalStart, key, true,
+                            await ReadTupleAsync(update.NewRow, cancellationToken).ConfigureAwait(false));
+                    }
+
+                    break;
+                case UpdateMessage update:
+                    Count("update");
+                    change = new RowChange(relations.Get(update.Relation.RelationId), ChangeKind.Update, update.WalStart, null, false,
+                        await ReadTupleAsync(update.NewRow, cancellationToken).ConfigureAwait(false));
+                    break;
+                case KeyDeleteMessage delete:
+                    Count("delete");
+                    change = new RowChange(relations.Get(delete.Relation.RelationId), ChangeKind.Delete, delete.WalStart,
+                        await ReadTupleAsync(delete.Key, cancellationToken).ConfigureAwait(false), true, null);
+                    break;
+                case FullDeleteMessage delete:
+                    Count("delete");
+                    change = new RowChange(relations.Get(delete.Relation.RelationId), ChangeKind.Delete, delete.WalStart,
+                        await ReadTupleAsync(delete.OldRow, cancellationToken).ConfigureAwait(false), false, null);
+                    break;
+                case TruncateMessage truncate:
+                    Count("truncate");
+                    change = new TruncateChange(
+                        truncate.Relations.Select(r => relations.Get(r.RelationId)).ToArray(),
+                        (truncate.Options & TruncateMessage.TruncateOptions.Cascade) != 0,
+                        (truncate.Options & TruncateMessage.TruncateOptions.RestartIdentity) != 0,
+                        truncate.WalStart);
+                    break;
+                case TypeMessage or OriginMessage or LogicalDecodingMessage:
+                    // Type names are resolved with format_type; origins and decoding messages carry no row data.
+                    Count(message is TypeMessage ? "type" : message is OriginMessage ? "origin" : "message");
+                    _logger.Ignored(message.GetType().Name, message.WalStart);
+                    change = null;
+                    break;
+                default:
+                    throw new ReplicationException(ReplicationErrorKind.Permanent,
+                        $"unexpected logical replication message {message.GetType().Name} at {message.WalStart} from slot \"{_slot}\" (streaming and two-phase are not requested)");
+            }
+
+            if (change is not null)
+                await output.WriteAsync(change, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async Task CheckSlotAndPublicationAsync(NpgsqlDataSource dataSource, CancellationToken cancellationToken)
+    {
+        await using var cmd = dataSource.CreateCommand("""
+            SELECT (SELECT plugin FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database()),
+                   (SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1),
+                   EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $2)
+            """);
+        cmd.Parameters.AddWithValue(_slot);
+        cmd.Parameters.AddWithValue(_publication);
+        await using var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+        if (reader.IsDBNull(0))
+        {
+            throw new ReplicationException(ReplicationErrorKind.Permanent,
+                $"replication slot \"{_slot}\" does not exist in database {_source.Database} on {_source.Endpoint}: run 'replicator run' (or 'replicator snapshot'), which creates it with the initial copy");
+        }
+
+        if (reader.GetString(0) != "pgoutput")
+            throw new ReplicationException(ReplicationErrorKind.Permanent, $"replication slot \"{_slot}\" uses plugin {reader.GetString(0)}, not pgoutput: use another --slot");
+        if (!reader.IsDBNull(1))
+        {
+            throw new ReplicationException(ReplicationErrorKind.Permanent,
+                $"replication slot \"{_slot}\" is in use by another process (pid {reader.GetInt32(1)}): only one capture may stream from a slot. Stop the other replicator, or use another --slot");
+        }
+
+        if (!reader.GetBoolean(2))
+        {
+            throw new ReplicationException(ReplicationErrorKind.Permanent,
+                $"publication \"{_publication}\" does not exist on the source: create it (CREATE PUBLICATION \"{_publication}\" FOR ALL TABLES) or let 'replicator run' create it");
+        }
+    }
+
+    private void Count(string type) => ReplicatorMetrics.CaptureMessages.Add(1, new KeyValuePair<string, object?>("type", type));
+
+    /// <summary>Reads a tuple's values as owned copies (the tuple's buffer is reused by the next message).</summary>
+    private static async Task<ColumnValue[]> ReadTupleAsync(ReplicationTuple tuple, CancellationToken cancellationToken)
+    {
+        var values = new ColumnValue[tuple.NumColumns];
+        var i = 0;
+        await foreach (var value in tuple.ConfigureAwait(false))
+        {
+            values[i++] = value.Kind switch
+            {
+                TupleDataKind.Null => ColumnValue.Null,
+                TupleDataKind.UnchangedToastedValue => ColumnValue.UnchangedToast,
+                TupleDataKind.TextValue => ColumnValue.Of(await value.GetTextReader().ReadToEndAsync(cancellationToken).ConfigureAwait(false)),
+                _ => throw new ReplicationException(ReplicationErrorKind.Permanent, "binary tuple data was not requested but arrived"),
+            };
+        }
+
+        return values;
+    }
+}

@@ -1,0 +1,104 @@
+using Replicator.Tests.Fixtures;
+
+namespace Replicator.Tests.Replication;
+
+public class ApplyTests(PostgresFixture fixture) : IClassFixture<PostgresFixture>
+{
+    [Fact]
+    public async Task Inserts_updates_and_deletes_of_many_types_reach_the_target_in_order()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("apply_basic");
+        await using var replication = await Fixtures.Replication.PrepareAsync(db, """
+            CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+            CREATE TABLE "Mixed ""Case"" tä" (
+                id int PRIMARY KEY, n numeric(20,6), f float8, r real, t text, b bytea, d date, ts timestamp, tz timestamptz,
+                iv interval, u uuid, j jsonb, js json, x xml, ip inet, bits bit varying(10), tv tsvector, arr int[][],
+                tarr text[], m mood, rng int4range, pt point, mon money, flag boolean);
+            """);
+        replication.Start();
+        await Sql.ExecAsync(db.SourceConnectionString, """
+            INSERT INTO "Mixed ""Case"" tä" VALUES
+              (1, 'NaN', 'Infinity', '-Infinity', E'tab\there\nnewline ''quote'' \\ back ünïcödé', '\xdeadbeef', 'infinity', '2026-01-02 03:04:05.123456',
+               '2026-01-02 03:04:05.123456+05:30', '1 year 2 months 3 days 04:05:06.789', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+               '{"a": [1, 2, {"b": null}]}', '{ "keep":   "spacing" }', '<a>x</a>', '192.168.0.1/24', B'10101', 'a fat cat',
+               '{{1,NULL},{3,4}}', ARRAY['a,b', NULL, '"q"', ''], 'happy', '[1,10)', '(1.5,-2)', '12.34', true),
+              (2, -0.000001, 1e-300, 3.4e38, '', '\x', '-infinity', '1999-12-31 23:59:59', '-infinity', '-1 day', NULL, 'null', '[]', NULL, '::1', B'', '', '{}', '{}', 'sad', 'empty', '(0,0)', '-1', false),
+              (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+            UPDATE "Mixed ""Case"" tä" SET t = 'changed', n = 123456789.123456 WHERE id = 2;
+            DELETE FROM "Mixed ""Case"" tä" WHERE id = 3;
+            BEGIN; INSERT INTO "Mixed ""Case"" tä" (id, t) VALUES (4, 'four'); UPDATE "Mixed ""Case"" tä" SET t = 'four again' WHERE id = 4; COMMIT;
+            BEGIN; INSERT INTO "Mixed ""Case"" tä" (id, t) VALUES (5, 'rolled back'); ROLLBACK;
+            """);
+        await replication.CatchUpAsync();
+        await Compare.AssertSameAsync(db);
+        Assert.Equal(["1", "2", "4"], await Sql.RowsAsync(db.TargetConnectionString, "SELECT id FROM \"Mixed \"\"Case\"\" tä\" ORDER BY id"));
+    }
+
+    [Fact]
+    public async Task Update_with_unchanged_toast_column_keeps_the_target_value()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("apply_toast");
+        await using var replication = await Fixtures.Replication.PrepareAsync(db, """
+            CREATE TABLE doc (id int PRIMARY KEY, big text, small int);
+            ALTER TABLE doc ALTER COLUMN big SET STORAGE EXTERNAL;
+            """);
+        replication.Start();
+        await Sql.ExecAsync(db.SourceConnectionString, """
+            INSERT INTO doc SELECT g, repeat(md5(g::text), 1000), 0 FROM generate_series(1, 3) g;
+            UPDATE doc SET small = 1 WHERE id = 1;
+            UPDATE doc SET small = 2 WHERE id = 1;
+            BEGIN; UPDATE doc SET small = 3 WHERE id = 2; UPDATE doc SET id = 20 WHERE id = 2; COMMIT;
+            UPDATE doc SET id = 30, small = 4 WHERE id = 3;
+            """);
+        await replication.CatchUpAsync();
+        await Compare.AssertSameAsync(db);
+        Assert.Equal(32000, await Sql.ScalarAsync<int>(db.TargetConnectionString, "SELECT length(big) FROM doc WHERE id = 30"));
+    }
+
+    [Fact]
+    public async Task A_table_without_a_key_under_replica_identity_full_changes_exactly_one_of_several_identical_rows()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("apply_keyless");
+        await using var replication = await Fixtures.Replication.PrepareAsync(db, """
+            CREATE TABLE bag (a int, b text, j json, p point);
+            ALTER TABLE bag REPLICA IDENTITY FULL;
+            """);
+        replication.Start();
+        await Sql.ExecAsync(db.SourceConnectionString, """
+            INSERT INTO bag VALUES (1, 'x', '{"k": 1}', '(1,2)'), (1, 'x', '{"k": 1}', '(1,2)'), (1, 'x', '{"k": 1}', '(1,2)'), (2, NULL, NULL, NULL);
+            UPDATE bag SET b = 'y' WHERE ctid = (SELECT min(ctid) FROM bag WHERE a = 1);
+            DELETE FROM bag WHERE ctid = (SELECT max(ctid) FROM bag WHERE a = 1 AND b = 'x');
+            UPDATE bag SET b = 'was null' WHERE a = 2;
+            INSERT INTO bag VALUES (3, 'late', NULL, NULL);
+            """);
+        await replication.CatchUpAsync();
+        await Compare.AssertSameAsync(db);
+        Assert.Equal(4L, await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM bag"));
+    }
+
+    [Fact]
+    public async Task Truncate_identity_generated_and_partitioned_tables_replicate()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("apply_kinds");
+        await using var replication = await Fixtures.Replication.PrepareAsync(db, """
+            CREATE TABLE ident (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v text, doubled int GENERATED ALWAYS AS (length(v) * 2) STORED);
+            CREATE TABLE gone (id int PRIMARY KEY);
+            CREATE TABLE parted (id int, at date, v text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+            CREATE TABLE parted_a PARTITION OF parted FOR VALUES FROM ('2026-01-01') TO ('2026-07-01');
+            CREATE TABLE parted_b PARTITION OF parted FOR VALUES FROM ('2026-07-01') TO ('2027-01-01');
+            """);
+        replication.Start();
+        await Sql.ExecAsync(db.SourceConnectionString, """
+            INSERT INTO ident (v) VALUES ('a'), ('bb'), ('ccc');
+            UPDATE ident SET v = 'dddd' WHERE id = 2;
+            INSERT INTO gone SELECT generate_series(1, 100);
+            TRUNCATE gone;
+            INSERT INTO gone VALUES (7);
+            INSERT INTO parted VALUES (1, '2026-02-01', 'a'), (2, '2026-08-01', 'b');
+            UPDATE parted SET v = 'moved', at = '2026-09-01' WHERE id = 1;
+            """);
+        await replication.CatchUpAsync();
+        await Compare.AssertSameAsync(db);
+        Assert.Equal(["1|a|2", "2|dddd|8", "3|ccc|6"], await Sql.RowsAsync(db.TargetConnectionString, "SELECT id, v, doubled FROM ident ORDER BY id"));
+    }
+}
