@@ -54,6 +54,7 @@ public sealed class ReplicationPipeline(ConnectionInfo source, ConnectionInfo ta
                 ReplicatorMetrics.ApplyErrors.Add(1, new KeyValuePair<string, object?>("kind", "schema"));
                 health?.Set("replication", ready: false, "waiting for a schema change on the target");
                 _logger.WaitingForSchema(e.Message);
+                delay = TimeSpan.FromSeconds(Math.Min(delay.TotalSeconds, 5)); // look again soon: a person is fixing it
             }
             catch (ReplicationException)
             {
@@ -61,7 +62,7 @@ public sealed class ReplicationPipeline(ConnectionInfo source, ConnectionInfo ta
                 health?.Set("replication", ready: false, "stopped", live: false);
                 throw;
             }
-            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UniqueViolation && _strictUntil == 0)
+            catch (StrictReplayException)
             {
                 ReplicatorMetrics.ApplyErrors.Add(1, new KeyValuePair<string, object?>("kind", "transient"));
                 _logger.StrictReplay();
@@ -145,10 +146,19 @@ public sealed class ReplicationPipeline(ConnectionInfo source, ConnectionInfo ta
         }
         catch (Exception)
         {
+            // Whatever failed, the next attempt commits each source transaction on its own up to the
+            // one that failed, so the transactions before it in the lost batch land (and a schema
+            // stop shows everything up to the change that needs the DDL).
+            var failedAt = applier.LastBegunCommitLsn;
             if (first.Exception?.InnerException is { } cause)
             {
-                if (cause is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation })
-                    _strictUntil = applier.LastBegunCommitLsn;
+                if (cause is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation } && _strictUntil < failedAt)
+                {
+                    _strictUntil = failedAt;
+                    throw new StrictReplayException(cause);
+                }
+
+                _strictUntil = Math.Max(_strictUntil, failedAt);
                 System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(cause).Throw();
             }
 
@@ -157,8 +167,10 @@ public sealed class ReplicationPipeline(ConnectionInfo source, ConnectionInfo ta
 
         if (!cancellationToken.IsCancellationRequested)
             throw new ChannelClosedException("the replication stream ended");
-        _strictUntil = 0;
     }
+
+    /// <summary>A unique constraint clashed inside a coalesced batch: replay it change by change.</summary>
+    private sealed class StrictReplayException(Exception inner) : Exception("unique constraint clash in a coalesced batch", inner);
 
     /// <summary>Every 5 s: WAL the slot holds on the source, and the source's current WAL end (for lag in bytes).</summary>
     private async Task WatchSlotAsync(NpgsqlDataSource sourceData, Action<ulong> walEnd, CancellationToken cancellationToken)

@@ -28,7 +28,7 @@ internal sealed class TableApplyPlan
         Types = types;
         KeyIndexes = keyIndexes;
         SyncLsn = syncLsn;
-        OverridingSystemValue = relation.Columns.Any(c => target.Column(c.Name).IsIdentityAlways);
+        OverridingSystemValue = target.Columns.Any(c => c.IsIdentityAlways && relation.Columns.Any(s => s.Name == c.Name));
     }
 
     public StreamRelation Relation { get; }

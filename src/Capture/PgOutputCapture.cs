@@ -260,6 +260,41 @@ public sealed class PgOutputCapture
             throw new ReplicationException(ReplicationErrorKind.Permanent,
                 $"publication \"{_publication}\" does not exist on the source: create it (CREATE PUBLICATION \"{_publication}\" FOR ALL TABLES) or let 'replicator run' create it");
         }
+
+        await reader.DisposeAsync().ConfigureAwait(false);
+        await CheckReplicaIdentityAsync(dataSource, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// A table published for updates or deletes without a replica identity makes the
+    /// application's own UPDATE and DELETE fail on the source: refuse to go on, naming the fix.
+    /// </summary>
+    private async Task CheckReplicaIdentityAsync(NpgsqlDataSource dataSource, CancellationToken cancellationToken)
+    {
+        await using var cmd = dataSource.CreateCommand("""
+            SELECT format('%I.%I', t.schemaname, t.tablename)
+            FROM pg_publication p
+            JOIN pg_publication_tables t ON t.pubname = p.pubname
+            JOIN pg_namespace n ON n.nspname = t.schemaname
+            JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.tablename
+            WHERE p.pubname = $1 AND (p.pubupdate OR p.pubdelete)
+              AND (c.relreplident = 'n'
+                   OR (c.relreplident = 'd' AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)))
+            ORDER BY 1
+            """);
+        cmd.Parameters.AddWithValue(_publication);
+        var tables = new List<string>();
+        await using (var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                tables.Add(reader.GetString(0));
+        }
+
+        if (tables.Count > 0)
+        {
+            throw new ReplicationException(ReplicationErrorKind.Permanent,
+                $"table(s) {string.Join(", ", tables)} are published for updates and deletes but have no replica identity (no primary key): the application's UPDATE and DELETE on them fail on the source while publication \"{_publication}\" exists. Fix on the source: {string.Join(" ", tables.Select(t => $"ALTER TABLE {t} REPLICA IDENTITY FULL;"))} (or add a primary key)");
+        }
     }
 
     private void Count(string type) => ReplicatorMetrics.CaptureMessages.Add(1, new KeyValuePair<string, object?>("type", type));

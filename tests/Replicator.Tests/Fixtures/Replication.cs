@@ -51,6 +51,9 @@ public sealed class Replication : IAsyncDisposable
         return new Replication(db, slot);
     }
 
+    /// <summary>Another pipeline on an existing slot and position.</summary>
+    public static Replication Attach(TestDatabases db, string slot) => new(db, slot);
+
     public ApplierSettings Settings => new(Slot);
 
     /// <summary>Starts the pipeline in the background.</summary>

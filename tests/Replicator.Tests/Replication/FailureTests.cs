@@ -1,0 +1,111 @@
+using Npgsql;
+using Replicator.Core.Errors;
+using Replicator.Tests.Fixtures;
+
+namespace Replicator.Tests.Replication;
+
+public class FailureTests(PostgresFixture fixture) : IClassFixture<PostgresFixture>
+{
+    private const string Ledger = """
+        CREATE TABLE ledger (n int, note text);
+        ALTER TABLE ledger REPLICA IDENTITY FULL;
+        CREATE TABLE account (id int PRIMARY KEY, balance bigint);
+        INSERT INTO account SELECT g, 0 FROM generate_series(1, 20) g;
+        """;
+
+    /// <summary>Each call: one source transaction that adds a ledger row (duplicates would show) and moves money.</summary>
+    private static async Task WriteAsync(string source, int from, int count)
+    {
+        await using var conn = new NpgsqlConnection(source);
+        await conn.OpenAsync();
+        for (var i = from; i < from + count; i++)
+        {
+            await using var cmd = new NpgsqlCommand(
+                $"BEGIN; INSERT INTO ledger VALUES ({i}, 'txn {i}'); UPDATE account SET balance = balance + {i} WHERE id = {i % 20 + 1}; UPDATE account SET balance = balance - {i} WHERE id = {(i + 7) % 20 + 1}; COMMIT;", conn);
+            await cmd.ExecuteNonQueryAsync();
+        }
+    }
+
+    [Fact]
+    public async Task Stopping_and_restarting_resumes_from_the_target_position_with_nothing_lost_or_applied_twice()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("restart");
+        await Sql.ExecAsync(db.SourceConnectionString, Ledger);
+        await Sql.ExecAsync(db.TargetConnectionString, Ledger);
+        await Sql.ExecAsync(db.SourceConnectionString, "TRUNCATE ledger, account; INSERT INTO account SELECT g, 0 FROM generate_series(1, 20) g");
+        await Sql.ExecAsync(db.TargetConnectionString, "TRUNCATE ledger, account; INSERT INTO account SELECT g, 0 FROM generate_series(1, 20) g");
+        var slot = "s_" + Guid.NewGuid().ToString("N")[..12];
+        await using (var first = await Fixtures.Replication.PrepareAsync(db, "SELECT 1", slot))
+        {
+            first.Start(first.Settings with { MaxBatchTransactions = 7 });
+            var writer = WriteAsync(db.SourceConnectionString, 0, 300);
+            await Task.Delay(300);
+            await first.StopAsync(); // mid-stream: a batch may be open and is rolled back
+            await writer;
+        }
+
+        await using var second = new ResumedReplication(db, slot);
+        second.Replication.Start();
+        await WriteAsync(db.SourceConnectionString, 300, 100);
+        await second.Replication.CatchUpAsync();
+        await Compare.AssertSameAsync(db);
+        Assert.Equal(400L, await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(DISTINCT n) FROM ledger"));
+        Assert.Equal(400L, await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM ledger"));
+    }
+
+    [Fact]
+    public async Task Lost_connections_to_target_and_source_are_retried_without_loss()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("connloss");
+        await using var replication = await Fixtures.Replication.PrepareAsync(db, Ledger);
+        replication.Start();
+        var writer = WriteAsync(db.SourceConnectionString, 0, 400);
+        for (var i = 0; i < 3; i++)
+        {
+            await Task.Delay(400);
+            await Sql.ExecAsync(db.TargetCluster.ConnectionString(), $"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db.Name}' AND application_name = 'replicator-applier'");
+            await Task.Delay(400);
+            await Sql.ExecAsync(db.SourceCluster.ConnectionString(), $"SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = '{replication.Slot}' AND active_pid IS NOT NULL");
+        }
+
+        await writer;
+        await replication.CatchUpAsync(TimeSpan.FromSeconds(120));
+        await Compare.AssertSameAsync(db);
+        Assert.Equal(400L, await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM ledger"));
+    }
+
+    [Fact]
+    public async Task A_slot_already_in_use_is_a_clear_error()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("slotinuse");
+        await using var first = await Fixtures.Replication.PrepareAsync(db, "CREATE TABLE t (id int PRIMARY KEY)");
+        first.Start();
+        await Sql.ExecAsync(db.SourceConnectionString, "INSERT INTO t VALUES (1)");
+        await first.CatchUpAsync();
+        await using var second = new ResumedReplication(db, first.Slot);
+        second.Replication.Start();
+        var e = await Assert.ThrowsAsync<ReplicationException>(() => second.Replication.Running);
+        Assert.Contains($"replication slot \"{first.Slot}\" is in use by another process", e.Message, StringComparison.Ordinal);
+        Assert.Contains("only one capture may stream from a slot", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_published_table_without_replica_identity_is_named_with_its_fix()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("noident");
+        await using var replication = await Fixtures.Replication.PrepareAsync(db, "CREATE TABLE \"No Key\" (a int); CREATE TABLE fine (id int PRIMARY KEY)");
+        replication.Start();
+        var e = await Assert.ThrowsAsync<ReplicationException>(() => replication.Running);
+        Assert.Contains("public.\"No Key\" are published for updates and deletes but have no replica identity", e.Message, StringComparison.Ordinal);
+        Assert.Contains("ALTER TABLE public.\"No Key\" REPLICA IDENTITY FULL;", e.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("fine", e.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>A second pipeline on an existing slot and position (no new setup).</summary>
+    private sealed class ResumedReplication(TestDatabases db, string slot) : IAsyncDisposable
+    {
+        public Fixtures.Replication Replication { get; } = Fixtures.Replication.Attach(db, slot);
+
+        public ValueTask DisposeAsync() => Replication.DisposeAsync();
+    }
+}
