@@ -88,6 +88,43 @@ public partial class DeployTests
     }
 
     [Fact]
+    public async Task Every_link_into_operations_md_from_deploy_and_from_the_page_itself_reaches_a_heading_or_a_file()
+    {
+        var docs = Path.Combine(Root, "docs");
+        var page = await File.ReadAllTextAsync(Path.Combine(docs, "operations.md"));
+        var anchors = MarkdownAnchors(page);
+        var broken = new List<string>();
+
+        foreach (Match link in MarkdownLink().Matches(page))
+        {
+            var target = link.Groups[1].Value;
+            if (target.StartsWith('#'))
+            {
+                if (!anchors.Contains(target[1..]))
+                    broken.Add($"operations.md: {target}");
+            }
+            else if (!target.Contains("://", StringComparison.Ordinal) && !Path.Exists(Path.Combine(docs, target.Split('#')[0])))
+            {
+                broken.Add($"operations.md: {target} (no such file)");
+            }
+        }
+
+        var fromDeploy = 0;
+        foreach (var file in Directory.EnumerateFiles(Path.Combine(Root, "deploy"), "*", SearchOption.AllDirectories))
+        {
+            foreach (Match link in OperationsLink().Matches(await File.ReadAllTextAsync(file)))
+            {
+                fromDeploy++;
+                if (!anchors.Contains(link.Groups[1].Value))
+                    broken.Add($"{Path.GetRelativePath(Root, file)}: docs/operations.md#{link.Groups[1].Value}");
+            }
+        }
+
+        Assert.True(broken.Count == 0, "links to missing sections or files:\n" + string.Join('\n', broken));
+        Assert.True(fromDeploy >= 20, $"only {fromDeploy} links from deploy/ found");
+    }
+
+    [Fact]
     public void Markdown_anchors_follow_githubs_heading_rules()
     {
         var anchors = MarkdownAnchors("# Operations\n## Cutover runbook (planned)\n### ReplicatorLagSecondsHigh\n```\n# not a heading\n```\n## Install: the image & `kubectl`\n");
@@ -466,6 +503,12 @@ public partial class DeployTests
 
     [GeneratedRegex(@"^docs/operations\.md#([a-z0-9_-]+)$")]
     private static partial Regex RunbookLink();
+
+    [GeneratedRegex(@"\]\(([^)\s]+)\)")]
+    private static partial Regex MarkdownLink();
+
+    [GeneratedRegex(@"docs/operations\.md#([a-z0-9_-]+)")]
+    private static partial Regex OperationsLink();
 
     [GeneratedRegex(@"^#{1,6}\s+(.+?)\s*#*\s*$")]
     private static partial Regex Heading();
