@@ -1,8 +1,11 @@
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
+using Npgsql;
+using Npgsql.Replication;
+using Npgsql.Replication.PgOutput;
 using Replicator.Core.Configuration;
 using Replicator.Core.Hosting;
+using Replicator.Core.Sql;
 using Replicator.Tests.Fixtures;
 
 namespace Replicator.Tests.Deploy;
@@ -13,7 +16,7 @@ namespace Replicator.Tests.Deploy;
 /// their config and run the slot's reader once. (scripts/check-deploy.sh adds yamllint and the
 /// promtool rule checks and unit tests.)
 /// </summary>
-public partial class DeployTests
+public partial class DeployTests(PostgresFixture postgres) : IClassFixture<PostgresFixture>
 {
     private static readonly string Root = FindRoot();
     private static readonly string K8s = Path.Combine(Root, "deploy", "k8s");
@@ -256,6 +259,44 @@ public partial class DeployTests
         Assert.Equal("sync", (string?)container["args"]![0]);
         Assert.Contains(objects, o => (string?)o["kind"] == "Job" && (string?)o["metadata"]!["name"] == "replicator-snapshot");
         Assert.DoesNotContain(objects, o => (string?)o["kind"] is "Deployment" or "ServiceMonitor" or "PrometheusRule");
+    }
+
+    /// <summary>
+    /// What the manifests rely on for "one capture per slot" (replicas: 1, strategy: Recreate,
+    /// concurrencyPolicy: Forbid, and no lease): PostgreSQL itself refuses a second reader of an
+    /// active slot with SQLSTATE 55006, naming the slot, and Replicator classifies that as
+    /// transient (the second process waits and retries; it never streams alongside the first).
+    /// </summary>
+    [Fact]
+    public async Task A_second_reader_of_an_active_slot_is_refused_with_object_in_use_naming_the_slot()
+    {
+        await using var db = await postgres.CreateDatabasesAsync("deploy_slot");
+        var slot = $"deploy_{Guid.NewGuid():N}";
+        await Sql.ExecAsync(db.SourceConnectionString, $"CREATE TABLE t (id int PRIMARY KEY); CREATE PUBLICATION {slot} FOR ALL TABLES");
+        await Sql.ExecAsync(db.SourceConnectionString, $"SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput')");
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(1));
+
+        await using var first = new LogicalReplicationConnection(db.SourceConnectionString);
+        await first.Open(cts.Token);
+        await using var firstStream = first.StartReplication(new PgOutputReplicationSlot(slot), new PgOutputReplicationOptions(slot, PgOutputProtocolVersion.V1), cts.Token).GetAsyncEnumerator(cts.Token);
+        var firstReading = firstStream.MoveNextAsync().AsTask();
+        while (await Sql.ScalarAsync<bool>(db.SourceConnectionString, $"SELECT active FROM pg_replication_slots WHERE slot_name = '{slot}'") != true)
+            await Task.Delay(50, cts.Token);
+
+        await using var second = new LogicalReplicationConnection(db.SourceConnectionString);
+        await second.Open(cts.Token);
+        var refused = await Assert.ThrowsAsync<PostgresException>(async () =>
+        {
+            await foreach (var _ in second.StartReplication(new PgOutputReplicationSlot(slot), new PgOutputReplicationOptions(slot, PgOutputProtocolVersion.V1), cts.Token))
+                break;
+        });
+
+        Assert.Equal(PostgresErrorCodes.ObjectInUse, refused.SqlState);
+        Assert.Contains(slot, refused.MessageText, StringComparison.Ordinal);
+        Assert.True(PostgresErrors.IsTransient(refused), "a second capture must wait and retry, not fail for good");
+        Assert.False(firstReading.IsFaulted, "the first reader keeps streaming");
+        await cts.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => firstReading);
     }
 
     // ---- metric names ----
