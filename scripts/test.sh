@@ -7,6 +7,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 source scripts/lib/install.sh
 ensure_packages
+scripts/check-deploy.sh  # deploy/: kustomize overlays, yamllint, promtool rule checks and unit tests
 
 results="$root/artifacts/test-results"
 rm -rf "$results"
