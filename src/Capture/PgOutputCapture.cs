@@ -114,7 +114,35 @@ public sealed class PgOutputCapture
         ChannelWriter<ChangeEvent> output, NpgsqlLogSequenceNumber startLsn, CancellationToken cancellationToken)
     {
         var messages = connection.StartReplication(new PgOutputReplicationSlot(_slot), options, cancellationToken, startLsn);
-        await using var enumerator = messages.GetAsyncEnumerator(cancellationToken);
+        var enumerator = messages.GetAsyncEnumerator(cancellationToken);
+        Task<bool>? next = null;
+        try
+        {
+            await ReadMessagesAsync(connection, relations, enumerator, output, startLsn, t => next = t, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            // An async iterator must not be disposed while a MoveNextAsync is in flight: let the
+            // pending read finish (cancellation or connection loss ends it) before disposing.
+            if (next is not null)
+            {
+                try
+                {
+                    await next.ConfigureAwait(false);
+                }
+                catch (Exception)
+                {
+                    // Its outcome is already reported by whatever ended the stream.
+                }
+            }
+
+            await enumerator.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private async Task ReadMessagesAsync(LogicalReplicationConnection connection, RelationCache relations, IAsyncEnumerator<PgOutputReplicationMessage> enumerator,
+        ChannelWriter<ChangeEvent> output, NpgsqlLogSequenceNumber startLsn, Action<Task<bool>?> pendingRead, CancellationToken cancellationToken)
+    {
         var inTransaction = false;
         uint xid = 0;
         var lastPosition = (ulong)startLsn;
@@ -122,7 +150,11 @@ public sealed class PgOutputCapture
         Task? heartbeat = null;
         while (true)
         {
-            next ??= enumerator.MoveNextAsync().AsTask();
+            if (next is null)
+            {
+                next = enumerator.MoveNextAsync().AsTask();
+                pendingRead(next);
+            }
             if (!inTransaction)
             {
                 // Between transactions: wait for the next message, but speak up when the source is idle.
@@ -142,9 +174,11 @@ public sealed class PgOutputCapture
                 }
             }
 
-            if (!await next.ConfigureAwait(false))
-                return;
+            var more = await next.ConfigureAwait(false);
             next = null;
+            pendingRead(null);
+            if (!more)
+                return;
             var message = enumerator.Current;
             ReplicatorMetrics.CaptureReceivedLsn.Record((ulong)message.WalEnd, _slotTag);
             ChangeEvent? change;

@@ -19,14 +19,15 @@ public static class CliApp
 
         root.Subcommands.Add(NotImplementedCommand.Create("preflight", "Check source and target are ready (wal_level, privileges, slots, pg_dump, versions).", "issue #3, Snapshotter"));
         root.Subcommands.Add(NotImplementedCommand.Create("snapshot", "Copy schema, data and sequences from a consistent snapshot of the source.", "issue #3, Snapshotter"));
-        root.Subcommands.Add(NotImplementedCommand.Create("run", "Snapshot if needed, then replicate changes continuously until stopped.", "issue #4, continuous replication"));
+        root.Subcommands.Add(RunCommand.Create(globals));
         root.Subcommands.Add(NotImplementedCommand.Create("capture", "Read the source's logical replication stream into the buffer (Kafka).", "issue #5, Kafka buffer"));
         root.Subcommands.Add(NotImplementedCommand.Create("apply", "Apply change events from the buffer (Kafka) to the target.", "issue #5, Kafka buffer"));
         root.Subcommands.Add(NotImplementedCommand.Create("verify", "Compare source and target content at a consistent cut.", "issue #6, verifier"));
         root.Subcommands.Add(NotImplementedCommand.Create("cutover", "Fence writes on the source, drain, sync sequences, verify, switch.", "issue #7, cutover"));
-        root.Subcommands.Add(NotImplementedCommand.Create("status", "Show replication position, lag and verifier state.", "issue #4, continuous replication"));
+        root.Subcommands.Add(StatusCommand.Create(globals));
         root.Subcommands.Add(ConfigCommand.Create(globals));
         root.Subcommands.Add(DevKafkaCommand.Create());
+        root.Subcommands.Add(NotImplementedCommand.Create("sync", "Apply everything up to the source's current position, verify what changed, and exit (for a CronJob).", "issue #8, periodic sync"));
         return root;
     }
 
@@ -52,6 +53,11 @@ public static class CliApp
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
             return ExitCodes.Interrupted;
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            await error.WriteLineAsync($"replicator: internal error, please report it with this text: {e}").ConfigureAwait(false);
+            return ExitCodes.Error;
         }
     }
 }

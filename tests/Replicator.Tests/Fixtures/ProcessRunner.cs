@@ -42,6 +42,27 @@ public static class ProcessRunner
         return new ProcessResult(process.ExitCode, await stdout, await stderr);
     }
 
+    /// <summary>Starts the replicator CLI in the background; its output goes to <paramref name="log"/>.</summary>
+    public static Process StartReplicator(IEnumerable<string> args, string log)
+    {
+        var start = new ProcessStartInfo("bash", ["-c", "exec dotnet \"$0\" \"$@\" >>\"$LOG\" 2>&1", Path.Combine(AppContext.BaseDirectory, "replicator.dll"), .. args])
+        {
+            UseShellExecute = false,
+        };
+        start.Environment["LOG"] = log;
+        return Process.Start(start) ?? throw new InvalidOperationException("could not start replicator");
+    }
+
+    /// <summary>Sends SIGTERM (what Kubernetes and systemd send) and waits for the exit code.</summary>
+    public static async Task<int> TerminateAsync(Process process, TimeSpan timeout)
+    {
+        using (var kill = Process.Start("kill", ["-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+            await kill!.WaitForExitAsync();
+        using var cts = new CancellationTokenSource(timeout);
+        await process.WaitForExitAsync(cts.Token);
+        return process.ExitCode;
+    }
+
     /// <summary>Runs the replicator CLI (the build copied next to the tests) as its own process.</summary>
     public static Task<ProcessResult> ReplicatorAsync(IEnumerable<string> args, IDictionary<string, string?>? environment = null, TimeSpan? timeout = null) =>
         RunAsync("dotnet", [Path.Combine(AppContext.BaseDirectory, "replicator.dll"), .. args], environment: environment, timeout: timeout);
