@@ -22,8 +22,13 @@ namespace Replicator.Applier;
 /// target never shows part of a source transaction and the position always matches the data;
 /// (b) a source transaction whose commit LSN is at or below the position is skipped, so a stream
 /// replayed after a crash changes nothing twice;
-/// (c) the slot is acknowledged (through the callback) only after the batch committed, so the
-/// source keeps everything not yet durable on the target.
+/// (c) the slot is acknowledged (through the callback) only once the batch's commit is flushed to
+/// disk on the target, so the source keeps everything not yet durable there. Commits are
+/// asynchronous (<c>synchronous_commit = off</c>, as PostgreSQL's own apply worker does): each
+/// commit's WAL position on the target is noted, and the source LSNs it covers are acknowledged
+/// when <c>pg_current_wal_flush_lsn()</c> has passed it. A target crash can lose the last
+/// commits, but then it loses their <c>replicator.position</c> too, and the source, never told,
+/// sends them again.
 /// </remarks>
 internal sealed class ChangeApplier
 {
@@ -40,7 +45,10 @@ internal sealed class ChangeApplier
     private readonly Stopwatch _batchClock = new();
     private Dictionary<TableName, TableInfo> _catalog = [];
     private Dictionary<TableName, ulong> _syncLsns = [];
-    private NpgsqlTransaction? _tx;
+    private bool _inBatch;
+    private Task? _inFlight;
+    private ulong _lastTargetCommitLsn;
+    private readonly Queue<(ulong TargetLsn, ulong SourceLsn)> _unflushed = new();
     private ulong _position;
     private ulong _strictUntil;
     private bool _replicaRole;
@@ -86,6 +94,8 @@ internal sealed class ChangeApplier
             _logger.NoReplicaRole();
         }
 
+        await using (var async = new NpgsqlCommand("SET synchronous_commit = off", _target))
+            await async.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         await ReloadCatalogAsync(cancellationToken).ConfigureAwait(false);
         await using (var cmd = new NpgsqlCommand("SELECT schema_name, table_name, sync_lsn FROM replicator.table_sync WHERE slot_name = $1", _target))
         {
@@ -110,16 +120,30 @@ internal sealed class ChangeApplier
             {
                 if (!reader.TryRead(out var change))
                 {
-                    // Nothing waiting: commit what is complete now rather than wait for more (latency).
+                    // Nothing waiting. A batch that is still young waits a few milliseconds for more
+                    // (fewer, larger commits); then what is complete is committed now (latency).
+                    if (_inBatch && _current is null && _batchClock.Elapsed < MinBatchAge)
+                    {
+                        var more = reader.WaitToReadAsync(cancellationToken).AsTask();
+                        if (await Task.WhenAny(more, Task.Delay(MinBatchAge - _batchClock.Elapsed, cancellationToken)).ConfigureAwait(false) == more)
+                        {
+                            if (!await more.ConfigureAwait(false))
+                                return;
+                            continue;
+                        }
+                    }
+
                     if (_current is null)
                     {
-                        if (_tx is not null)
+                        if (_inBatch)
                             await CommitBatchAsync(cancellationToken).ConfigureAwait(false);
                         await CheckBarrierAsync(cancellationToken).ConfigureAwait(false);
+                        if (_unflushed.Count > 0)
+                            await ReleaseFlushedAsync(null, cancellationToken).ConfigureAwait(false);
                     }
 
                     var wait = reader.WaitToReadAsync(cancellationToken).AsTask();
-                    if (await Task.WhenAny(wait, Task.Delay(100, cancellationToken)).ConfigureAwait(false) != wait)
+                    if (await Task.WhenAny(wait, Task.Delay(_unflushed.Count > 0 ? 20 : 100, cancellationToken)).ConfigureAwait(false) != wait)
                         continue;
                     if (!await wait.ConfigureAwait(false))
                         return;
@@ -131,13 +155,37 @@ internal sealed class ChangeApplier
         }
         finally
         {
-            if (_tx is not null)
+            if (_inFlight is { } inFlight)
             {
-                await _tx.DisposeAsync().ConfigureAwait(false);
-                _tx = null;
+                _inFlight = null;
+                try
+                {
+                    await inFlight.ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is NpgsqlException or OperationCanceledException or InvalidOperationException)
+                {
+                    // Already failing or stopping: the batch is rolled back below.
+                }
+            }
+
+            if (_inBatch && _target.State == System.Data.ConnectionState.Open)
+            {
+                _inBatch = false;
+                try
+                {
+                    await using var rollback = new NpgsqlCommand("ROLLBACK", _target);
+                    await rollback.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is NpgsqlException or InvalidOperationException)
+                {
+                    // The connection is going away anyway; the server rolls the batch back.
+                }
             }
         }
     }
+
+    /// <summary>A batch is given at least this long to gather more transactions before an idle stream commits it.</summary>
+    private static readonly TimeSpan MinBatchAge = TimeSpan.FromMilliseconds(10);
 
     private async Task HandleAsync(ChangeEvent change, CancellationToken cancellationToken)
     {
@@ -151,12 +199,12 @@ internal sealed class ChangeApplier
                     break;
                 if (_barrier is { } barrier && (ulong)begin.CommitLsn >= barrier.Cut)
                 {
-                    if (_tx is not null)
+                    if (_inBatch)
                         await CommitBatchAsync(cancellationToken).ConfigureAwait(false);
                     await ReachBarrierAsync(cancellationToken).ConfigureAwait(false);
                 }
 
-                if (_tx is null)
+                if (!_inBatch)
                     await BeginBatchAsync(cancellationToken).ConfigureAwait(false);
                 _batchTransactions++;
                 break;
@@ -176,8 +224,8 @@ internal sealed class ChangeApplier
                     // Already on the target: its WAL may be released.
                     _skipping = false;
                     _pendingAck = Math.Max(_pendingAck, (ulong)commit.EndLsn);
-                    if (_tx is null)
-                        Acknowledge();
+                    if (!_inBatch)
+                        QueueAcknowledgement();
                     break;
                 }
 
@@ -194,16 +242,16 @@ internal sealed class ChangeApplier
 
             case Heartbeat heartbeat:
                 _pendingAck = Math.Max(_pendingAck, (ulong)heartbeat.WalEnd);
-                if (_tx is null)
+                if (!_inBatch)
                 {
-                    Acknowledge();
+                    QueueAcknowledgement();
                     ReplicatorMetrics.ApplyLagSeconds.Record(0);
                 }
 
                 if (_barrier is { } cut && (ulong)heartbeat.WalEnd >= cut.Cut)
                 {
                     // Every transaction that committed before the cut has been received, and applied.
-                    if (_tx is not null)
+                    if (_inBatch)
                         await CommitBatchAsync(cancellationToken).ConfigureAwait(false);
                     await ReachBarrierAsync(cancellationToken).ConfigureAwait(false);
                 }
@@ -214,31 +262,51 @@ internal sealed class ChangeApplier
 
     private async Task BeginBatchAsync(CancellationToken cancellationToken)
     {
-        _tx = await _target.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        await using (var begin = new NpgsqlCommand("BEGIN", _target))
+            await begin.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        _inBatch = true;
         _batchClock.Restart();
         _batchTransactions = 0;
         _batchChanges = 0;
     }
 
+    /// <summary>
+    /// Writes the position and commits in one round trip, which also returns where the commit
+    /// ended in the target's WAL and how far the target has flushed.
+    /// </summary>
     private async Task CommitBatchAsync(CancellationToken cancellationToken)
     {
         await FlushAsync(cancellationToken).ConfigureAwait(false);
-        if (_lastCommit is { } last)
+        await DrainAsync().ConfigureAwait(false);
+        ulong flushed;
+        var batch = new NpgsqlBatch(_target);
+        await using (batch.ConfigureAwait(false))
         {
-            await using var cmd = new NpgsqlCommand("""
-                INSERT INTO replicator.position (slot_name, commit_lsn, commit_time, updated_at) VALUES ($1, $2, $3, clock_timestamp())
-                ON CONFLICT (slot_name) DO UPDATE SET commit_lsn = EXCLUDED.commit_lsn, commit_time = EXCLUDED.commit_time, updated_at = EXCLUDED.updated_at
-                """, _target, _tx);
-            cmd.Parameters.AddWithValue(_settings.Slot);
-            cmd.Parameters.Add(Parameters.Lsn(last.CommitLsn));
-            cmd.Parameters.AddWithValue(last.CommitTime);
-            await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            if (_lastCommit is { } last)
+            {
+                var position = new NpgsqlBatchCommand("""
+                    INSERT INTO replicator.position (slot_name, commit_lsn, commit_time, updated_at) VALUES ($1, $2, $3, clock_timestamp())
+                    ON CONFLICT (slot_name) DO UPDATE SET commit_lsn = EXCLUDED.commit_lsn, commit_time = EXCLUDED.commit_time, updated_at = EXCLUDED.updated_at
+                    """);
+                position.Parameters.AddWithValue(_settings.Slot);
+                position.Parameters.Add(Parameters.Lsn(last.CommitLsn));
+                position.Parameters.AddWithValue(last.CommitTime);
+                batch.BatchCommands.Add(position);
+            }
+
+            batch.BatchCommands.Add(new NpgsqlBatchCommand("COMMIT"));
+            batch.BatchCommands.Add(new NpgsqlBatchCommand("SELECT pg_current_wal_insert_lsn(), pg_current_wal_flush_lsn()"));
+            _inBatch = false;
+            await using var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (reader.FieldCount != 2)
+                await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+            await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            _lastTargetCommitLsn = (ulong)reader.GetFieldValue<NpgsqlLogSequenceNumber>(0);
+            flushed = (ulong)reader.GetFieldValue<NpgsqlLogSequenceNumber>(1);
         }
 
-        await _tx!.CommitAsync(cancellationToken).ConfigureAwait(false);
-        await _tx.DisposeAsync().ConfigureAwait(false);
-        _tx = null;
-
+        QueueAcknowledgement();
+        await ReleaseFlushedAsync(flushed, cancellationToken).ConfigureAwait(false);
         ReplicatorMetrics.ApplyTransactions.Add(_batchTransactions);
         ReplicatorMetrics.ApplyBatchTransactions.Record(_batchTransactions);
         ReplicatorMetrics.ApplyBatchDuration.Record(_batchClock.Elapsed.TotalSeconds);
@@ -248,17 +316,38 @@ internal sealed class ChangeApplier
             ReplicatorMetrics.ApplyLagSeconds.Record(Math.Max(0, (DateTimeOffset.UtcNow - applied.CommitTime).TotalSeconds));
         }
 
-        Acknowledge();
         await CheckBarrierAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    private void Acknowledge()
+    /// <summary>
+    /// Everything seen so far (<c>_pendingAck</c>) may be acknowledged to the source once the target
+    /// has flushed its latest commit: queue that pair.
+    /// </summary>
+    private void QueueAcknowledgement()
     {
         if (_pendingAck == 0)
             return;
-        _acknowledge(new NpgsqlLogSequenceNumber(_pendingAck));
+        _unflushed.Enqueue((_lastTargetCommitLsn, _pendingAck));
+    }
+
+    /// <summary>Acknowledges every source LSN whose target commit is flushed (asks the target when <paramref name="flushed"/> is null).</summary>
+    private async Task ReleaseFlushedAsync(ulong? flushed, CancellationToken cancellationToken)
+    {
+        if (flushed is null)
+        {
+            await DrainAsync().ConfigureAwait(false);
+            await using var cmd = new NpgsqlCommand("SELECT pg_current_wal_flush_lsn()", _target);
+            flushed = (ulong)(NpgsqlLogSequenceNumber)(await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+        }
+
+        ulong release = 0;
+        while (_unflushed.Count > 0 && _unflushed.Peek().TargetLsn <= flushed)
+            release = _unflushed.Dequeue().SourceLsn;
+        if (release == 0)
+            return;
+        _acknowledge(new NpgsqlLogSequenceNumber(release));
         var received = _receivedLsn();
-        ReplicatorMetrics.ApplyLagBytes.Record(received > _pendingAck ? received - _pendingAck : 0);
+        ReplicatorMetrics.ApplyLagBytes.Record(received > release ? received - release : 0);
     }
 
     private async Task<TableApplyPlan> PlanAsync(StreamRelation relation, CancellationToken cancellationToken)
@@ -272,6 +361,7 @@ internal sealed class ChangeApplier
             _pending.Remove(plan);
         }
 
+        await DrainAsync().ConfigureAwait(false); // adding columns and reading the catalog use the connection
         var name = new TableName(relation.Schema, relation.Name);
         var sync = _syncLsns.GetValueOrDefault(name);
         plan = TableApplyPlan.Create(relation, _catalog.GetValueOrDefault(name), sync, out var missing);
@@ -404,6 +494,7 @@ internal sealed class ChangeApplier
     private async Task ApplyTruncateAsync(TruncateChange truncate, CancellationToken cancellationToken)
     {
         await FlushAsync(cancellationToken).ConfigureAwait(false);
+        await DrainAsync().ConfigureAwait(false);
         var names = new List<string>();
         foreach (var relation in truncate.Relations)
         {
@@ -422,43 +513,57 @@ internal sealed class ChangeApplier
             ReplicatorMetrics.ApplyRows.Add(1, Tag(relation.DisplayName), new("op", "truncate"));
     }
 
+    /// <summary>Writes pending rows and waits for them: a direct statement on <paramref name="plan"/>'s table comes next.</summary>
     private async Task FlushTableAsync(TableApplyPlan plan, CancellationToken cancellationToken)
     {
-        if (_pending.TryGetValue(plan, out var changes) && changes.Count > 0)
-        {
-            var batch = new NpgsqlBatch(_target);
-            await using (batch.ConfigureAwait(false))
-            {
-                AddCommands(batch, changes);
-                await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-            }
-
-            _pendingRows -= changes.Count;
-            changes.Clear();
-        }
+        _ = plan; // all tables are written: one round trip either way, and the order stays simple
+        await FlushAsync(cancellationToken).ConfigureAwait(false);
+        await DrainAsync().ConfigureAwait(false);
     }
 
-    /// <summary>Writes every pending coalesced row, all tables in one round trip.</summary>
+    /// <summary>
+    /// Sends every pending coalesced row, all tables in one round trip, without waiting for the
+    /// server: the next changes are coalesced while it executes (the connection runs one command at
+    /// a time, so anything else sent on it first waits in <see cref="DrainAsync"/>). An error
+    /// surfaces at the next drain, before the batch can commit.
+    /// </summary>
     private async Task FlushAsync(CancellationToken cancellationToken)
     {
         if (_pendingRows == 0)
             return;
         var batch = new NpgsqlBatch(_target);
-        await using (batch.ConfigureAwait(false))
+        foreach (var changes in _pending.Values)
         {
-            foreach (var changes in _pending.Values)
-            {
-                if (changes.Count > 0)
-                    AddCommands(batch, changes);
-            }
-
-            if (batch.BatchCommands.Count > 0)
-                await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            if (changes.Count > 0)
+                AddCommands(batch, changes);
+            changes.Clear();
         }
 
-        foreach (var changes in _pending.Values)
-            changes.Clear();
         _pendingRows = 0;
+        await DrainAsync().ConfigureAwait(false);
+        if (batch.BatchCommands.Count == 0)
+        {
+            await batch.DisposeAsync().ConfigureAwait(false);
+            return;
+        }
+
+        _inFlight = ExecuteAndDisposeAsync(batch, cancellationToken);
+    }
+
+    private static async Task ExecuteAndDisposeAsync(NpgsqlBatch batch, CancellationToken cancellationToken)
+    {
+        await using (batch.ConfigureAwait(false))
+            await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Waits for the flush in flight, if any (and rethrows its error).</summary>
+    private async Task DrainAsync()
+    {
+        if (_inFlight is { } inFlight)
+        {
+            _inFlight = null;
+            await inFlight.ConfigureAwait(false);
+        }
     }
 
     private static void AddCommands(NpgsqlBatch batch, TableChanges changes)

@@ -83,7 +83,7 @@ public sealed class PgOutputCapture
 
         await using var connection = new LogicalReplicationConnection(_source.ToNpgsqlConnectionString())
         {
-            WalReceiverStatusInterval = TimeSpan.FromSeconds(2),
+            WalReceiverStatusInterval = TimeSpan.FromMilliseconds(250), // the source learns promptly what may be released
         };
         await connection.Open(cancellationToken).ConfigureAwait(false);
         var protocol = connection.PostgreSqlVersion.Major >= 14 ? PgOutputProtocolVersion.V2 : PgOutputProtocolVersion.V1;
@@ -180,7 +180,6 @@ public sealed class PgOutputCapture
             if (!more)
                 return;
             var message = enumerator.Current;
-            ReplicatorMetrics.CaptureReceivedLsn.Record((ulong)message.WalEnd, _slotTag);
             ChangeEvent? change;
             switch (message)
             {
@@ -194,6 +193,7 @@ public sealed class PgOutputCapture
                     inTransaction = false;
                     lastPosition = Math.Max(lastPosition, (ulong)commit.TransactionEndLsn);
                     Count("commit");
+                    PublishCounts(commit.TransactionEndLsn);
                     change = new TransactionCommit(xid, commit.CommitLsn, commit.TransactionEndLsn, commit.TransactionCommitTimestamp);
                     break;
                 case RelationMessage relation:
@@ -331,7 +331,23 @@ public sealed class PgOutputCapture
         }
     }
 
-    private void Count(string type) => ReplicatorMetrics.CaptureMessages.Add(1, new KeyValuePair<string, object?>("type", type));
+    // Message counts are kept here and published per transaction: a metric update per message
+    // would cost more than decoding the message.
+    private readonly Dictionary<string, long> _counts = new(StringComparer.Ordinal);
+
+    private void Count(string type) => _counts[type] = _counts.GetValueOrDefault(type) + 1;
+
+    private void PublishCounts(NpgsqlLogSequenceNumber received)
+    {
+        foreach (var (type, count) in _counts)
+        {
+            if (count > 0)
+                ReplicatorMetrics.CaptureMessages.Add(count, new KeyValuePair<string, object?>("type", type));
+        }
+
+        _counts.Clear();
+        ReplicatorMetrics.CaptureReceivedLsn.Record((ulong)received, _slotTag);
+    }
 
     /// <summary>Reads a tuple's values as owned copies (the tuple's buffer is reused by the next message).</summary>
     private static async Task<ColumnValue[]> ReadTupleAsync(ReplicationTuple tuple, CancellationToken cancellationToken)

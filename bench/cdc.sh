@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Continuous-replication benchmark: Replicator against native logical replication, same machine,
+# same data, same run.
+#   (1) backlog: both consumers stopped, pgbench writes for $BACKLOG_SECONDS, then each consumer
+#       alone catches up; we time it to the slot's confirmed_flush_lsn reaching the end of the backlog.
+#   (2) live lag: pgbench at $RATE tps for $LIVE_SECONDS with one consumer running; a probe row with
+#       clock_timestamp() is written every 100 ms and the target is sampled every 100 ms for the
+#       age of the newest probe it has (includes up to 100 ms of probe spacing).
+# Usage: bench/cdc.sh [scale]      (default 50; env BACKLOG_SECONDS=30 RATE=1000 LIVE_SECONDS=30)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$root/scripts/lib/install.sh"
+ensure_packages
+source "$root/bench/lib/clusters.sh"
+SCALE=${1:-50}
+BACKLOG_SECONDS=${BACKLOG_SECONDS:-30}
+RATE=${RATE:-1000}
+LIVE_SECONDS=${LIVE_SECONDS:-30}
+trap stop_clusters EXIT
+
+echo "building replicator..." >&2
+"$root/replicator" --help >/dev/null
+start_cluster SRC
+start_cluster TGT
+echo "clusters: source :$SRC_PORT, target :$TGT_PORT (scale $SCALE)" >&2
+
+psql_at "$SRC_PORT" postgres -c "CREATE DATABASE bench"
+"$PG_BIN/pgbench" -i -q -s "$SCALE" -h 127.0.0.1 -p "$SRC_PORT" -U postgres bench >/dev/null 2>&1
+psql_at "$SRC_PORT" bench -c "ALTER TABLE pgbench_history REPLICA IDENTITY FULL; CREATE TABLE lag_probe (id bigserial PRIMARY KEY, at timestamptz NOT NULL); CREATE PUBLICATION replicator FOR ALL TABLES"
+for db in rep native; do
+  psql_at "$TGT_PORT" postgres -c "CREATE DATABASE $db"
+  "$PG_BIN/pg_dump" -h 127.0.0.1 -p "$SRC_PORT" -U postgres --no-publications --no-subscriptions bench | psql_at "$TGT_PORT" "$db" >/dev/null
+done
+
+# Both slots exist before the backlog is written, so both must replay the same WAL.
+lsn=$(psql_at "$SRC_PORT" bench -c "SELECT lsn FROM pg_create_logical_replication_slot('rep_slot', 'pgoutput')")
+psql_at "$TGT_PORT" rep -c "CREATE SCHEMA replicator; CREATE TABLE replicator.position (slot_name text PRIMARY KEY, commit_lsn pg_lsn NOT NULL, commit_time timestamptz, kafka_offsets jsonb, updated_at timestamptz NOT NULL DEFAULT clock_timestamp()); INSERT INTO replicator.position (slot_name, commit_lsn) VALUES ('rep_slot', '$lsn')"
+psql_at "$TGT_PORT" native -c "CREATE SUBSCRIPTION native_sub CONNECTION 'host=127.0.0.1 port=$SRC_PORT user=postgres dbname=bench' PUBLICATION replicator WITH (copy_data = false, create_slot = true, slot_name = 'native_slot', enabled = false)"
+
+echo "backlog: pgbench for ${BACKLOG_SECONDS}s with both consumers stopped..." >&2
+"$PG_BIN/pgbench" -n -c 4 -j 2 -T "$BACKLOG_SECONDS" -h 127.0.0.1 -p "$SRC_PORT" -U postgres bench >"$BENCH_DIR/pgbench-backlog.log" 2>&1
+txns=$(grep -Eo 'number of transactions actually processed: [0-9]+' "$BENCH_DIR/pgbench-backlog.log" | grep -Eo '[0-9]+$')
+goal=$(psql_at "$SRC_PORT" bench -c "SELECT pg_current_wal_insert_lsn()")
+wal_mb=$(psql_at "$SRC_PORT" bench -c "SELECT round((pg_current_wal_insert_lsn() - '$lsn')::numeric / 1048576, 1)")
+echo "backlog: $txns transactions, $wal_mb MB of WAL" >&2
+
+log="$BENCH_DIR/replicator.log"
+t0=$(now)
+"$root/replicator" run --source "postgres://postgres@127.0.0.1:$SRC_PORT/bench" --target "postgres://postgres@127.0.0.1:$TGT_PORT/rep" \
+  --slot rep_slot --metrics-listen 127.0.0.1:0 --log-level Warning >>"$log" 2>&1 &
+rep_pid=$!
+wait_slot_caught_up "$SRC_PORT" bench rep_slot "$goal"
+t_rep=$(elapsed "$t0" "$(now)")
+echo "replicator caught up in ${t_rep}s" >&2
+
+t0=$(now)
+psql_at "$TGT_PORT" native -c "ALTER SUBSCRIPTION native_sub ENABLE"
+wait_slot_caught_up "$SRC_PORT" bench native_slot "$goal"
+t_native=$(elapsed "$t0" "$(now)")
+echo "native caught up in ${t_native}s" >&2
+
+check_same() {
+  local a b
+  for t in pgbench_accounts pgbench_branches pgbench_tellers pgbench_history; do
+    a=$(psql_at "$TGT_PORT" rep -c "SELECT md5(string_agg(x::text, '|' ORDER BY x::text)) FROM $t x")
+    b=$(psql_at "$SRC_PORT" bench -c "SELECT md5(string_agg(x::text, '|' ORDER BY x::text)) FROM $t x")
+    [ "$a" = "$b" ] || { echo "MISMATCH on $t between source and replicator's target" >&2; return 1; }
+  done
+}
+
+# Live lag: one consumer at a time keeps up with a steady rate.
+live_lag() { # $1 = target db, prints "p50 p99" in ms
+  local db=$1 samples="$BENCH_DIR/lag-$1.txt"
+  : >"$samples"
+  "$PG_BIN/pgbench" -n -c 4 -j 2 -R "$RATE" -T "$LIVE_SECONDS" -h 127.0.0.1 -p "$SRC_PORT" -U postgres bench >"$BENCH_DIR/pgbench-live-$db.log" 2>&1 &
+  local bench_pid=$! end=$(( $(date +%s) + LIVE_SECONDS ))
+  ( while [ "$(date +%s)" -lt "$end" ]; do psql_at "$SRC_PORT" bench -c "INSERT INTO lag_probe (at) VALUES (clock_timestamp())"; sleep 0.1; done ) &
+  local probe_pid=$!
+  sleep 2
+  while [ "$(date +%s)" -lt "$end" ]; do
+    psql_at "$TGT_PORT" "$db" -c "SELECT round(extract(epoch FROM clock_timestamp() - max(at)) * 1000) FROM lag_probe" >>"$samples"
+    sleep 0.1
+  done
+  wait "$bench_pid" "$probe_pid"
+  sort -n "$samples" | awk '{a[NR]=$1} END {p50=a[int(NR*0.5)>0?int(NR*0.5):1]; p99=a[int(NR*0.99)>0?int(NR*0.99):1]; print p50, p99, NR}'
+}
+
+psql_at "$TGT_PORT" native -c "ALTER SUBSCRIPTION native_sub DISABLE"
+read -r rep_p50 rep_p99 rep_n < <(live_lag rep)
+goal=$(psql_at "$SRC_PORT" bench -c "SELECT pg_current_wal_insert_lsn()")
+wait_slot_caught_up "$SRC_PORT" bench rep_slot "$goal"
+kill -TERM "$rep_pid"; wait "$rep_pid" || true
+check_same && same=yes || same=NO
+psql_at "$TGT_PORT" native -c "ALTER SUBSCRIPTION native_sub ENABLE"
+read -r nat_p50 nat_p99 nat_n < <(live_lag native)
+live_tps=$(grep -Eo 'tps = [0-9.]+' "$BENCH_DIR/pgbench-live-rep.log" | head -1 | grep -Eo '[0-9.]+')
+
+cat <<TABLE
+
+CDC benchmark — pgbench scale $SCALE, $(nproc) cores; backlog of $txns transactions ($wal_mb MB WAL)
+| consumer | backlog catch-up (s) | speed vs native | live lag p50 (ms) | live lag p99 (ms) |
+|---|---|---|---|---|
+| native logical replication | $t_native | 1.00× | $nat_p50 | $nat_p99 |
+| replicator (embedded buffer) | $t_rep | $(ratio "$t_native" "$t_rep")× | $rep_p50 | $rep_p99 |
+
+live: pgbench -R $RATE (achieved ${live_tps} tps) for ${LIVE_SECONDS}s, lag sampled every 100 ms ($rep_n / $nat_n samples); target content equal to source after the run: $same
+TABLE
