@@ -8,6 +8,7 @@ using Replicator.Core.Changes;
 using Replicator.Core.Errors;
 using Replicator.Core.Metrics;
 using Replicator.Core.Sql;
+using Replicator.Core.State;
 
 namespace Replicator.Applier;
 
@@ -92,6 +93,16 @@ internal sealed class ChangeApplier
         {
             _replicaRole = false;
             _logger.NoReplicaRole();
+            try
+            {
+                foreach (var trigger in await TargetState.DisableUserTriggersAsync(_target, cancellationToken).ConfigureAwait(false))
+                    _logger.TriggerDisabled(trigger);
+            }
+            catch (PostgresException denied) when (denied.SqlState == PostgresErrorCodes.InsufficientPrivilege)
+            {
+                throw new ReplicationException(ReplicationErrorKind.Permanent,
+                    $"the target role may neither set session_replication_role nor disable triggers ({denied.MessageText}): replicated changes would fire the target's triggers a second time. Connect as the tables' owner, or disable the triggers yourself (ALTER TABLE … DISABLE TRIGGER USER) and enable them at cutover", denied);
+            }
         }
 
         await using (var async = new NpgsqlCommand("SET synchronous_commit = off", _target))

@@ -8,8 +8,11 @@ internal static partial class LogMessages
     [LoggerMessage(EventId = 3001, Level = LogLevel.Information, Message = "Applier resumes after source commit {Lsn} (slot {Slot})")]
     public static partial void Resuming(this ILogger logger, NpgsqlLogSequenceNumber lsn, string slot);
 
-    [LoggerMessage(EventId = 3002, Level = LogLevel.Warning, Message = "The target role may not set session_replication_role (managed server?): applying change by change in source order, and user triggers on the target fire unless disabled (see docs/replication.md)")]
+    [LoggerMessage(EventId = 3002, Level = LogLevel.Warning, Message = "The target role may not set session_replication_role (managed server?): applying change by change in source order and disabling user triggers on replicated tables instead (see docs/replication.md)")]
     public static partial void NoReplicaRole(this ILogger logger);
+
+    [LoggerMessage(EventId = 3013, Level = LogLevel.Warning, Message = "Disabled trigger {Trigger} on the target for the time of replication (the cutover enables it again)")]
+    public static partial void TriggerDisabled(this ILogger logger, string trigger);
 
     [LoggerMessage(EventId = 3003, Level = LogLevel.Information, Message = "Added column {Column} {Type} to {Table} on the target, as the source did")]
     public static partial void ColumnAdded(this ILogger logger, string table, string column, string type);

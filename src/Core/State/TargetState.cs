@@ -25,6 +25,10 @@ namespace Replicator.Core.State;
 /// <c>released_at</c> (having taken its target snapshot). Each wait lasts at most 30 s; an
 /// <c>applied_lsn</c> at or above <c>cut_lsn</c> at <c>reached_at</c> means the cut was missed
 /// (retry).</item>
+/// <item><c>disabled_triggers</c> — user triggers the applier disabled on the target because its role
+/// may not set <c>session_replication_role = replica</c> (managed servers): they would fire a second
+/// time for changes the source's own triggers already made. The cutover enables them again
+/// (<see cref="RestoreTriggersAsync"/>).</item>
 /// </list>
 /// </summary>
 public static class TargetState
@@ -54,6 +58,12 @@ public static class TargetState
             reached_at   timestamptz,
             applied_lsn  pg_lsn,
             released_at  timestamptz);
+        CREATE TABLE IF NOT EXISTS replicator.disabled_triggers (
+            schema_name  text NOT NULL,
+            table_name   text NOT NULL,
+            trigger_name text NOT NULL,
+            disabled_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+            PRIMARY KEY (schema_name, table_name, trigger_name));
         """;
 
     /// <summary>Creates the schema and tables if missing (idempotent; concurrent callers are safe).</summary>
@@ -66,6 +76,77 @@ public static class TargetState
         await using (var cmd = new NpgsqlCommand(CreateSql, target, tx))
             await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Disables every enabled user trigger on user tables and records it, so replicated changes do
+    /// not fire them a second time. Returns the triggers disabled by this call.
+    /// </summary>
+    /// <exception cref="PostgresException">The role does not own a table (SQLSTATE 42501).</exception>
+    public static async Task<IReadOnlyList<string>> DisableUserTriggersAsync(NpgsqlConnection target, CancellationToken cancellationToken)
+    {
+        var triggers = new List<(string Schema, string Table, string Trigger)>();
+        await using (var cmd = new NpgsqlCommand("""
+            SELECT n.nspname, c.relname, t.tgname
+            FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE NOT t.tgisinternal AND t.tgenabled <> 'D' AND c.relkind IN ('r', 'p')
+              AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'replicator') AND n.nspname NOT LIKE 'pg\_%'
+            ORDER BY 1, 2, 3
+            """, target))
+        await using (var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                triggers.Add((reader.GetString(0), reader.GetString(1), reader.GetString(2)));
+        }
+
+        foreach (var (schema, table, trigger) in triggers)
+        {
+            await using var tx = await target.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            await using (var record = new NpgsqlCommand(
+                "INSERT INTO replicator.disabled_triggers (schema_name, table_name, trigger_name) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", target, tx))
+            {
+                record.Parameters.AddWithValue(schema);
+                record.Parameters.AddWithValue(table);
+                record.Parameters.AddWithValue(trigger);
+                await record.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            await using (var disable = new NpgsqlCommand($"ALTER TABLE {Sql.Identifier.Quote(schema, table)} DISABLE TRIGGER {Sql.Identifier.Quote(trigger)}", target, tx))
+                await disable.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        return triggers.Select(t => $"{t.Schema}.{t.Table}: {t.Trigger}").ToList();
+    }
+
+    /// <summary>Enables again the triggers <see cref="DisableUserTriggersAsync"/> disabled (at cutover). Returns how many.</summary>
+    public static async Task<int> RestoreTriggersAsync(NpgsqlConnection target, CancellationToken cancellationToken)
+    {
+        var triggers = new List<(string Schema, string Table, string Trigger)>();
+        await using (var cmd = new NpgsqlCommand("SELECT schema_name, table_name, trigger_name FROM replicator.disabled_triggers ORDER BY 1, 2, 3", target))
+        await using (var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                triggers.Add((reader.GetString(0), reader.GetString(1), reader.GetString(2)));
+        }
+
+        foreach (var (schema, table, trigger) in triggers)
+        {
+            await using var tx = await target.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            await using (var enable = new NpgsqlCommand($"ALTER TABLE {Sql.Identifier.Quote(schema, table)} ENABLE TRIGGER {Sql.Identifier.Quote(trigger)}", target, tx))
+                await enable.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            await using (var forget = new NpgsqlCommand("DELETE FROM replicator.disabled_triggers WHERE schema_name = $1 AND table_name = $2 AND trigger_name = $3", target, tx))
+            {
+                forget.Parameters.AddWithValue(schema);
+                forget.Parameters.AddWithValue(table);
+                forget.Parameters.AddWithValue(trigger);
+                await forget.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        return triggers.Count;
     }
 
     /// <summary>The applied position for <paramref name="slot"/>, or null when the snapshot has not finished.</summary>

@@ -18,11 +18,15 @@ public sealed class Replication : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private Task? _running;
 
-    private Replication(TestDatabases db, string slot)
+    private Replication(TestDatabases db, string slot, string? targetUri = null)
     {
         Db = db;
         Slot = slot;
+        TargetUri = targetUri ?? db.TargetUri;
     }
+
+    /// <summary>Where the applier connects (another role than the superuser, in some tests).</summary>
+    public string TargetUri { get; }
 
     public TestDatabases Db { get; }
 
@@ -52,7 +56,7 @@ public sealed class Replication : IAsyncDisposable
     }
 
     /// <summary>Another pipeline on an existing slot and position.</summary>
-    public static Replication Attach(TestDatabases db, string slot) => new(db, slot);
+    public static Replication Attach(TestDatabases db, string slot, string? targetUri = null) => new(db, slot, targetUri);
 
     public ApplierSettings Settings => new(Slot);
 
@@ -60,7 +64,7 @@ public sealed class Replication : IAsyncDisposable
     public Replication Start(ApplierSettings? settings = null, ILoggerFactory? loggers = null)
     {
         Pipeline = new ReplicationPipeline(
-            ConnectionInfo.Parse(Db.SourceUri, "source"), ConnectionInfo.Parse(Db.TargetUri, "target"),
+            ConnectionInfo.Parse(Db.SourceUri, "source"), ConnectionInfo.Parse(TargetUri, "target"),
             settings ?? Settings, Publication, loggers ?? NullLoggerFactory.Instance);
         _running = Task.Run(() => Pipeline.RunAsync(_stop.Token));
         return this;
