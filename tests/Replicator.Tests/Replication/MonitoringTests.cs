@@ -1,0 +1,62 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text.RegularExpressions;
+using Replicator.Tests.Fixtures;
+
+namespace Replicator.Tests.Replication;
+
+public class MonitoringTests(PostgresFixture fixture) : IClassFixture<PostgresFixture>
+{
+    [Fact]
+    public async Task An_idle_source_still_advances_the_slot()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("idle");
+        await using var replication = await Fixtures.Replication.PrepareAsync(db, "CREATE TABLE t (id int PRIMARY KEY)");
+        replication.Start();
+        await Sql.ExecAsync(db.SourceConnectionString, "INSERT INTO t VALUES (1)");
+        await replication.CatchUpAsync();
+        var applied = await Sql.ScalarAsync<string>(db.TargetConnectionString, "SELECT commit_lsn::text FROM replicator.position");
+
+        // WAL that this slot publishes nothing of: another database of the same server.
+        await Sql.ExecAsync(db.SourceCluster.ConnectionString(), "CREATE TEMP TABLE noise AS SELECT g FROM generate_series(1, 1000) g; CREATE TABLE IF NOT EXISTS idle_noise (x int); INSERT INTO idle_noise SELECT generate_series(1, 1000)");
+        await replication.CatchUpAsync(TimeSpan.FromSeconds(90));
+
+        Assert.Equal(applied, await Sql.ScalarAsync<string>(db.TargetConnectionString, "SELECT commit_lsn::text FROM replicator.position"));
+    }
+
+    [Fact]
+    public async Task A_running_replicator_serves_lag_throughput_and_slot_metrics_that_promtool_accepts()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("metrics");
+        await using var setup = await Fixtures.Replication.PrepareAsync(db, "CREATE TABLE t (id int PRIMARY KEY, v text)");
+        var port = FreePort();
+        var log = Path.Combine(Path.GetTempPath(), $"replicator-metrics-{db.Name}.log");
+        using var process = ProcessRunner.StartReplicator(["run", "--source", db.SourceUri, "--target", db.TargetUri, "--slot", setup.Slot, "--metrics-listen", $"127.0.0.1:{port}"], log);
+        await Sql.ExecAsync(db.SourceConnectionString, "INSERT INTO t SELECT g, 'v' FROM generate_series(1, 500) g");
+        await Fixtures.Replication.Attach(db, setup.Slot).CatchUpAsync(); // apart, or the batch folds the updates into the inserts
+        await Sql.ExecAsync(db.SourceConnectionString, "UPDATE t SET v = 'w' WHERE id <= 100");
+        await Fixtures.Replication.Attach(db, setup.Slot).CatchUpAsync();
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+        await Task.Delay(6000); // the slot watcher samples every 5 s
+
+        var page = await http.GetStringAsync(new Uri("/metrics", UriKind.Relative));
+        Assert.Matches(@"(?m)^replicator_apply_transactions_total 2$", page);
+        Assert.Matches(@"(?m)^replicator_apply_rows_total\{op=""insert"",table=""public.t""\} 500$", page);
+        Assert.Matches(@"(?m)^replicator_apply_rows_total\{op=""update"",table=""public.t""\} 100$", page);
+        Assert.Matches($@"(?m)^replicator_slot_retained_wal_bytes\{{slot=""{setup.Slot}""\}} \d+", page);
+        Assert.Matches(@"(?m)^replicator_apply_lag_seconds [0-9.e-]+$", page);
+        Assert.Matches(@"(?m)^replicator_apply_batch_seconds_count \d+$", page);
+        Assert.Matches(@"(?m)^replicator_capture_messages_total\{type=""insert""\} 500$", page);
+        await MetricsTests.PromtoolCheckAsync(page);
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync(new Uri("/readyz", UriKind.Relative))).StatusCode);
+        Assert.Equal(0, await ProcessRunner.TerminateAsync(process, TimeSpan.FromSeconds(30)));
+        File.Delete(log);
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
