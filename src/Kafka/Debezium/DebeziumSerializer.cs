@@ -253,7 +253,7 @@ public sealed class DebeziumSerializer
 
         var now = _clock();
         _buffer.ResetWrittenCount();
-        using (var w = new Utf8JsonWriter(_buffer))
+        using (var w = new Utf8JsonWriter(_buffer, JsonOptions.Writer))
         {
             w.WriteStartObject();
             w.WritePropertyName("schema");
@@ -359,7 +359,7 @@ public sealed class DebeziumSerializer
         if (shape.KeySchemaJson is null)
             return null!;
         var buffer = new ArrayBufferWriter<byte>(256);
-        using (var w = new Utf8JsonWriter(buffer))
+        using (var w = new Utf8JsonWriter(buffer, JsonOptions.Writer))
         {
             w.WriteStartObject();
             w.WritePropertyName("schema");
@@ -454,7 +454,7 @@ public sealed class DebeziumSerializer
     private static byte[] Json(Action<Utf8JsonWriter> body)
     {
         var buffer = new ArrayBufferWriter<byte>(512);
-        using (var w = new Utf8JsonWriter(buffer))
+        using (var w = new Utf8JsonWriter(buffer, JsonOptions.Writer))
         {
             w.WriteStartObject();
             body(w);
@@ -535,7 +535,7 @@ public sealed class DebeziumSerializer
         private static byte[] SchemaJson(ConnectSchema schema)
         {
             var buffer = new ArrayBufferWriter<byte>(2048);
-            using (var w = new Utf8JsonWriter(buffer))
+            using (var w = new Utf8JsonWriter(buffer, JsonOptions.Writer))
                 schema.WriteTo(w);
             return buffer.WrittenSpan.ToArray();
         }
