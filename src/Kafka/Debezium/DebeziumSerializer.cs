@@ -491,12 +491,17 @@ public sealed class DebeziumSerializer
             var baseName = $"{options.TopicPrefix}.{relation.Schema}.{relation.Name}";
             Topic = SanitizeTopic(baseName);
             Columns = relation.Columns.Select(c => new ShapeColumn(c.Name, ValueConverters.For(c, owner._types, options))).ToArray();
-            // Under REPLICA IDENTITY FULL pgoutput flags every column; Debezium keys by the primary
-            // key, which the stream does not name: such tables get null keys.
-            KeyIndexes = relation.ReplicaIdentity == 'f' ? [] : relation.KeyIndexes.ToArray();
+            // Debezium keys by the primary key. pgoutput flags the replica identity instead (every
+            // column under FULL), so the resolver's primary key wins; without one, the flagged
+            // columns, and no key at all under FULL.
+            var primaryKey = owner._types.PrimaryKey(relation.RelationId);
+            KeyIndexes = primaryKey is not null && primaryKey.All(k => relation.Columns.Any(c => c.Name == k))
+                ? primaryKey.Select(k => relation.Columns.ToList().FindIndex(c => c.Name == k)).ToArray()
+                : relation.ReplicaIdentity == 'f' ? [] : relation.KeyIndexes.ToArray();
+            var keySet = KeyIndexes.ToHashSet();
 
             var valueFields = relation.Columns.Select((c, i) =>
-                (c.Name, Columns[i].Converter.Schema.WithOptional(!(c.IsKey && relation.ReplicaIdentity != 'f') && !owner._types.IsNotNull(relation.RelationId, c.Name)))).ToList();
+                (c.Name, Columns[i].Converter.Schema.WithOptional(!keySet.Contains(i) && !owner._types.IsNotNull(relation.RelationId, c.Name)))).ToList();
             var valueSchema = ConnectSchema.Struct(baseName + ".Value", true, valueFields);
             owner._sourceSchemaJson ??= SchemaJson(SourceSchema);
             owner._blockSchemaJson ??= SchemaJson(TransactionBlockSchema);

@@ -72,6 +72,13 @@ public interface IPostgresTypeResolver
     /// does not say; false (optional) when unknown. Key columns are always non-optional.
     /// </summary>
     bool IsNotNull(uint relationId, string column) => false;
+
+    /// <summary>
+    /// The table's primary-key columns, or null when unknown. Debezium keys records by the primary
+    /// key; pgoutput flags replica-identity columns, which differ under REPLICA IDENTITY FULL or
+    /// USING INDEX. Without an answer the flagged columns are the key (none under FULL).
+    /// </summary>
+    IReadOnlyList<string>? PrimaryKey(uint relationId) => null;
 }
 
 /// <summary>Knows only built-in types: every enum is unknown (sent as a plain string).</summary>
@@ -90,6 +97,12 @@ public sealed class CatalogTypeResolver : IPostgresTypeResolver
     private readonly Dictionary<uint, IReadOnlyList<string>> _enums;
     private readonly Dictionary<uint, uint> _arrays;
     private readonly HashSet<(uint, string)> _notNull;
+    private readonly Dictionary<uint, IReadOnlyList<string>> _primaryKeys = [];
+
+    /// <summary>Primary keys by table OID (set by <see cref="LoadAsync"/>).</summary>
+    public IDictionary<uint, IReadOnlyList<string>> PrimaryKeys => _primaryKeys;
+
+    public IReadOnlyList<string>? PrimaryKey(uint relationId) => _primaryKeys.TryGetValue(relationId, out var pk) ? pk : null;
 
     public CatalogTypeResolver(IReadOnlyDictionary<uint, IReadOnlyList<string>> enums, IReadOnlyDictionary<uint, uint> arrays, IEnumerable<(uint RelationId, string Column)>? notNullColumns = null)
     {
@@ -135,6 +148,18 @@ public sealed class CatalogTypeResolver : IPostgresTypeResolver
                 notNull.Add((reader.GetFieldValue<uint>(0), reader.GetString(1)));
         }
 
-        return new CatalogTypeResolver(enums, arrays, notNull);
+        var resolver = new CatalogTypeResolver(enums, arrays, notNull);
+        await using (var cmd = new NpgsqlCommand(
+            "SELECT i.indrelid, array_agg(a.attname::text ORDER BY k.ord) FROM pg_catalog.pg_index i " +
+            "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) " +
+            "JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum " +
+            "WHERE i.indisprimary GROUP BY i.indrelid", connection))
+        await using (var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                resolver._primaryKeys[reader.GetFieldValue<uint>(0)] = reader.GetFieldValue<string[]>(1);
+        }
+
+        return resolver;
     }
 }

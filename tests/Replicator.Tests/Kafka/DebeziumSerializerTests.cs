@@ -129,6 +129,35 @@ public class DebeziumSerializerTests
         Assert.Equal("""{"id":1,"name":"Bo"}""", payload.GetProperty("after").GetRawText());
     }
 
+    private sealed class FullIdentityCatalog : IPostgresTypeResolver
+    {
+        public IReadOnlyList<string>? EnumLabels(uint typeOid) => null;
+
+        public uint? ArrayElementType(uint typeOid) => null;
+
+        public bool IsNotNull(uint relationId, string column) => column == "name";
+
+        public IReadOnlyList<string>? PrimaryKey(uint relationId) => relationId == 16384 ? ["id"] : null;
+    }
+
+    [Fact]
+    public void Under_replica_identity_full_the_key_is_the_primary_key_and_before_is_the_whole_old_row()
+    {
+        // pgoutput flags every column as key under REPLICA IDENTITY FULL; Debezium still keys by the primary key.
+        var full = Customers with { ReplicaIdentity = 'f', Columns = [new StreamColumn("id", 23, -1, true, "integer"), new StreamColumn("name", 25, -1, true, "text")] };
+        var serializer = Serializer(new FullIdentityCatalog());
+        serializer.Serialize(Begin());
+        var records = serializer.Serialize(new RowChange(full, ChangeKind.Update, new NpgsqlLogSequenceNumber(600), [V("1"), V("Old")], false, [V("1"), V("New")]));
+        Assert.Equal(
+            """{"schema":{"type":"struct","fields":[{"type":"int32","optional":false,"field":"id"}],"optional":false,"name":"dbserver1.public.customers.Key"},"payload":{"id":1}}""",
+            Text(records[1].Key));
+        var root = JsonDocument.Parse(records[1].Value).RootElement;
+        Assert.Equal("""{"id":1,"name":"Old"}""", root.GetProperty("payload").GetProperty("before").GetRawText());
+        Assert.Equal("u", root.GetProperty("payload").GetProperty("op").GetString());
+        // NOT NULL columns are non-optional fields, as Debezium derives them from the table.
+        Assert.Equal("""{"type":"string","optional":false,"field":"name"}""", root.GetProperty("schema").GetProperty("fields")[0].GetProperty("fields")[1].GetRawText());
+    }
+
     [Fact]
     public void Truncate_becomes_one_op_t_event_per_table_with_no_key()
     {
