@@ -106,8 +106,10 @@ public sealed class KafkaChangeSource : IDisposable
         _consumer.Subscribe("^" + System.Text.RegularExpressions.Regex.Escape(_options.TopicPrefix) + "\\..*");
         while (!cancellationToken.IsCancellationRequested)
         {
-            // Consume blocks: a short timeout keeps cancellation prompt without a thread per call.
-            var result = await Task.Run(() => _consumer.Consume(TimeSpan.FromMilliseconds(200)), cancellationToken).ConfigureAwait(false);
+            // Take what is already fetched without blocking; only an empty queue waits (off the
+            // caller's thread, with a short timeout so cancellation stays prompt).
+            var result = _consumer.Consume(TimeSpan.Zero)
+                ?? await Task.Run(() => _consumer.Consume(TimeSpan.FromMilliseconds(200)), cancellationToken).ConfigureAwait(false);
             if (result is null || result.IsPartitionEOF)
                 continue;
             var position = new KafkaPosition(result.Topic, result.Partition.Value, result.Offset.Value);

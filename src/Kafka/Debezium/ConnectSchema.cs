@@ -40,6 +40,17 @@ public sealed class ConnectSchema
 
     public string? Parameter(string key) => Parameters?.FirstOrDefault(p => p.Key == key).Value;
 
+    private Dictionary<string, ConnectSchema>? _fieldMap;
+
+    /// <summary>A struct's field schema by name, or null.</summary>
+    public ConnectSchema? Field(string name)
+    {
+        if (Fields is null)
+            return null;
+        _fieldMap ??= Fields.GroupBy(f => f.Field, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.First().Schema, StringComparer.Ordinal);
+        return _fieldMap.TryGetValue(name, out var schema) ? schema : null;
+    }
+
     public static ConnectSchema Primitive(string type, bool optional) => new(type, optional);
 
     public static ConnectSchema Struct(string? name, bool optional, IReadOnlyList<(string, ConnectSchema)> fields, int? version = null, string? doc = null) =>

@@ -78,7 +78,7 @@ public sealed class DebeziumDeserializer
         JsonDocument document;
         try
         {
-            document = JsonDocument.Parse(value.ToArray());
+            document = JsonDocument.Parse(value.ToArray().AsMemory());
         }
         catch (JsonException e)
         {
@@ -109,7 +109,7 @@ public sealed class DebeziumDeserializer
         }
     }
 
-    private static (ConnectSchema? Schema, JsonElement Payload) Unwrap(JsonElement root)
+    private (ConnectSchema? Schema, JsonElement Payload) Unwrap(JsonElement root)
     {
         if (root.ValueKind == JsonValueKind.Object && root.TryGetProperty("payload", out var payload) && root.TryGetProperty("schema", out var schema))
         {
@@ -117,10 +117,42 @@ public sealed class DebeziumDeserializer
             foreach (var unused in root.EnumerateObject())
                 count++;
             if (count == 2)
-                return (schema.ValueKind == JsonValueKind.Object ? ConnectSchema.Parse(schema) : null, payload);
+                return (schema.ValueKind == JsonValueKind.Object ? CachedSchema(schema) : null, payload);
         }
 
         return (null, root);
+    }
+
+    private readonly Dictionary<int, List<(byte[] Raw, ConnectSchema Schema)>> _schemaCache = [];
+
+    /// <summary>
+    /// Every record repeats its schema; parsing it once per distinct text (compared byte for byte)
+    /// keeps the reader at Kafka speed. Bounded: cleared when it grows past 1,000 schemas.
+    /// </summary>
+    private ConnectSchema CachedSchema(JsonElement schema)
+    {
+        var raw = System.Runtime.InteropServices.JsonMarshal.GetRawUtf8Value(schema);
+        var hash = new HashCode();
+        hash.AddBytes(raw);
+        var key = hash.ToHashCode();
+        if (_schemaCache.TryGetValue(key, out var bucket))
+        {
+            foreach (var (cachedRaw, cached) in bucket)
+            {
+                if (raw.SequenceEqual(cachedRaw))
+                    return cached;
+            }
+        }
+        else
+        {
+            if (_schemaCache.Count > 1000)
+                _schemaCache.Clear();
+            _schemaCache[key] = bucket = [];
+        }
+
+        var parsed = ConnectSchema.Parse(schema);
+        bucket.Add((raw.ToArray(), parsed));
+        return parsed;
     }
 
     private static DecodedTransactionMarker DecodeMarker(KafkaPosition position, JsonElement payload, string? status, IReadOnlyList<KeyValuePair<string, byte[]>>? headers)
@@ -188,7 +220,7 @@ public sealed class DebeziumDeserializer
                 : tx.GetProperty("total_order").GetInt64();
         }
 
-        var rowSchema = schema?.Fields?.FirstOrDefault(f => f.Field == "after").Schema ?? schema?.Fields?.FirstOrDefault(f => f.Field == "before").Schema;
+        var rowSchema = schema?.Field("after") ?? schema?.Field("before");
         ChangeEvent change;
         switch (op)
         {
@@ -258,7 +290,7 @@ public sealed class DebeziumDeserializer
                 throw new DebeziumFormatException(position, $"column {property.Name} of {shape.Info.DisplayName} does not exist on the target: add it there (ALTER TABLE {shape.Info.QuotedName} ADD COLUMN …) before replaying");
             }
 
-            var fieldSchema = rowSchema?.Fields?.FirstOrDefault(f => f.Field == property.Name).Schema;
+            var fieldSchema = rowSchema?.Field(property.Name);
             var column = shape.Columns[i];
             try
             {
