@@ -157,3 +157,37 @@ public class KafkaBufferTests(KafkaFixture kafka) : IClassFixture<KafkaFixture>
         Assert.False(consumer.EnableAutoCommit);
     }
 }
+
+public class KafkaBufferOptionsTests
+{
+    [Fact]
+    public void Kafka_buffer_without_bootstrap_servers_is_a_configuration_error_naming_the_key_and_the_fix()
+    {
+        var e = Assert.Throws<Replicator.Core.Configuration.ConfigurationException>(() => KafkaBufferOptions.Sink(new Replicator.Core.Configuration.ReplicatorOptions(), "db"));
+        Assert.Equal("Buffer:Kafka:Bootstrap", e.Key);
+        Assert.Contains("dev-kafka", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_topic_prefix_Kafka_cannot_name_is_refused()
+    {
+        var options = new Replicator.Core.Configuration.ReplicatorOptions();
+        options.Buffer.Kafka.Bootstrap = "127.0.0.1:9092";
+        options.Buffer.Kafka.TopicPrefix = "my prefix";
+        var e = Assert.Throws<Replicator.Core.Configuration.ConfigurationException>(() => KafkaBufferOptions.Source(options));
+        Assert.Equal("Buffer:Kafka:TopicPrefix", e.Key);
+    }
+
+    [Fact]
+    public void Sink_and_source_settings_come_from_the_Buffer_Kafka_section()
+    {
+        var options = new Replicator.Core.Configuration.ReplicatorOptions { SlotName = "s1" };
+        options.Buffer.Kafka.Bootstrap = "k1:9092,k2:9092";
+        options.Buffer.Kafka.TopicPrefix = "shop";
+        var sink = KafkaBufferOptions.Sink(options, "orders_db");
+        Assert.Equal("k1:9092,k2:9092", sink.BootstrapServers);
+        Assert.Equal("shop.transaction", sink.Format.TransactionTopic);
+        Assert.Equal("orders_db", sink.Format.DatabaseName);
+        Assert.Equal("replicator-apply-s1", KafkaBufferOptions.Source(options).GroupId);
+    }
+}
