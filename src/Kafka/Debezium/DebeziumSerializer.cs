@@ -208,7 +208,7 @@ public sealed class DebeziumSerializer
                 {
                     // Debezium turns a key change into a delete of the old key (plus tombstone) and a create of the new one.
                     records.Add(ChangeRecord(row.Relation, "d", row.Old, null, null, tx, row.Lsn, shape));
-                    records.Add(new DebeziumRecord(DebeziumRecordKind.Tombstone, shape.Topic, KeyBytes(shape, row.Old), null, tx.CommitLsn));
+                    AddTombstone(records, shape, row.Old, tx);
                     records.Add(ChangeRecord(row.Relation, "c", null, row.New, null, tx, row.Lsn, shape));
                 }
                 else
@@ -219,11 +219,19 @@ public sealed class DebeziumSerializer
                 break;
             case ChangeKind.Delete:
                 records.Add(ChangeRecord(row.Relation, "d", row.Old, null, null, tx, row.Lsn, shape));
-                records.Add(new DebeziumRecord(DebeziumRecordKind.Tombstone, shape.Topic, KeyBytes(shape, row.Old!), null, tx.CommitLsn));
+                AddTombstone(records, shape, row.Old!, tx);
                 break;
         }
 
         return records;
+    }
+
+    /// <summary>A tombstone lets log compaction drop the key; a table without a key has nothing to compact, so it gets none.</summary>
+    private void AddTombstone(List<DebeziumRecord> records, RelationShape shape, IReadOnlyList<ColumnValue> old, TransactionBegin tx)
+    {
+        var key = KeyBytes(shape, old);
+        if (key is not null)
+            records.Add(new DebeziumRecord(DebeziumRecordKind.Tombstone, shape.Topic, key, null, tx.CommitLsn));
     }
 
     private static bool KeyChanged(RelationShape shape, IReadOnlyList<ColumnValue> old, IReadOnlyList<ColumnValue> @new)
@@ -354,10 +362,10 @@ public sealed class DebeziumSerializer
         w.WriteEndObject();
     }
 
-    private byte[] KeyBytes(RelationShape shape, IReadOnlyList<ColumnValue> row)
+    private static byte[]? KeyBytes(RelationShape shape, IReadOnlyList<ColumnValue> row)
     {
         if (shape.KeySchemaJson is null)
-            return null!;
+            return null;
         var buffer = new ArrayBufferWriter<byte>(256);
         using (var w = new Utf8JsonWriter(buffer, JsonOptions.Writer))
         {

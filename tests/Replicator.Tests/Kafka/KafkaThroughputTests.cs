@@ -53,6 +53,25 @@ public class KafkaThroughputTests(KafkaFixture kafka, ITestOutputHelper output) 
 
         serializeOnly.Stop();
 
+        var table = Table("public", "customers", ("id", 23, "integer", true), ("name", 25, "text", false));
+        var inMemory = new List<DebeziumRecord>();
+        serializer = Serializer();
+        foreach (var e in Stream())
+            inMemory.AddRange(serializer.Serialize(e));
+        var decodeOnly = Stopwatch.StartNew();
+        var reader = new DebeziumDeserializer(DebeziumSourceSettings.Default, (_, _) => table);
+        var orderer = new TransactionOrderer();
+        var offset = 0L;
+        var decodedRows = 0;
+        foreach (var r in inMemory)
+        {
+            foreach (var t in orderer.Add(reader.Decode(new KafkaPosition(r.Topic, 0, offset++), r.Key, r.Value, r.Headers)))
+                decodedRows += t.Changes.Count;
+        }
+
+        decodeOnly.Stop();
+        Assert.Equal(rows, decodedRows);
+
         var prefix = "tp" + Guid.NewGuid().ToString("N")[..8];
         var produce = Stopwatch.StartNew();
         using (var sink = new KafkaChangeSink(new KafkaSinkOptions { BootstrapServers = kafka.BootstrapServers, Format = new DebeziumOptions { TopicPrefix = prefix, DatabaseName = "bench" } }))
@@ -65,7 +84,6 @@ public class KafkaThroughputTests(KafkaFixture kafka, ITestOutputHelper output) 
 
         produce.Stop();
 
-        var table = Table("public", "customers", ("id", 23, "integer", true), ("name", 25, "text", false));
         var consume = Stopwatch.StartNew();
         using var source = new KafkaChangeSource(new KafkaSourceOptions { BootstrapServers = kafka.BootstrapServers, TopicPrefix = prefix, GroupId = prefix },
             new DebeziumDeserializer(DebeziumSourceSettings.Default, (_, _) => table));
@@ -88,6 +106,7 @@ public class KafkaThroughputTests(KafkaFixture kafka, ITestOutputHelper output) 
         var produceRate = rows / produce.Elapsed.TotalSeconds;
         var consumeRate = rows / consume.Elapsed.TotalSeconds;
         output.WriteLine($"{rows} row events in {Transactions} transactions, {bytes / rows} bytes/event (key+value JSON)");
+        output.WriteLine($"deserialize+order only (no Kafka): {rows / decodeOnly.Elapsed.TotalSeconds:F0} events/s");
         output.WriteLine($"serialize only: {serializeRate:F0} events/s; produce until acknowledged: {produceRate:F0} events/s; consume+deserialize+order: {consumeRate:F0} events/s");
         Assert.True(produceRate > 1000, $"produce path at {produceRate:F0} events/s");
         Assert.True(consumeRate > 1000, $"consume path at {consumeRate:F0} events/s");
