@@ -44,7 +44,7 @@ public sealed record OrderedTransaction(
 public sealed class TransactionOrderer
 {
     private readonly Func<string, bool> _consumesCollection;
-    private readonly Dictionary<string, List<DecodedChange>> _pending = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Pending> _pending = new(StringComparer.Ordinal);
     private readonly Queue<DecodedTransactionMarker> _ends = new();
     private readonly Dictionary<(string, int), long> _nextOffset = [];
     private readonly Dictionary<(string, int), SortedSet<long>> _held = [];
@@ -73,10 +73,14 @@ public sealed class TransactionOrderer
                 Consumed(tp, record.Position.Offset);
                 return [Single(change)];
             case DecodedChange { TransactionKey: { } txKey } change:
-                if (!_pending.TryGetValue(txKey, out var list))
-                    _pending[txKey] = list = [];
-                list.Add(change);
+                if (!_pending.TryGetValue(txKey, out var pending))
+                    _pending[txKey] = pending = new Pending();
                 Hold(tp, record.Position.Offset);
+                pending.Positions.Add(record.Position);
+                // A producer restart (Capture resumes from the slot) writes a transaction again:
+                // the same event has the same total_order, so a repeat replaces, never adds.
+                if (!pending.Events.TryAdd(change.TotalOrder, change))
+                    break;
                 if (++_buffered > MaxBufferedEvents)
                 {
                     var head = _ends.Count > 0 ? $"transaction {_ends.Peek().TransactionKey} (END at {_ends.Peek().Position})" : "no END received yet";
@@ -98,13 +102,15 @@ public sealed class TransactionOrderer
         while (_ends.Count > 0 && TryRelease(_ends.Peek(), out var transaction))
         {
             _ends.Dequeue();
-            released.Add(transaction);
+            if (transaction is not null)
+                released.Add(transaction);
         }
 
         return released;
     }
 
-    private bool TryRelease(DecodedTransactionMarker end, out OrderedTransaction transaction)
+    /// <returns>True when the head END is done with; <paramref name="transaction"/> is null when it was a replay and dropped.</returns>
+    private bool TryRelease(DecodedTransactionMarker end, out OrderedTransaction? transaction)
     {
         transaction = null!;
         long expected;
@@ -112,30 +118,38 @@ public sealed class TransactionOrderer
             expected = end.DataCollections.Where(c => _consumesCollection(c.Key)).Sum(c => c.Value);
         else
             expected = end.EventCount ?? 0;
-        _pending.TryGetValue(end.TransactionKey, out var events);
-        var have = events?.Count ?? 0;
+        _pending.TryGetValue(end.TransactionKey, out var pending);
+        var have = pending?.Events.Count ?? 0;
         if (have < expected)
             return false;
         if (have > expected)
-            throw new InvalidOperationException($"transaction {end.TransactionKey}: {have} change events arrived but its END at {end.Position} counts {expected}: duplicate records in the topics?");
+            throw new InvalidOperationException($"transaction {end.TransactionKey}: {have} distinct change events arrived but its END at {end.Position} counts {expected}: records from another producer or a corrupted topic?");
 
         _pending.Remove(end.TransactionKey);
-        events ??= [];
+        var events = pending?.Events.Values.ToList() ?? [];
         _buffered -= events.Count;
-        events.Sort((a, b) => a.TotalOrder.CompareTo(b.TotalOrder));
+        foreach (var p in pending?.Positions ?? [])
+            Release((p.Topic, p.Partition), p.Offset);
+        Release((end.Position.Topic, end.Position.Partition), end.Position.Offset);
 
-        // Commit position: our producer's header; else Debezium 3.x's END id LSN (the commit's);
-        // else the highest change LSN. Forced to grow so the applier's skip-at-or-below stays correct.
-        var commitLsn = end.CommitLsn ?? end.IdLsn ?? (events.Count > 0 ? events.Max(e => e.Lsn) : _lastCommitLsn);
-        if (commitLsn <= _lastCommitLsn)
+        // Commit position: our producer's header; else Debezium 3.x's END id LSN (the commit's).
+        // An exact position at or below the last released one is a replay of a transaction
+        // already released (the producer restarted behind its acknowledgements): dropped here,
+        // as the applier would skip it. Without an exact position, the highest change LSN,
+        // forced to grow so the applier's skip-at-or-below stays correct.
+        var exact = end.CommitLsn ?? end.IdLsn;
+        if (exact is not null && exact.Value <= _lastCommitLsn)
+        {
+            transaction = null!;
+            return true;
+        }
+
+        var commitLsn = exact ?? (events.Count > 0 ? events.Max(e => e.Lsn) : _lastCommitLsn);
+        if (exact is null && commitLsn <= _lastCommitLsn)
             commitLsn = new NpgsqlLogSequenceNumber((ulong)_lastCommitLsn + 1);
         var endLsn = end.EndLsn ?? commitLsn;
         _lastCommitLsn = commitLsn;
         var xid = events.Count > 0 ? events[0].Xid : uint.TryParse(end.TransactionKey, out var parsed) ? parsed : 0;
-
-        foreach (var e in events)
-            Release((e.Position.Topic, e.Position.Partition), e.Position.Offset);
-        Release((end.Position.Topic, end.Position.Partition), end.Position.Offset);
 
         transaction = new OrderedTransaction(
             new TransactionBegin(xid, commitLsn, end.Time),
@@ -172,6 +186,13 @@ public sealed class TransactionOrderer
     {
         if (!_nextOffset.TryGetValue(tp, out var next) || offset + 1 > next)
             _nextOffset[tp] = offset + 1;
+    }
+
+    private sealed class Pending
+    {
+        public SortedDictionary<long, DecodedChange> Events { get; } = [];
+
+        public List<KafkaPosition> Positions { get; } = [];
     }
 
     /// <summary>Per partition: the oldest record still held, else one past the newest seen.</summary>

@@ -91,9 +91,32 @@ public class TransactionOrdererTests
         var end = new DecodedTransactionMarker(new KafkaPosition("p.transaction", 0, 0), true, "5", 1, null, CommitTime, null, null, null);
         orderer.Add(end);
         var first = Assert.Single(orderer.Add(Change("p.public.customers", 0, 0, "5", 1, 500, "a")));
-        orderer.Add(End(1, "6", 400, ("public.customers", 1)));
+        // Transaction 6 committed later but its change has a lower LSN (transactions interleave in the WAL).
+        orderer.Add(end with { Position = new KafkaPosition("p.transaction", 0, 1), TransactionKey = "6" });
         var second = Assert.Single(orderer.Add(Change("p.public.customers", 0, 1, "6", 1, 300, "b")));
         Assert.True(second.Commit.CommitLsn > first.Commit.CommitLsn);
+    }
+
+    [Fact]
+    public void A_producer_restart_that_writes_transactions_again_yields_each_transaction_once()
+    {
+        var orderer = new TransactionOrderer();
+        var released = new List<OrderedTransaction>();
+        // First attempt: transaction 4 complete, transaction 5 cut off after one event (no END).
+        released.AddRange(orderer.Add(Change("p.public.customers", 0, 0, "4", 1, 100, "a")));
+        released.AddRange(orderer.Add(End(0, "4", 150, ("public.customers", 1))));
+        released.AddRange(orderer.Add(Change("p.public.customers", 0, 1, "5", 1, 200, "b")));
+        // Capture restarts from the slot (behind its Kafka acknowledgements) and writes 4 and 5 again.
+        released.AddRange(orderer.Add(Change("p.public.customers", 0, 2, "4", 1, 100, "a")));
+        released.AddRange(orderer.Add(End(1, "4", 150, ("public.customers", 1))));
+        released.AddRange(orderer.Add(Change("p.public.customers", 0, 3, "5", 1, 200, "b")));
+        released.AddRange(orderer.Add(Change("p.public.customers", 0, 4, "5", 2, 210, "c")));
+        released.AddRange(orderer.Add(End(2, "5", 250, ("public.customers", 2))));
+
+        Assert.Equal(["a", "b,c"], released.Select(Ids));
+        Assert.Equal(0, orderer.BufferedEvents);
+        Assert.Equal(5, orderer.ResumeOffsets()[("p.public.customers", 0)]);
+        Assert.Equal(3, orderer.ResumeOffsets()[("p.transaction", 0)]);
     }
 
     [Fact]
