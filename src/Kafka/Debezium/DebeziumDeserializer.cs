@@ -374,6 +374,11 @@ public sealed class DebeziumDeserializer
                 return PgText.FormatTimestamp(value.GetInt64());
             case "io.debezium.time.NanoTimestamp":
                 return PgText.FormatTimestamp(PgText.FloorDiv(value.GetInt64(), 1000));
+            case "io.debezium.time.IsoDate":
+                return IsoDate(value.GetString()!);
+            case "io.debezium.time.IsoTime":
+            case "io.debezium.time.IsoTimestamp":
+                return value.GetString();
             case "io.debezium.time.MicroDuration":
                 return PgText.FormatMicroDuration(value.GetInt64());
             case "io.debezium.data.Bits":
@@ -468,6 +473,11 @@ public sealed class DebeziumDeserializer
             case PgOid.Float4:
             case PgOid.Float8:
                 return FloatText(value);
+            // isostring (ISO-8601 text in UTC; PostgreSQL reads it, a date without its 'Z').
+            case PgOid.Date when value.ValueKind == JsonValueKind.String:
+                return IsoDate(value.GetString()!);
+            case PgOid.Time or PgOid.Timestamp when value.ValueKind == JsonValueKind.String:
+                return value.GetString();
             case PgOid.Date:
                 return PgText.FormatDate(value.GetInt64());
             case PgOid.Time:
@@ -475,7 +485,7 @@ public sealed class DebeziumDeserializer
                 var micros = _settings.TimePrecisionMode switch
                 {
                     "connect" => false,
-                    "adaptive_time_microseconds" => true,
+                    "adaptive_time_microseconds" or "microseconds" => true,
                     _ => PgOid.TimePrecision(typmod) is < 0 or > 3,
                 };
                 return PgText.FormatTime(micros ? value.GetInt64() : value.GetInt64() * 1000);
@@ -483,7 +493,12 @@ public sealed class DebeziumDeserializer
 
             case PgOid.Timestamp:
             {
-                var micros = _settings.TimePrecisionMode != "connect" && PgOid.TimePrecision(typmod) is < 0 or > 3;
+                var micros = _settings.TimePrecisionMode switch
+                {
+                    "connect" => false,
+                    "microseconds" => true,
+                    _ => PgOid.TimePrecision(typmod) is < 0 or > 3,
+                };
                 return PgText.FormatTimestamp(micros ? value.GetInt64() : value.GetInt64() * 1000);
             }
 
@@ -504,6 +519,8 @@ public sealed class DebeziumDeserializer
             _ => throw new FormatException($"a JSON {value.ValueKind} cannot be written to a {typeName} column"),
         };
     }
+
+    private static string IsoDate(string text) => text.EndsWith('Z') ? text[..^1] : text;
 
     private static string? BoolText(JsonElement value, uint oid)
     {

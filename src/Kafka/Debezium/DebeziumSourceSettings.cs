@@ -13,7 +13,7 @@ public sealed record DebeziumSourceSettings
     /// <summary><c>decimal.handling.mode</c>: <c>precise</c> or <c>string</c>; <c>double</c> is refused for exact columns (it loses digits).</summary>
     public string DecimalHandlingMode { get; init; } = "precise";
 
-    /// <summary><c>time.precision.mode</c>: <c>adaptive</c>, <c>adaptive_time_microseconds</c> or <c>connect</c>.</summary>
+    /// <summary><c>time.precision.mode</c>: <c>adaptive</c>, <c>adaptive_time_microseconds</c>, <c>connect</c>, <c>microseconds</c> or <c>isostring</c> (3.x).</summary>
     public string TimePrecisionMode { get; init; } = "adaptive";
 
     /// <summary><c>binary.handling.mode</c>: <c>bytes</c>, <c>base64</c>, <c>base64-url-safe</c> or <c>hex</c>.</summary>
@@ -32,7 +32,7 @@ public sealed record DebeziumSourceSettings
     public DebeziumSourceSettings Validate()
     {
         Check("decimal.handling.mode", DecimalHandlingMode, ["precise", "string", "double"]);
-        Check("time.precision.mode", TimePrecisionMode, ["adaptive", "adaptive_time_microseconds", "connect"]);
+        Check("time.precision.mode", TimePrecisionMode, ["adaptive", "adaptive_time_microseconds", "connect", "microseconds", "isostring"]);
         Check("binary.handling.mode", BinaryHandlingMode, ["bytes", "base64", "base64-url-safe", "hex"]);
         Check("interval.handling.mode", IntervalHandlingMode, ["numeric", "string"]);
         if (MoneyFractionDigits is < 0 or > 20)

@@ -106,6 +106,16 @@ public class DebeziumDeserializerTests
     }
 
     [Fact]
+    public void Isostring_time_precision_without_schemas_passes_ISO_text_and_drops_the_dates_Z()
+    {
+        var value = """{"before":null,"after":{"id":1,"d":"2017-09-15Z","t":"04:05:11.789Z","at":"2019-07-09T02:28:57.123456Z"},"source":SOURCE,"op":"c"}""".Replace("SOURCE", Source(), StringComparison.Ordinal);
+        var decoded = Decode(Reader(new DebeziumSourceSettings { TimePrecisionMode = "isostring" }), value);
+        Assert.Equal("2017-09-15", Value(decoded.Change, "d"));
+        Assert.Equal("04:05:11.789Z", Value(decoded.Change, "t"));
+        Assert.Equal("2019-07-09T02:28:57.123456Z", Value(decoded.Change, "at"));
+    }
+
+    [Fact]
     public void Decimal_handling_string_passes_the_digits_through()
     {
         var value = """{"before":null,"after":{"id":1,"price":"12.30","n":"-0.000001"},"source":SOURCE,"op":"c"}""".Replace("SOURCE", Source(), StringComparison.Ordinal);
@@ -143,9 +153,9 @@ public class DebeziumDeserializerTests
     [Fact]
     public void Unknown_connector_settings_are_refused_with_the_setting_and_the_supported_values()
     {
-        var e = Assert.Throws<ConfigurationException>(() => Reader(new DebeziumSourceSettings { TimePrecisionMode = "isostring" }));
+        var e = Assert.Throws<ConfigurationException>(() => Reader(new DebeziumSourceSettings { TimePrecisionMode = "nanoseconds" }));
         Assert.Contains("time.precision.mode", e.Message, StringComparison.Ordinal);
-        Assert.Contains("adaptive, adaptive_time_microseconds, connect", e.Message, StringComparison.Ordinal);
+        Assert.Contains("adaptive, adaptive_time_microseconds, connect, microseconds, isostring", e.Message, StringComparison.Ordinal);
     }
 
     [Fact]
