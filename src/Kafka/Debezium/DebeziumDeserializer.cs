@@ -96,6 +96,8 @@ public sealed class DebeziumDeserializer
                     return DecodeMarker(position, payload, status.GetString(), headers);
                 if (position.Topic.StartsWith("__debezium-heartbeat", StringComparison.Ordinal) || !payload.TryGetProperty("op", out var op))
                     return new DecodedSkip(position, "not a change event (heartbeat or other)");
+                if (op.GetString() == "m")
+                    return new DecodedSkip(position, "logical decoding message (op m): nothing to apply");
                 return DecodeChange(position, key, schema, payload, op.GetString() ?? "");
             }
             catch (DebeziumFormatException)

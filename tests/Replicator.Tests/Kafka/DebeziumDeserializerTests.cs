@@ -219,6 +219,9 @@ public class DebeziumDeserializerTests
     public void Tombstones_are_skipped_and_transaction_markers_carry_counts_and_commit_lsn()
     {
         Assert.IsType<DecodedSkip>(Reader().Decode(At, "{}"u8, default));
+        Assert.IsType<DecodedSkip>(Reader().Decode(At, default, "{\"op\":\"m\",\"ts_ms\":1,\"message\":{\"prefix\":\"p\",\"content\":\"AA==\"}}"u8));
+        var unknown = Assert.Throws<DebeziumFormatException>(() => Reader().Decode(At, default, Encoding.UTF8.GetBytes("{\"op\":\"x\",\"source\":" + Source() + "}")));
+        Assert.Contains("unknown op 'x'", unknown.Message, StringComparison.Ordinal);
         var end = """{"schema":{"type":"struct","fields":[],"optional":false},"payload":{"status":"END","id":"571:53195832","event_count":2,"data_collections":[{"data_collection":"s1.a","event_count":1},{"data_collection":"s2.a","event_count":1}],"ts_ms":1486500577691}}""";
         var marker = Assert.IsType<DecodedTransactionMarker>(Reader().Decode(new KafkaPosition("dbserver1.transaction", 0, 3), default, Encoding.UTF8.GetBytes(end)));
         Assert.True(marker.IsEnd);
