@@ -1,0 +1,601 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using NpgsqlTypes;
+using Replicator.Core.Catalog;
+using Replicator.Core.Changes;
+
+namespace Replicator.Kafka.Debezium;
+
+/// <summary>What one Kafka record means to the applier.</summary>
+public abstract record DecodedRecord(KafkaPosition Position);
+
+/// <summary>A row change or truncate, with the transaction metadata Debezium attached (if any).</summary>
+/// <param name="Xid">The source transaction id (<c>source.txId</c>).</param>
+/// <param name="TransactionKey">The transaction block's id without its <c>:lsn</c> suffix; null without transaction metadata.</param>
+/// <param name="TotalOrder">The event's position in its transaction (1-based); 0 without metadata.</param>
+public sealed record DecodedChange(
+    KafkaPosition Position,
+    ChangeEvent Change,
+    uint Xid,
+    string? TransactionKey,
+    long TotalOrder,
+    NpgsqlLogSequenceNumber Lsn,
+    DateTimeOffset SourceTime) : DecodedRecord(Position);
+
+/// <summary>BEGIN or END on the transaction topic.</summary>
+/// <param name="IdLsn">The LSN after the colon in Debezium's <c>xid:lsn</c> id (END: the commit's LSN); null for bare ids.</param>
+/// <param name="CommitLsn">Our producer's commit LSN header; null for records from a real Debezium connector.</param>
+/// <param name="EndLsn">Our producer's end LSN header.</param>
+public sealed record DecodedTransactionMarker(
+    KafkaPosition Position,
+    bool IsEnd,
+    string TransactionKey,
+    long? EventCount,
+    IReadOnlyDictionary<string, long>? DataCollections,
+    DateTimeOffset Time,
+    NpgsqlLogSequenceNumber? IdLsn,
+    NpgsqlLogSequenceNumber? CommitLsn,
+    NpgsqlLogSequenceNumber? EndLsn) : DecodedRecord(Position);
+
+/// <summary>A record the applier passes over (tombstone, heartbeat); its offset still counts as consumed.</summary>
+public sealed record DecodedSkip(KafkaPosition Position, string Why) : DecodedRecord(Position);
+
+/// <summary>
+/// Reads Kafka records written by our producer or by a real Debezium PostgreSQL connector (2.x,
+/// 3.x; JsonConverter with or without schemas) back into <see cref="RowChange"/> and
+/// <see cref="TruncateChange"/> with PostgreSQL text values the applier can cast to the target's
+/// column types. Rows are shaped like the target table (<see cref="TableInfo"/>): generated columns
+/// are left out, a column the record does not carry becomes NULL in an insert and "unchanged" in an
+/// update, <c>__debezium_unavailable_value</c> becomes <see cref="ValueKind.UnchangedToast"/>.
+/// Every failure is a <see cref="DebeziumFormatException"/> naming topic, partition and offset.
+/// Not thread-safe (it caches relations).
+/// </summary>
+public sealed class DebeziumDeserializer
+{
+    private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
+    private static readonly string UnavailableBase64 = System.Convert.ToBase64String(Encoding.UTF8.GetBytes(ValueConverters.Unavailable));
+    private static readonly string UnavailableHex = System.Convert.ToHexStringLower(Encoding.UTF8.GetBytes(ValueConverters.Unavailable));
+
+    private readonly DebeziumSourceSettings _settings;
+    private readonly Func<string, string, TableInfo?> _tables;
+    private readonly Dictionary<(string, string), Shape> _shapes = [];
+
+    /// <param name="tables">The target table for a source (schema, table), or null when it does not exist.</param>
+    public DebeziumDeserializer(DebeziumSourceSettings settings, Func<string, string, TableInfo?> tables)
+    {
+        _settings = settings.Validate();
+        _tables = tables;
+    }
+
+    /// <summary>Forgets cached table shapes (after DDL on the target).</summary>
+    public void Invalidate() => _shapes.Clear();
+
+    public DecodedRecord Decode(KafkaPosition position, ReadOnlySpan<byte> key, ReadOnlySpan<byte> value, IReadOnlyList<KeyValuePair<string, byte[]>>? headers = null)
+    {
+        if (value.IsEmpty)
+            return new DecodedSkip(position, "tombstone");
+        JsonDocument document;
+        try
+        {
+            document = JsonDocument.Parse(value.ToArray().AsMemory());
+        }
+        catch (JsonException e)
+        {
+            throw new DebeziumFormatException(position, $"value is not JSON ({e.Message}): is the connector using JsonConverter?", e);
+        }
+
+        using (document)
+        {
+            try
+            {
+                var (schema, payload) = Unwrap(document.RootElement);
+                if (payload.ValueKind != JsonValueKind.Object)
+                    throw new DebeziumFormatException(position, "value payload is not an object");
+                if (payload.TryGetProperty("status", out var status) && payload.TryGetProperty("id", out _))
+                    return DecodeMarker(position, payload, status.GetString(), headers);
+                if (position.Topic.StartsWith("__debezium-heartbeat", StringComparison.Ordinal) || !payload.TryGetProperty("op", out var op))
+                    return new DecodedSkip(position, "not a change event (heartbeat or other)");
+                if (op.GetString() == "m")
+                    return new DecodedSkip(position, "logical decoding message (op m): nothing to apply");
+                return DecodeChange(position, key, schema, payload, op.GetString() ?? "");
+            }
+            catch (DebeziumFormatException)
+            {
+                throw;
+            }
+            catch (Exception e) when (e is FormatException or InvalidOperationException or KeyNotFoundException or OverflowException or ArgumentException or JsonException or IndexOutOfRangeException)
+            {
+                throw new DebeziumFormatException(position, e.Message, e);
+            }
+        }
+    }
+
+    private (ConnectSchema? Schema, JsonElement Payload) Unwrap(JsonElement root)
+    {
+        if (root.ValueKind == JsonValueKind.Object && root.TryGetProperty("payload", out var payload) && root.TryGetProperty("schema", out var schema))
+        {
+            var count = 0;
+            foreach (var unused in root.EnumerateObject())
+                count++;
+            if (count == 2)
+                return (schema.ValueKind == JsonValueKind.Object ? CachedSchema(schema) : null, payload);
+        }
+
+        return (null, root);
+    }
+
+    private readonly Dictionary<int, List<(byte[] Raw, ConnectSchema Schema)>> _schemaCache = [];
+
+    /// <summary>
+    /// Every record repeats its schema; parsing it once per distinct text (compared byte for byte)
+    /// keeps the reader at Kafka speed. Bounded: cleared when it grows past 1,000 schemas.
+    /// </summary>
+    private ConnectSchema CachedSchema(JsonElement schema)
+    {
+        var raw = System.Runtime.InteropServices.JsonMarshal.GetRawUtf8Value(schema);
+        var hash = new HashCode();
+        hash.AddBytes(raw);
+        var key = hash.ToHashCode();
+        if (_schemaCache.TryGetValue(key, out var bucket))
+        {
+            foreach (var (cachedRaw, cached) in bucket)
+            {
+                if (raw.SequenceEqual(cachedRaw))
+                    return cached;
+            }
+        }
+        else
+        {
+            if (_schemaCache.Count > 1000)
+                _schemaCache.Clear();
+            _schemaCache[key] = bucket = [];
+        }
+
+        var parsed = ConnectSchema.Parse(schema);
+        bucket.Add((raw.ToArray(), parsed));
+        return parsed;
+    }
+
+    private static DecodedTransactionMarker DecodeMarker(KafkaPosition position, JsonElement payload, string? status, IReadOnlyList<KeyValuePair<string, byte[]>>? headers)
+    {
+        var (key, idLsn) = SplitTransactionId(payload.GetProperty("id").GetString()!);
+        var isEnd = status switch
+        {
+            "BEGIN" => false,
+            "END" => true,
+            _ => throw new DebeziumFormatException(position, $"transaction marker with status '{status}' (expected BEGIN or END)"),
+        };
+        long? eventCount = payload.TryGetProperty("event_count", out var ec) && ec.ValueKind == JsonValueKind.Number ? ec.GetInt64() : null;
+        Dictionary<string, long>? collections = null;
+        if (payload.TryGetProperty("data_collections", out var dc) && dc.ValueKind == JsonValueKind.Array)
+        {
+            collections = new Dictionary<string, long>(StringComparer.Ordinal);
+            foreach (var c in dc.EnumerateArray())
+                collections[c.GetProperty("data_collection").GetString()!] = c.GetProperty("event_count").GetInt64();
+        }
+
+        if (isEnd && eventCount is null)
+            throw new DebeziumFormatException(position, "END marker without event_count");
+        var ts = payload.TryGetProperty("ts_ms", out var t) && t.ValueKind == JsonValueKind.Number ? DateTimeOffset.FromUnixTimeMilliseconds(t.GetInt64()) : DateTimeOffset.UnixEpoch;
+        return new DecodedTransactionMarker(position, isEnd, key, eventCount, collections, ts, idLsn, Header(headers, ReplicatorHeaders.CommitLsn), Header(headers, ReplicatorHeaders.EndLsn));
+    }
+
+    private static NpgsqlLogSequenceNumber? Header(IReadOnlyList<KeyValuePair<string, byte[]>>? headers, string name)
+    {
+        if (headers is null)
+            return null;
+        foreach (var (k, v) in headers)
+        {
+            if (k == name)
+                return NpgsqlLogSequenceNumber.Parse(Encoding.ASCII.GetString(v));
+        }
+
+        return null;
+    }
+
+    /// <summary>Debezium PostgreSQL's ids are <c>xid:lsn</c> (3.x) or a bare xid; the xid names the transaction.</summary>
+    public static (string Key, NpgsqlLogSequenceNumber? Lsn) SplitTransactionId(string id)
+    {
+        var colon = id.IndexOf(':', StringComparison.Ordinal);
+        if (colon < 0)
+            return (id, null);
+        return (id[..colon], ulong.TryParse(id.AsSpan(colon + 1), NumberStyles.None, Inv, out var lsn) ? new NpgsqlLogSequenceNumber(lsn) : null);
+    }
+
+    private DecodedChange DecodeChange(KafkaPosition position, ReadOnlySpan<byte> key, ConnectSchema? schema, JsonElement payload, string op)
+    {
+        var source = payload.GetProperty("source");
+        var schemaName = source.GetProperty("schema").GetString()!;
+        var tableName = source.GetProperty("table").GetString()!;
+        var shape = ShapeOf(position, schemaName, tableName);
+        uint xid = source.TryGetProperty("txId", out var x) && x.ValueKind == JsonValueKind.Number ? (uint)x.GetInt64() : 0;
+        var lsn = source.TryGetProperty("lsn", out var l) && l.ValueKind == JsonValueKind.Number ? new NpgsqlLogSequenceNumber(l.GetUInt64()) : default;
+        var ts = source.TryGetProperty("ts_ms", out var t) && t.ValueKind == JsonValueKind.Number ? DateTimeOffset.FromUnixTimeMilliseconds(t.GetInt64()) : DateTimeOffset.UnixEpoch;
+        string? txKey = null;
+        long totalOrder = 0;
+        if (payload.TryGetProperty("transaction", out var tx) && tx.ValueKind == JsonValueKind.Object)
+        {
+            txKey = SplitTransactionId(tx.GetProperty("id").GetString()!).Key;
+            totalOrder = tx.GetProperty("total_order").ValueKind == JsonValueKind.String
+                ? long.Parse(tx.GetProperty("total_order").GetString()!, Inv)
+                : tx.GetProperty("total_order").GetInt64();
+        }
+
+        var rowSchema = schema?.Field("after") ?? schema?.Field("before");
+        ChangeEvent change;
+        switch (op)
+        {
+            case "c":
+            case "r":
+                change = new RowChange(shape.Relation, ChangeKind.Insert, lsn, null, false, Row(position, shape, rowSchema, payload.GetProperty("after"), ValueKind.Null));
+                break;
+            case "u":
+            {
+                var before = payload.TryGetProperty("before", out var b) && b.ValueKind == JsonValueKind.Object ? Row(position, shape, rowSchema, b, ValueKind.Null) : null;
+                change = new RowChange(shape.Relation, ChangeKind.Update, lsn, before, false, Row(position, shape, rowSchema, payload.GetProperty("after"), ValueKind.UnchangedToast));
+                break;
+            }
+
+            case "d":
+            {
+                IReadOnlyList<ColumnValue> old;
+                if (payload.TryGetProperty("before", out var b) && b.ValueKind == JsonValueKind.Object)
+                {
+                    old = Row(position, shape, rowSchema, b, ValueKind.Null);
+                }
+                else
+                {
+                    // REPLICA IDENTITY without old values: the record key still names the row.
+                    if (key.IsEmpty)
+                        throw new DebeziumFormatException(position, $"delete on {schemaName}.{tableName} carries neither 'before' nor a key: set REPLICA IDENTITY on the source table");
+                    using var keyDoc = JsonDocument.Parse(key.ToArray());
+                    var (keySchema, keyPayload) = Unwrap(keyDoc.RootElement);
+                    old = Row(position, shape, keySchema, keyPayload, ValueKind.Null);
+                }
+
+                change = new RowChange(shape.Relation, ChangeKind.Delete, lsn, old, shape.HasKey, null);
+                break;
+            }
+
+            case "t":
+                change = new TruncateChange([shape.Relation], false, false, lsn);
+                break;
+            default:
+                throw new DebeziumFormatException(position, $"unknown op '{op}' (expected c, r, u, d or t)");
+        }
+
+        return new DecodedChange(position, change, xid, txKey, totalOrder, lsn, ts);
+    }
+
+    private Shape ShapeOf(KafkaPosition position, string schema, string table)
+    {
+        if (_shapes.TryGetValue((schema, table), out var shape))
+            return shape;
+        var info = _tables(schema, table)
+            ?? throw new DebeziumFormatException(position, $"table {schema}.{table} does not exist on the target: create it (the snapshot copies the schema) or stop consuming this topic");
+        shape = new Shape(info);
+        _shapes[(schema, table)] = shape;
+        return shape;
+    }
+
+    private ColumnValue[] Row(KafkaPosition position, Shape shape, ConnectSchema? rowSchema, JsonElement row, ValueKind missing)
+    {
+        var values = new ColumnValue[shape.Columns.Length];
+        var seen = new bool[values.Length];
+        foreach (var property in row.EnumerateObject())
+        {
+            if (!shape.Index.TryGetValue(property.Name, out var i))
+            {
+                if (shape.Generated.Contains(property.Name))
+                    continue;
+                throw new DebeziumFormatException(position, $"column {property.Name} of {shape.Info.DisplayName} does not exist on the target: add it there (ALTER TABLE {shape.Info.QuotedName} ADD COLUMN …) before replaying");
+            }
+
+            var fieldSchema = rowSchema?.Field(property.Name);
+            var column = shape.Columns[i];
+            try
+            {
+                values[i] = Convert(property.Value, fieldSchema, column.TypeOid, column.Typmod, column.TypeName);
+            }
+            catch (UnsupportedSettingException e)
+            {
+                throw new DebeziumFormatException(position, $"column {property.Name} of {shape.Info.DisplayName}: {e.Message}");
+            }
+            catch (Exception e) when (e is FormatException or InvalidOperationException or OverflowException or ArgumentException)
+            {
+                throw new DebeziumFormatException(position, $"column {property.Name} of {shape.Info.DisplayName} ({column.TypeName}): cannot read {Shorten(property.Value)}: {e.Message}", e);
+            }
+
+            seen[i] = true;
+        }
+
+        for (var i = 0; i < values.Length; i++)
+        {
+            if (!seen[i])
+                values[i] = new ColumnValue(missing, null);
+        }
+
+        return values;
+    }
+
+    private static string Shorten(JsonElement value)
+    {
+        var text = value.GetRawText();
+        return text.Length > 80 ? text[..80] + "…" : text;
+    }
+
+    private sealed class UnsupportedSettingException(string message) : Exception(message);
+
+    private ColumnValue Convert(JsonElement value, ConnectSchema? schema, uint oid, int typmod, string typeName)
+    {
+        if (value.ValueKind == JsonValueKind.Null)
+            return ColumnValue.Null;
+        if (IsUnavailable(value))
+            return ColumnValue.UnchangedToast;
+        var text = schema is not null ? WithSchema(value, schema, oid, typmod, typeName) : WithoutSchema(value, oid, typmod, typeName);
+        return text is null ? ColumnValue.Null : ColumnValue.Of(text);
+    }
+
+    private static bool IsUnavailable(JsonElement value)
+    {
+        if (value.ValueKind == JsonValueKind.String)
+        {
+            var s = value.GetString();
+            return s == ValueConverters.Unavailable || s == UnavailableBase64 || s == UnavailableHex;
+        }
+
+        // Arrays carry the placeholder as their single element.
+        return value.ValueKind == JsonValueKind.Array && value.GetArrayLength() == 1 && value[0].ValueKind == JsonValueKind.String && IsUnavailable(value[0]);
+    }
+
+    private static bool IsExactNumeric(uint oid) => oid is PgOid.Numeric or PgOid.Money;
+
+    private string? WithSchema(JsonElement value, ConnectSchema schema, uint oid, int typmod, string typeName)
+    {
+        switch (schema.Name)
+        {
+            case "org.apache.kafka.connect.data.Decimal":
+                return PgText.FormatDecimal(PgText.FromTwosComplement(value.GetBytesFromBase64()), int.Parse(schema.Parameter("scale") ?? "0", Inv));
+            case "io.debezium.data.VariableScaleDecimal":
+                return VariableScale(value);
+            case "io.debezium.time.Date":
+            case "org.apache.kafka.connect.data.Date":
+                return PgText.FormatDate(value.GetInt64());
+            case "io.debezium.time.Time":
+            case "org.apache.kafka.connect.data.Time":
+                return PgText.FormatTime(value.GetInt64() * 1000);
+            case "io.debezium.time.MicroTime":
+                return PgText.FormatTime(value.GetInt64());
+            case "io.debezium.time.NanoTime":
+                return PgText.FormatTime(value.GetInt64() / 1000);
+            case "io.debezium.time.Timestamp":
+            case "org.apache.kafka.connect.data.Timestamp":
+                return PgText.FormatTimestamp(value.GetInt64() * 1000);
+            case "io.debezium.time.MicroTimestamp":
+                return PgText.FormatTimestamp(value.GetInt64());
+            case "io.debezium.time.NanoTimestamp":
+                return PgText.FormatTimestamp(PgText.FloorDiv(value.GetInt64(), 1000));
+            case "io.debezium.time.IsoDate":
+                return IsoDate(value.GetString()!);
+            case "io.debezium.time.IsoTime":
+            case "io.debezium.time.IsoTimestamp":
+                return value.GetString();
+            case "io.debezium.time.MicroDuration":
+                return PgText.FormatMicroDuration(value.GetInt64());
+            case "io.debezium.data.Bits":
+            {
+                var length = typmod > 0 ? typmod : int.Parse(schema.Parameter("length") ?? "0", Inv);
+                var bytes = value.GetBytesFromBase64();
+                if (length <= 0 || length == int.MaxValue)
+                    length = Math.Max(1, bytes.Length * 8);
+                return PgText.BytesToBits(bytes, length);
+            }
+
+            case "io.debezium.data.geometry.Point":
+                return string.Create(Inv, $"({value.GetProperty("x").GetDouble():R},{value.GetProperty("y").GetDouble():R})");
+        }
+
+        switch (schema.Type)
+        {
+            case "array":
+            {
+                var elementOid = PgOid.ArrayElements.TryGetValue(oid, out var e) ? e : PgOid.Text;
+                var elementName = typeName.EndsWith("[]", StringComparison.Ordinal) ? typeName[..^2] : typeName;
+                return PgText.FormatArray(value.EnumerateArray().Select(item =>
+                {
+                    var v = Convert(item, schema.Items, elementOid, typmod, elementName);
+                    return v.Kind == ValueKind.Text ? v.Text : null;
+                }).ToList());
+            }
+
+            case "boolean":
+                return BoolText(value, oid);
+            case "float32":
+            case "float64":
+                if (IsExactNumeric(oid))
+                    throw new UnsupportedSettingException($"decimal.handling.mode=double (a {schema.Type}) cannot carry a {typeName} exactly; set decimal.handling.mode=precise (or string) on the connector and re-snapshot");
+                return FloatText(value);
+            case "int8":
+            case "int16":
+            case "int32":
+            case "int64":
+                return value.GetRawText();
+            case "bytes":
+                return oid == PgOid.Bytea ? PgText.FormatBytea(value.GetBytesFromBase64()) : Encoding.UTF8.GetString(value.GetBytesFromBase64());
+            case "string":
+                return oid == PgOid.Bytea ? BinaryFromString(value.GetString()!) : value.GetString();
+            case "struct":
+                throw new FormatException($"a struct ({schema.Name ?? "unnamed"}) cannot be written to a {typeName} column");
+            default:
+                return value.ToString();
+        }
+    }
+
+    private string? WithoutSchema(JsonElement value, uint oid, int typmod, string typeName)
+    {
+        if (PgOid.ArrayElements.TryGetValue(oid, out var elementOid) || (value.ValueKind == JsonValueKind.Array && typeName.EndsWith("[]", StringComparison.Ordinal)))
+        {
+            if (elementOid == 0)
+                elementOid = PgOid.Text;
+            var elementName = typeName.EndsWith("[]", StringComparison.Ordinal) ? typeName[..^2] : typeName;
+            return PgText.FormatArray(value.EnumerateArray().Select(item =>
+            {
+                var v = item.ValueKind == JsonValueKind.Null ? ColumnValue.Null : ColumnValue.Of(WithoutSchema(item, elementOid, typmod, elementName)!);
+                return v.Kind == ValueKind.Text ? v.Text : null;
+            }).ToList());
+        }
+
+        switch (oid)
+        {
+            case PgOid.Bool:
+                return BoolText(value, oid);
+            case PgOid.Bit:
+            case PgOid.Varbit:
+                if (value.ValueKind is JsonValueKind.True or JsonValueKind.False)
+                    return value.ValueKind == JsonValueKind.True ? "1" : "0";
+                return PgText.BytesToBits(value.GetBytesFromBase64(), typmod > 0 ? typmod : Math.Max(1, value.GetBytesFromBase64().Length * 8));
+            case PgOid.Numeric:
+            case PgOid.Money:
+                switch (_settings.DecimalHandlingMode)
+                {
+                    case "double":
+                        throw new UnsupportedSettingException($"decimal.handling.mode=double cannot carry a {typeName} exactly; set decimal.handling.mode=precise (or string) on the connector and re-snapshot");
+                    case "string":
+                        return value.ValueKind == JsonValueKind.String ? value.GetString() : value.GetRawText();
+                }
+
+                if (value.ValueKind == JsonValueKind.Object)
+                    return VariableScale(value);
+                if (value.ValueKind == JsonValueKind.Number)
+                    throw new UnsupportedSettingException($"got a JSON number for a {typeName}: the connector seems to use decimal.handling.mode=double, which loses digits; use precise or string");
+                var scale = oid == PgOid.Money ? _settings.MoneyFractionDigits : PgOid.NumericPrecision(typmod)?.Scale
+                    ?? throw new UnsupportedSettingException($"an unconstrained numeric arrived as Decimal bytes without its scale; with schemas disabled the connector must send it as VariableScaleDecimal (the default) or use decimal.handling.mode=string");
+                return PgText.FormatDecimal(PgText.FromTwosComplement(value.GetBytesFromBase64()), scale);
+            case PgOid.Float4:
+            case PgOid.Float8:
+                return FloatText(value);
+            // isostring (ISO-8601 text in UTC; PostgreSQL reads it, a date without its 'Z').
+            case PgOid.Date when value.ValueKind == JsonValueKind.String:
+                return IsoDate(value.GetString()!);
+            case PgOid.Time or PgOid.Timestamp when value.ValueKind == JsonValueKind.String:
+                return value.GetString();
+            case PgOid.Date:
+                return PgText.FormatDate(value.GetInt64());
+            case PgOid.Time:
+            {
+                var micros = _settings.TimePrecisionMode switch
+                {
+                    "connect" => false,
+                    "adaptive_time_microseconds" or "microseconds" => true,
+                    _ => PgOid.TimePrecision(typmod) is < 0 or > 3,
+                };
+                return PgText.FormatTime(micros ? value.GetInt64() : value.GetInt64() * 1000);
+            }
+
+            case PgOid.Timestamp:
+            {
+                var micros = _settings.TimePrecisionMode switch
+                {
+                    "connect" => false,
+                    "microseconds" => true,
+                    _ => PgOid.TimePrecision(typmod) is < 0 or > 3,
+                };
+                return PgText.FormatTimestamp(micros ? value.GetInt64() : value.GetInt64() * 1000);
+            }
+
+            case PgOid.Interval:
+                return _settings.IntervalHandlingMode == "string" || value.ValueKind == JsonValueKind.String ? value.GetString() : PgText.FormatMicroDuration(value.GetInt64());
+            case PgOid.Bytea:
+                return BinaryFromString(value.GetString()!);
+            case PgOid.Point:
+                return string.Create(Inv, $"({value.GetProperty("x").GetDouble():R},{value.GetProperty("y").GetDouble():R})");
+        }
+
+        return value.ValueKind switch
+        {
+            JsonValueKind.String => value.GetString(),
+            JsonValueKind.Number => value.GetRawText(),
+            JsonValueKind.True => "true",
+            JsonValueKind.False => "false",
+            _ => throw new FormatException($"a JSON {value.ValueKind} cannot be written to a {typeName} column"),
+        };
+    }
+
+    private static string IsoDate(string text) => text.EndsWith('Z') ? text[..^1] : text;
+
+    private static string? BoolText(JsonElement value, uint oid)
+    {
+        var b = value.ValueKind switch
+        {
+            JsonValueKind.True => true,
+            JsonValueKind.False => false,
+            _ => throw new FormatException($"expected true or false, got {value.ValueKind}"),
+        };
+        return oid is PgOid.Bit or PgOid.Varbit ? (b ? "1" : "0") : (b ? "true" : "false");
+    }
+
+    private static string FloatText(JsonElement value) =>
+        value.ValueKind == JsonValueKind.String ? value.GetString()! : value.GetRawText();
+
+    private static string VariableScale(JsonElement value)
+    {
+        var scale = value.GetProperty("scale").GetInt32();
+        var unscaled = PgText.FromTwosComplement(value.GetProperty("value").GetBytesFromBase64());
+        return PgText.FormatDecimal(unscaled, scale);
+    }
+
+    private string BinaryFromString(string text)
+    {
+        var bytes = _settings.BinaryHandlingMode switch
+        {
+            "hex" => System.Convert.FromHexString(text),
+            "base64-url-safe" => System.Convert.FromBase64String(text.Replace('-', '+').Replace('_', '/').PadRight(text.Length + ((4 - (text.Length % 4)) % 4), '=')),
+            _ => System.Convert.FromBase64String(text),
+        };
+        return PgText.FormatBytea(bytes);
+    }
+
+    private sealed record ShapeColumn(string Name, uint TypeOid, int Typmod, string TypeName);
+
+    /// <summary>A target table as the deserializer needs it: writable columns and the relation events carry.</summary>
+    private sealed class Shape
+    {
+        public Shape(TableInfo info)
+        {
+            Info = info;
+            var writable = info.WritableColumns.ToArray();
+            Columns = writable.Select(c => new ShapeColumn(c.Name, c.TypeOid, SafeTypmod(c), c.TypeName)).ToArray();
+            Index = writable.Select((c, i) => (c.Name, i)).ToDictionary(p => p.Name, p => p.i, StringComparer.Ordinal);
+            Generated = info.Columns.Where(c => c.IsGenerated).Select(c => c.Name).ToHashSet(StringComparer.Ordinal);
+            var keys = info.KeyColumns.ToHashSet(StringComparer.Ordinal);
+            HasKey = keys.Count > 0;
+            Relation = new StreamRelation(info.Oid, info.Schema, info.Name, info.ReplicaIdentity,
+                writable.Select((c, i) => new StreamColumn(c.Name, c.TypeOid, Columns[i].Typmod, keys.Contains(c.Name), c.TypeName)).ToArray());
+        }
+
+        public TableInfo Info { get; }
+
+        public ShapeColumn[] Columns { get; }
+
+        public Dictionary<string, int> Index { get; }
+
+        public HashSet<string> Generated { get; }
+
+        public bool HasKey { get; }
+
+        public StreamRelation Relation { get; }
+
+        private static int SafeTypmod(ColumnInfo c)
+        {
+            try
+            {
+                return PgOid.TypmodFromTypeName(c.TypeOid, c.TypeName);
+            }
+            catch (FormatException)
+            {
+                return -1;
+            }
+        }
+    }
+}

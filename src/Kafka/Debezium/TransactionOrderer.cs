@@ -1,0 +1,206 @@
+using NpgsqlTypes;
+using Replicator.Core.Changes;
+
+namespace Replicator.Kafka.Debezium;
+
+/// <summary>A source transaction rebuilt from Kafka, framed like Capture's stream, with the Kafka positions to resume from.</summary>
+/// <param name="ResumeOffsets">
+/// Per (topic, partition) the next offset to read so that nothing not yet emitted is skipped:
+/// store these with the applied transaction (replicator.position.kafka_offsets) in the same target
+/// transaction. Records of already-applied transactions may be read again after a restart; the
+/// applier skips them by commit LSN (DESIGN invariant 2).
+/// </param>
+public sealed record OrderedTransaction(
+    TransactionBegin Begin,
+    IReadOnlyList<ChangeEvent> Changes,
+    TransactionCommit Commit,
+    IReadOnlyDictionary<(string Topic, int Partition), long> ResumeOffsets)
+{
+    /// <summary>The framed stream: begin, changes, commit.</summary>
+    public IEnumerable<ChangeEvent> Events => Changes.Prepend(Begin).Append(Commit);
+}
+
+/// <summary>
+/// Rebuilds source commit order across topics from Debezium's transaction metadata.
+/// <para>
+/// Why it cannot reorder or lose: Kafka orders records only within a partition. The transaction
+/// topic (one partition) holds END markers in commit order; a transaction is released only when
+/// (a) its END is the oldest unreleased END and (b) as many of its change events have arrived as
+/// END's per-collection counts promise for the collections consumed. Events are released sorted by
+/// their <c>total_order</c>. So transactions leave in commit order and each leaves whole.
+/// </para>
+/// <para>
+/// Without transaction metadata (an event with no <c>transaction</c> block) every event is released
+/// at once as a transaction of its own: order then holds only per key (per partition), not across
+/// tables or keys — documented in docs/kafka.md.
+/// </para>
+/// <para>
+/// Memory: events wait here until their transaction's END is at the head; the wait is bounded by
+/// <see cref="MaxBufferedEvents"/> (exceeding it is an error that names the stuck transaction,
+/// usually a topic that is not consumed).
+/// </para>
+/// Not thread-safe: one consumer loop feeds it.
+/// </summary>
+public sealed class TransactionOrderer
+{
+    private readonly Func<string, bool> _consumesCollection;
+    private readonly Dictionary<string, Pending> _pending = new(StringComparer.Ordinal);
+    private readonly Queue<DecodedTransactionMarker> _ends = new();
+    private readonly Dictionary<(string, int), long> _nextOffset = [];
+    private readonly Dictionary<(string, int), SortedSet<long>> _held = [];
+    private NpgsqlLogSequenceNumber _lastCommitLsn;
+    private int _buffered;
+
+    /// <param name="consumesCollection">Whether a data collection (<c>schema.table</c>) is consumed; END counts for others are not waited for. Null: all.</param>
+    public TransactionOrderer(Func<string, bool>? consumesCollection = null, int maxBufferedEvents = 1_000_000)
+    {
+        _consumesCollection = consumesCollection ?? (_ => true);
+        MaxBufferedEvents = maxBufferedEvents;
+    }
+
+    public int MaxBufferedEvents { get; }
+
+    /// <summary>Events waiting for their transaction to complete or reach the head.</summary>
+    public int BufferedEvents => _buffered;
+
+    /// <summary>Takes one decoded record; returns the transactions it completes, in commit order.</summary>
+    public IReadOnlyList<OrderedTransaction> Add(DecodedRecord record)
+    {
+        var tp = (record.Position.Topic, record.Position.Partition);
+        switch (record)
+        {
+            case DecodedChange change when change.TransactionKey is null:
+                Consumed(tp, record.Position.Offset);
+                return [Single(change)];
+            case DecodedChange { TransactionKey: { } txKey } change:
+                if (!_pending.TryGetValue(txKey, out var pending))
+                    _pending[txKey] = pending = new Pending();
+                Hold(tp, record.Position.Offset);
+                pending.Positions.Add(record.Position);
+                // A producer restart (Capture resumes from the slot) writes a transaction again:
+                // the same event has the same total_order, so a repeat replaces, never adds.
+                if (!pending.Events.TryAdd(change.TotalOrder, change))
+                    break;
+                if (++_buffered > MaxBufferedEvents)
+                {
+                    var head = _ends.Count > 0 ? $"transaction {_ends.Peek().TransactionKey} (END at {_ends.Peek().Position})" : "no END received yet";
+                    throw new InvalidOperationException($"more than {MaxBufferedEvents} change events wait for their transaction to complete; waiting on {head}: check that every table topic named in END's data_collections is consumed");
+                }
+
+                break;
+            case DecodedTransactionMarker { IsEnd: true } end:
+                _ends.Enqueue(end);
+                Hold(tp, record.Position.Offset);
+                break;
+            default:
+                // BEGIN markers, tombstones and heartbeats carry nothing the applier needs.
+                Consumed(tp, record.Position.Offset);
+                break;
+        }
+
+        var released = new List<OrderedTransaction>();
+        while (_ends.Count > 0 && TryRelease(_ends.Peek(), out var transaction))
+        {
+            _ends.Dequeue();
+            if (transaction is not null)
+                released.Add(transaction);
+        }
+
+        return released;
+    }
+
+    /// <returns>True when the head END is done with; <paramref name="transaction"/> is null when it was a replay and dropped.</returns>
+    private bool TryRelease(DecodedTransactionMarker end, out OrderedTransaction? transaction)
+    {
+        transaction = null!;
+        long expected;
+        if (end.DataCollections is not null)
+            expected = end.DataCollections.Where(c => _consumesCollection(c.Key)).Sum(c => c.Value);
+        else
+            expected = end.EventCount ?? 0;
+        _pending.TryGetValue(end.TransactionKey, out var pending);
+        var have = pending?.Events.Count ?? 0;
+        if (have < expected)
+            return false;
+        if (have > expected)
+            throw new InvalidOperationException($"transaction {end.TransactionKey}: {have} distinct change events arrived but its END at {end.Position} counts {expected}: records from another producer or a corrupted topic?");
+
+        _pending.Remove(end.TransactionKey);
+        var events = pending?.Events.Values.ToList() ?? [];
+        _buffered -= events.Count;
+        foreach (var p in pending?.Positions ?? [])
+            Release((p.Topic, p.Partition), p.Offset);
+        Release((end.Position.Topic, end.Position.Partition), end.Position.Offset);
+
+        // Commit position: our producer's header; else Debezium 3.x's END id LSN (the commit's).
+        // An exact position at or below the last released one is a replay of a transaction
+        // already released (the producer restarted behind its acknowledgements): dropped here,
+        // as the applier would skip it. Without an exact position, the highest change LSN,
+        // forced to grow so the applier's skip-at-or-below stays correct.
+        var exact = end.CommitLsn ?? end.IdLsn;
+        if (exact is not null && exact.Value <= _lastCommitLsn)
+        {
+            transaction = null!;
+            return true;
+        }
+
+        var commitLsn = exact ?? (events.Count > 0 ? events.Max(e => e.Lsn) : _lastCommitLsn);
+        if (exact is null && commitLsn <= _lastCommitLsn)
+            commitLsn = new NpgsqlLogSequenceNumber((ulong)_lastCommitLsn + 1);
+        var endLsn = end.EndLsn ?? commitLsn;
+        _lastCommitLsn = commitLsn;
+        var xid = events.Count > 0 ? events[0].Xid : uint.TryParse(end.TransactionKey, out var parsed) ? parsed : 0;
+
+        transaction = new OrderedTransaction(
+            new TransactionBegin(xid, commitLsn, end.Time),
+            events.Select(e => e.Change).ToArray(),
+            new TransactionCommit(xid, commitLsn, endLsn, end.Time),
+            ResumeOffsets());
+        return true;
+    }
+
+    private OrderedTransaction Single(DecodedChange change)
+    {
+        var lsn = change.Lsn > _lastCommitLsn ? change.Lsn : new NpgsqlLogSequenceNumber((ulong)_lastCommitLsn + 1);
+        _lastCommitLsn = lsn;
+        return new OrderedTransaction(
+            new TransactionBegin(change.Xid, lsn, change.SourceTime),
+            [change.Change],
+            new TransactionCommit(change.Xid, lsn, lsn, change.SourceTime),
+            ResumeOffsets());
+    }
+
+    private void Hold((string, int) tp, long offset)
+    {
+        if (!_held.TryGetValue(tp, out var set))
+            _held[tp] = set = [];
+        set.Add(offset);
+        Advance(tp, offset);
+    }
+
+    private void Release((string, int) tp, long offset) => _held[tp].Remove(offset);
+
+    private void Consumed((string, int) tp, long offset) => Advance(tp, offset);
+
+    private void Advance((string, int) tp, long offset)
+    {
+        if (!_nextOffset.TryGetValue(tp, out var next) || offset + 1 > next)
+            _nextOffset[tp] = offset + 1;
+    }
+
+    private sealed class Pending
+    {
+        public SortedDictionary<long, DecodedChange> Events { get; } = [];
+
+        public List<KafkaPosition> Positions { get; } = [];
+    }
+
+    /// <summary>Per partition: the oldest record still held, else one past the newest seen.</summary>
+    public IReadOnlyDictionary<(string Topic, int Partition), long> ResumeOffsets()
+    {
+        var result = new Dictionary<(string, int), long>(_nextOffset.Count);
+        foreach (var (tp, next) in _nextOffset)
+            result[tp] = _held.TryGetValue(tp, out var held) && held.Count > 0 ? held.Min : next;
+        return result;
+    }
+}

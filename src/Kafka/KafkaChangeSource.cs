@@ -1,0 +1,168 @@
+using System.Runtime.CompilerServices;
+using System.Text.Json;
+using Confluent.Kafka;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Replicator.Kafka.Debezium;
+
+namespace Replicator.Kafka;
+
+/// <summary>Connection of the applier's consumer.</summary>
+public sealed record KafkaSourceOptions
+{
+    public required string BootstrapServers { get; init; }
+
+    /// <summary>Debezium's <c>topic.prefix</c>: the consumer subscribes to <c>^prefix\.</c> (table topics and the transaction topic).</summary>
+    public required string TopicPrefix { get; init; }
+
+    public string GroupId { get; init; } = "replicator-apply";
+
+    public string? SaslUsername { get; init; }
+
+    /// <summary>Never logged or put in errors (DESIGN invariant 7).</summary>
+    public string? SaslPassword { get; init; }
+
+    public IReadOnlyDictionary<string, string>? Extra { get; init; }
+}
+
+/// <summary>
+/// The applier's side of the Kafka buffer: a consumer (group, read_committed, no auto-commit)
+/// over the table topics and the transaction topic, feeding records through the
+/// <see cref="DebeziumDeserializer"/> and the <see cref="TransactionOrderer"/>, yielding whole source
+/// transactions in commit order together with the offsets to resume from. The applier stores those
+/// offsets in <c>replicator.position.kafka_offsets</c> in the same target transaction as the changes
+/// (DESIGN invariant 2) and passes them back as <c>startOffsets</c> after a restart; Kafka's own
+/// committed offsets (<see cref="CommitAdvisory"/>) only serve monitoring.
+/// <para>
+/// Commit order needs every partition in one orderer, so one applier consumes a prefix: a second
+/// member of the same group would take partitions away and stall the orderer (it waits, it does not
+/// reorder). Run one applier per target; a standby may wait in the group.
+/// </para>
+/// A record that cannot be read stops the stream with <see cref="DebeziumFormatException"/> naming
+/// its topic, partition and offset (a poison message is never skipped silently).
+/// </summary>
+public sealed class KafkaChangeSource : IDisposable
+{
+    private readonly KafkaSourceOptions _options;
+    private readonly DebeziumDeserializer _deserializer;
+    private readonly TransactionOrderer _orderer;
+    private readonly ILogger _logger;
+    private readonly IConsumer<byte[]?, byte[]?> _consumer;
+    private IReadOnlyDictionary<(string Topic, int Partition), long> _startOffsets = new Dictionary<(string, int), long>();
+
+    public KafkaChangeSource(KafkaSourceOptions options, DebeziumDeserializer deserializer, TransactionOrderer? orderer = null, ILogger? logger = null)
+    {
+        _options = options;
+        _deserializer = deserializer;
+        _orderer = orderer ?? new TransactionOrderer();
+        _logger = logger ?? NullLogger.Instance;
+        _consumer = new ConsumerBuilder<byte[]?, byte[]?>(ConsumerConfigFor(options))
+            .SetErrorHandler((_, e) => _logger.ClientError("consumer", e.Reason))
+            .SetPartitionsAssignedHandler((_, partitions) =>
+            {
+                _logger.PartitionsAssigned(string.Join(", ", partitions.Select(p => $"{p.Topic}[{p.Partition.Value}]")));
+                // Our stored position wins over the group's committed offsets; partitions we never
+                // stored start at the beginning (Debezium topics are the full history since the snapshot).
+                return partitions.Select(p => new TopicPartitionOffset(p,
+                    _startOffsets.TryGetValue((p.Topic, p.Partition.Value), out var o) ? new Offset(o) : Offset.Beginning));
+            })
+            .Build();
+    }
+
+    public static ConsumerConfig ConsumerConfigFor(KafkaSourceOptions options)
+    {
+        var config = new ConsumerConfig
+        {
+            BootstrapServers = options.BootstrapServers,
+            GroupId = options.GroupId,
+            ClientId = "replicator-apply",
+            IsolationLevel = IsolationLevel.ReadCommitted,
+            EnableAutoCommit = false,
+            EnableAutoOffsetStore = false,
+            AutoOffsetReset = AutoOffsetReset.Earliest,
+            TopicMetadataRefreshIntervalMs = 5000,
+        };
+        if (options.SaslUsername is not null)
+        {
+            config.SaslUsername = options.SaslUsername;
+            config.SaslPassword = options.SaslPassword;
+            config.SaslMechanism = SaslMechanism.Plain;
+            config.SecurityProtocol = SecurityProtocol.SaslSsl;
+        }
+
+        foreach (var (key, value) in options.Extra ?? new Dictionary<string, string>())
+            config.Set(key, value);
+        return config;
+    }
+
+    /// <summary>
+    /// Reads transactions in commit order until cancelled. <paramref name="startOffsets"/> are the
+    /// offsets stored with the last applied transaction (null on a first start).
+    /// </summary>
+    public async IAsyncEnumerable<OrderedTransaction> ReadAsync(IReadOnlyDictionary<(string Topic, int Partition), long>? startOffsets,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        _startOffsets = startOffsets ?? new Dictionary<(string, int), long>();
+        _consumer.Subscribe("^" + System.Text.RegularExpressions.Regex.Escape(_options.TopicPrefix) + "\\..*");
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            // Take what is already fetched without blocking; only an empty queue waits (off the
+            // caller's thread, with a short timeout so cancellation stays prompt).
+            var result = _consumer.Consume(TimeSpan.Zero)
+                ?? await Task.Run(() => _consumer.Consume(TimeSpan.FromMilliseconds(200)), cancellationToken).ConfigureAwait(false);
+            if (result is null || result.IsPartitionEOF)
+                continue;
+            var position = new KafkaPosition(result.Topic, result.Partition.Value, result.Offset.Value);
+            List<KeyValuePair<string, byte[]>>? headers = null;
+            if (result.Message.Headers is { Count: > 0 })
+                headers = result.Message.Headers.Select(h => new KeyValuePair<string, byte[]>(h.Key, h.GetValueBytes())).ToList();
+            var decoded = _deserializer.Decode(position, result.Message.Key ?? [], result.Message.Value ?? [], headers);
+            foreach (var transaction in _orderer.Add(decoded))
+                yield return transaction;
+        }
+    }
+
+    /// <summary>Commits the resume offsets to the group (advisory: lag monitoring; the target's table is authoritative).</summary>
+    public void CommitAdvisory(OrderedTransaction transaction)
+    {
+        _consumer.Commit(transaction.ResumeOffsets.Select(p => new TopicPartitionOffset(p.Key.Topic, new Partition(p.Key.Partition), new Offset(p.Value))));
+    }
+
+    /// <summary>The offsets as <c>replicator.position.kafka_offsets</c> stores them: <c>{"topic": {"partition": offset}}</c>.</summary>
+    public static string OffsetsToJson(IReadOnlyDictionary<(string Topic, int Partition), long> offsets)
+    {
+        var nested = offsets.GroupBy(o => o.Key.Topic, StringComparer.Ordinal).OrderBy(g => g.Key, StringComparer.Ordinal)
+            .ToDictionary(g => g.Key, g => g.OrderBy(o => o.Key.Partition).ToDictionary(o => o.Key.Partition.ToString(System.Globalization.CultureInfo.InvariantCulture), o => o.Value));
+        return JsonSerializer.Serialize(nested);
+    }
+
+    public static IReadOnlyDictionary<(string Topic, int Partition), long> OffsetsFromJson(string? json)
+    {
+        var result = new Dictionary<(string, int), long>();
+        if (string.IsNullOrEmpty(json))
+            return result;
+        var nested = JsonSerializer.Deserialize<Dictionary<string, Dictionary<string, long>>>(json) ?? [];
+        foreach (var (topic, partitions) in nested)
+        {
+            foreach (var (partition, offset) in partitions)
+                result[(topic, int.Parse(partition, System.Globalization.CultureInfo.InvariantCulture))] = offset;
+        }
+
+        return result;
+    }
+
+    public void Dispose()
+    {
+        try
+        {
+            _consumer.Close();
+        }
+        catch (KafkaException e)
+        {
+            // Leaving the group is a courtesy; the broker times the member out anyway.
+            _logger.ClientError("consumer", e.Error.Reason);
+        }
+
+        _consumer.Dispose();
+    }
+}

@@ -1,0 +1,193 @@
+using System.Text;
+using Confluent.Kafka;
+using NpgsqlTypes;
+using Replicator.Core.Catalog;
+using Replicator.Core.Changes;
+using Replicator.Kafka;
+using Replicator.Kafka.Debezium;
+using Replicator.Tests.Fixtures;
+using static Replicator.Tests.Kafka.DebeziumTestData;
+
+namespace Replicator.Tests.Kafka;
+
+/// <summary>The producer and consumer over the Kafka protocol (librdkafka's mock cluster).</summary>
+public class KafkaBufferTests(KafkaFixture kafka) : IClassFixture<KafkaFixture>
+{
+    private static readonly StreamRelation Orders = Customers with { RelationId = 16390, Name = "orders" };
+
+    private static readonly TableInfo CustomersTable = Table("public", "customers", ("id", 23, "integer", true), ("name", 25, "text", false));
+    private static readonly TableInfo OrdersTable = Table("public", "orders", ("id", 23, "integer", true), ("name", 25, "text", false));
+
+    private static string NewPrefix() => "t" + Guid.NewGuid().ToString("N")[..10];
+
+    private KafkaChangeSink Sink(string prefix, IReadOnlyDictionary<string, string>? extra = null, string? bootstrap = null) =>
+        new(new KafkaSinkOptions { BootstrapServers = bootstrap ?? kafka.BootstrapServers, Format = new DebeziumOptions { TopicPrefix = prefix, DatabaseName = "inventory" }, Extra = extra });
+
+    private static RowChange Delete(StreamRelation relation, ulong lsn, string id) =>
+        new(relation, ChangeKind.Delete, new NpgsqlLogSequenceNumber(lsn), [V(id), ColumnValue.Null], true, null);
+
+    private static async Task WriteAllAsync(KafkaChangeSink sink, IEnumerable<ChangeEvent> events)
+    {
+        foreach (var e in events)
+            await sink.WriteAsync(e, CancellationToken.None);
+    }
+
+    private static IEnumerable<ChangeEvent> Workload() =>
+    [
+        Begin(1, 1000), Insert(Customers, 900, "1", "Anne"), Insert(Orders, 910, "7", "order"), Delete(Customers, 920, "1"), Commit(1, 1000, 1010),
+        Begin(2, 2000), Insert(Customers, 1900, "2", "Bo"), Insert(Customers, 1910, "3", "Cy"), Commit(2, 2000, 2010),
+        new Heartbeat(new NpgsqlLogSequenceNumber(2500), CommitTime),
+        Begin(3, 3000), new TruncateChange([Orders], false, false, new NpgsqlLogSequenceNumber(2900)), Commit(3, 3000, 3010),
+    ];
+
+    [Fact]
+    public async Task Source_to_Kafka_to_applier_yields_the_same_transactions_in_commit_order()
+    {
+        var prefix = NewPrefix();
+        using (var sink = Sink(prefix))
+        {
+            await WriteAllAsync(sink, Workload());
+            await sink.FlushAsync(TimeSpan.FromSeconds(30), CancellationToken.None);
+            Assert.Equal(3010UL, (ulong)sink.DurableLsn!.Value);
+            Assert.Equal(0, sink.InFlight);
+        }
+
+        var deserializer = new DebeziumDeserializer(DebeziumSourceSettings.Default, (s, t) => t == "customers" ? CustomersTable : t == "orders" ? OrdersTable : null);
+        using var source = new KafkaChangeSource(new KafkaSourceOptions { BootstrapServers = kafka.BootstrapServers, TopicPrefix = prefix, GroupId = prefix }, deserializer);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var transactions = new List<OrderedTransaction>();
+        await foreach (var t in source.ReadAsync(null, timeout.Token))
+        {
+            transactions.Add(t);
+            if (transactions.Count == 3)
+                break;
+        }
+
+        Assert.Equal([1u, 2u, 3u], transactions.Select(t => t.Begin.Xid));
+        Assert.Equal([1000UL, 2000UL, 3000UL], transactions.Select(t => (ulong)t.Commit.CommitLsn));
+        Assert.Equal([1010UL, 2010UL, 3010UL], transactions.Select(t => (ulong)t.Commit.EndLsn));
+        var first = transactions[0].Changes.Cast<RowChange>().ToList();
+        Assert.Equal([ChangeKind.Insert, ChangeKind.Insert, ChangeKind.Delete], first.Select(c => c.Kind));
+        Assert.Equal(["customers", "orders", "customers"], first.Select(c => c.Relation.Name));
+        Assert.Equal("Anne", first[0].New![1].Text);
+        Assert.Equal(["2", "3"], transactions[1].Changes.Cast<RowChange>().Select(c => c.New![0].Text));
+        Assert.Equal("orders", Assert.IsType<TruncateChange>(Assert.Single(transactions[2].Changes)).Relations[0].Name);
+
+        // The resume position after the last transaction covers every topic it read; stored as JSON and read back.
+        var offsets = transactions[2].ResumeOffsets;
+        Assert.Equal(offsets, KafkaChangeSource.OffsetsFromJson(KafkaChangeSource.OffsetsToJson(offsets)));
+        Assert.Contains(offsets, o => o.Key.Topic == prefix + ".transaction" && o.Value == 6);
+    }
+
+    [Fact]
+    public async Task Keyed_records_land_on_the_partition_Javas_murmur2_partitioner_picks_and_BEGIN_END_on_partition_0()
+    {
+        var prefix = NewPrefix();
+        using (var sink = Sink(prefix))
+        {
+            var events = new List<ChangeEvent> { Begin(1, 5000) };
+            for (var i = 0; i < 40; i++)
+                events.Add(Insert(Customers, (ulong)(100 + i), i.ToString(System.Globalization.CultureInfo.InvariantCulture), "n"));
+            events.Add(Delete(Customers, 200, "5"));
+            events.Add(Commit(1, 5000, 5010));
+            await WriteAllAsync(sink, events);
+            await sink.FlushAsync(TimeSpan.FromSeconds(30), CancellationToken.None);
+        }
+
+        using var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = kafka.BootstrapServers }).Build();
+        var topic = prefix + ".public.customers";
+        var partitions = admin.GetMetadata(topic, TimeSpan.FromSeconds(10)).Topics.Single().Partitions.Count;
+        Assert.True(partitions > 1, $"the mock cluster created {topic} with {partitions} partition(s); the test needs several");
+
+        var records = ReadAll(topic, partitions, expected: 42);
+        Assert.Equal(42, records.Count);
+        foreach (var r in records)
+            Assert.Equal(Murmur2Partitioner.Partition(r.Message.Key, partitions), r.Partition.Value);
+        Assert.True(records.Select(r => r.Partition.Value).Distinct().Count() > 1);
+        var tombstone = Assert.Single(records, r => r.Message.Value is null);
+        Assert.Contains("\"payload\":{\"id\":5}", Encoding.UTF8.GetString(tombstone.Message.Key!), StringComparison.Ordinal);
+
+        var txTopic = prefix + ".transaction";
+        var txPartitions = admin.GetMetadata(txTopic, TimeSpan.FromSeconds(10)).Topics.Single().Partitions.Count;
+        var markers = ReadAll(txTopic, txPartitions, expected: 2);
+        Assert.All(markers, m => Assert.Equal(0, m.Partition.Value));
+    }
+
+    private List<ConsumeResult<byte[]?, byte[]?>> ReadAll(string topic, int partitions, int expected)
+    {
+        using var consumer = new ConsumerBuilder<byte[]?, byte[]?>(new ConsumerConfig { BootstrapServers = kafka.BootstrapServers, GroupId = "raw-" + Guid.NewGuid(), EnableAutoCommit = false }).Build();
+        consumer.Assign(Enumerable.Range(0, partitions).Select(p => new TopicPartitionOffset(topic, p, Offset.Beginning)));
+        var records = new List<ConsumeResult<byte[]?, byte[]?>>();
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (records.Count < expected && DateTime.UtcNow < deadline)
+        {
+            var r = consumer.Consume(TimeSpan.FromMilliseconds(200));
+            if (r is not null && !r.IsPartitionEOF)
+                records.Add(r);
+        }
+
+        return records;
+    }
+
+    [Fact]
+    public async Task Without_a_broker_acknowledgement_the_durable_LSN_does_not_move_and_a_failed_delivery_stops_the_sink()
+    {
+        // Nothing listens on port 1: records stay unacknowledged, then time out.
+        using var sink = Sink(NewPrefix(), new Dictionary<string, string> { ["message.timeout.ms"] = "1500" }, bootstrap: "127.0.0.1:1");
+        await WriteAllAsync(sink, [Begin(1, 1000), Insert(Customers, 900, "1", "Anne"), Commit(1, 1000, 1010)]);
+        await Task.Delay(500);
+        Assert.Null(sink.DurableLsn);
+        Assert.True(sink.InFlight > 0);
+
+        await Assert.ThrowsAsync<KafkaException>(() => sink.FlushAsync(TimeSpan.FromSeconds(20), CancellationToken.None));
+        Assert.Null(sink.DurableLsn);
+        await Assert.ThrowsAsync<KafkaException>(async () => await sink.WriteAsync(Begin(2, 2000), CancellationToken.None));
+    }
+
+    [Fact]
+    public void Producer_is_idempotent_acks_all_lz4_and_murmur2_and_consumer_reads_committed_without_auto_commit()
+    {
+        var producer = KafkaChangeSink.ProducerConfigFor(new KafkaSinkOptions { BootstrapServers = "b:9092", Format = Options });
+        Assert.True(producer.EnableIdempotence);
+        Assert.Equal(Acks.All, producer.Acks);
+        Assert.Equal(CompressionType.Lz4, producer.CompressionType);
+        Assert.Equal(Partitioner.Murmur2Random, producer.Partitioner);
+        var consumer = KafkaChangeSource.ConsumerConfigFor(new KafkaSourceOptions { BootstrapServers = "b:9092", TopicPrefix = "p" });
+        Assert.Equal(IsolationLevel.ReadCommitted, consumer.IsolationLevel);
+        Assert.False(consumer.EnableAutoCommit);
+    }
+}
+
+public class KafkaBufferOptionsTests
+{
+    [Fact]
+    public void Kafka_buffer_without_bootstrap_servers_is_a_configuration_error_naming_the_key_and_the_fix()
+    {
+        var e = Assert.Throws<Replicator.Core.Configuration.ConfigurationException>(() => KafkaBufferOptions.Sink(new Replicator.Core.Configuration.ReplicatorOptions(), "db"));
+        Assert.Equal("Buffer:Kafka:Bootstrap", e.Key);
+        Assert.Contains("dev-kafka", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_topic_prefix_Kafka_cannot_name_is_refused()
+    {
+        var options = new Replicator.Core.Configuration.ReplicatorOptions();
+        options.Buffer.Kafka.Bootstrap = "127.0.0.1:9092";
+        options.Buffer.Kafka.TopicPrefix = "my prefix";
+        var e = Assert.Throws<Replicator.Core.Configuration.ConfigurationException>(() => KafkaBufferOptions.Source(options));
+        Assert.Equal("Buffer:Kafka:TopicPrefix", e.Key);
+    }
+
+    [Fact]
+    public void Sink_and_source_settings_come_from_the_Buffer_Kafka_section()
+    {
+        var options = new Replicator.Core.Configuration.ReplicatorOptions { SlotName = "s1" };
+        options.Buffer.Kafka.Bootstrap = "k1:9092,k2:9092";
+        options.Buffer.Kafka.TopicPrefix = "shop";
+        var sink = KafkaBufferOptions.Sink(options, "orders_db");
+        Assert.Equal("k1:9092,k2:9092", sink.BootstrapServers);
+        Assert.Equal("shop.transaction", sink.Format.TransactionTopic);
+        Assert.Equal("orders_db", sink.Format.DatabaseName);
+        Assert.Equal("replicator-apply-s1", KafkaBufferOptions.Source(options).GroupId);
+    }
+}

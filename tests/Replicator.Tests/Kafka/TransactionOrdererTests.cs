@@ -1,0 +1,142 @@
+using NpgsqlTypes;
+using Replicator.Core.Changes;
+using Replicator.Kafka.Debezium;
+using static Replicator.Tests.Kafka.DebeziumTestData;
+
+namespace Replicator.Tests.Kafka;
+
+public class TransactionOrdererTests
+{
+    private static readonly StreamRelation Orders = Customers with { RelationId = 2, Name = "orders" };
+
+    private static DecodedChange Change(string topic, int partition, long offset, string txKey, long totalOrder, ulong lsn, string id, StreamRelation? relation = null) =>
+        new(new KafkaPosition(topic, partition, offset), Insert(relation ?? Customers, lsn, id, "x"), uint.Parse(txKey), txKey, totalOrder, new NpgsqlLogSequenceNumber(lsn), CommitTime);
+
+    private static DecodedTransactionMarker End(long offset, string txKey, ulong idLsn, params (string Collection, long Count)[] counts) =>
+        new(new KafkaPosition("p.transaction", 0, offset), true, txKey, counts.Sum(c => c.Count), counts.ToDictionary(c => c.Collection, c => c.Count), CommitTime,
+            new NpgsqlLogSequenceNumber(idLsn), null, null);
+
+    private static string Ids(OrderedTransaction t) => string.Join(",", t.Changes.Cast<RowChange>().Select(c => c.New![0].Text));
+
+    [Fact]
+    public void Transactions_are_released_in_END_order_with_events_sorted_by_total_order_whatever_the_arrival_order()
+    {
+        var orderer = new TransactionOrderer();
+        var released = new List<OrderedTransaction>();
+        // Transaction 10 (committed first) touches both tables; 11 touches customers only. Arrival is scrambled
+        // across partitions; 11's events arrive before 10's, and END markers arrive before some events.
+        released.AddRange(orderer.Add(Change("p.public.customers", 1, 0, "11", 1, 300, "c")));
+        released.AddRange(orderer.Add(End(0, "10", 250, ("public.customers", 1), ("public.orders", 1))));
+        released.AddRange(orderer.Add(End(1, "11", 350, ("public.customers", 1))));
+        Assert.Empty(released);
+        released.AddRange(orderer.Add(Change("p.public.orders", 0, 0, "10", 2, 200, "b", Orders)));
+        Assert.Empty(released);
+        released.AddRange(orderer.Add(Change("p.public.customers", 0, 0, "10", 1, 100, "a")));
+
+        Assert.Equal(2, released.Count);
+        Assert.Equal("a,b", Ids(released[0]));
+        Assert.Equal("c", Ids(released[1]));
+        Assert.Equal(250UL, (ulong)released[0].Commit.CommitLsn);
+        Assert.Equal(350UL, (ulong)released[1].Commit.CommitLsn);
+        Assert.Equal(10u, released[0].Begin.Xid);
+        Assert.Equal([typeof(TransactionBegin), typeof(RowChange), typeof(RowChange), typeof(TransactionCommit)], released[0].Events.Select(e => e.GetType()));
+        Assert.Equal(0, orderer.BufferedEvents);
+    }
+
+    [Fact]
+    public void A_transaction_waits_until_every_event_its_END_counts_has_arrived()
+    {
+        var orderer = new TransactionOrderer();
+        Assert.Empty(orderer.Add(End(0, "7", 90, ("public.customers", 2))));
+        Assert.Empty(orderer.Add(Change("p.public.customers", 0, 0, "7", 2, 80, "b")));
+        var released = Assert.Single(orderer.Add(Change("p.public.customers", 0, 1, "7", 1, 70, "a")));
+        Assert.Equal("a,b", Ids(released));
+    }
+
+    [Fact]
+    public void Counts_of_collections_that_are_not_consumed_are_not_waited_for()
+    {
+        var orderer = new TransactionOrderer(c => c == "public.customers");
+        Assert.Empty(orderer.Add(End(0, "7", 90, ("public.customers", 1), ("public.audit", 5))));
+        Assert.Single(orderer.Add(Change("p.public.customers", 0, 0, "7", 3, 70, "a")));
+    }
+
+    [Fact]
+    public void Without_transaction_metadata_each_event_is_released_at_once_in_arrival_order()
+    {
+        var orderer = new TransactionOrderer();
+        var single = new DecodedChange(new KafkaPosition("p.public.customers", 0, 5), Insert(Customers, 70, "a", "x"), 3, null, 0, new NpgsqlLogSequenceNumber(70), CommitTime);
+        var released = Assert.Single(orderer.Add(single));
+        Assert.Equal("a", Ids(released));
+        Assert.Equal(6, released.ResumeOffsets[("p.public.customers", 0)]);
+    }
+
+    [Fact]
+    public void Resume_offsets_never_pass_a_record_that_is_still_waiting()
+    {
+        var orderer = new TransactionOrderer();
+        orderer.Add(Change("p.public.customers", 0, 10, "8", 1, 100, "waiting"));
+        orderer.Add(End(4, "7", 90, ("public.customers", 1)));
+        var released = Assert.Single(orderer.Add(Change("p.public.customers", 0, 11, "7", 1, 80, "done")));
+        // Transaction 7 is out, but offset 10 (transaction 8) is not applied: a restart must read from 10.
+        Assert.Equal(10, released.ResumeOffsets[("p.public.customers", 0)]);
+        Assert.Equal(5, released.ResumeOffsets[("p.transaction", 0)]);
+    }
+
+    [Fact]
+    public void Commit_positions_only_grow_so_the_applier_can_skip_at_or_below_its_stored_position()
+    {
+        var orderer = new TransactionOrderer();
+        // A Debezium 1.x-style bare id: no LSN in END, position falls back to the events' LSNs.
+        var end = new DecodedTransactionMarker(new KafkaPosition("p.transaction", 0, 0), true, "5", 1, null, CommitTime, null, null, null);
+        orderer.Add(end);
+        var first = Assert.Single(orderer.Add(Change("p.public.customers", 0, 0, "5", 1, 500, "a")));
+        // Transaction 6 committed later but its change has a lower LSN (transactions interleave in the WAL).
+        orderer.Add(end with { Position = new KafkaPosition("p.transaction", 0, 1), TransactionKey = "6" });
+        var second = Assert.Single(orderer.Add(Change("p.public.customers", 0, 1, "6", 1, 300, "b")));
+        Assert.True(second.Commit.CommitLsn > first.Commit.CommitLsn);
+    }
+
+    [Fact]
+    public void A_producer_restart_that_writes_transactions_again_yields_each_transaction_once()
+    {
+        var orderer = new TransactionOrderer();
+        var released = new List<OrderedTransaction>();
+        // First attempt: transaction 4 complete, transaction 5 cut off after one event (no END).
+        released.AddRange(orderer.Add(Change("p.public.customers", 0, 0, "4", 1, 100, "a")));
+        released.AddRange(orderer.Add(End(0, "4", 150, ("public.customers", 1))));
+        released.AddRange(orderer.Add(Change("p.public.customers", 0, 1, "5", 1, 200, "b")));
+        // Capture restarts from the slot (behind its Kafka acknowledgements) and writes 4 and 5 again.
+        released.AddRange(orderer.Add(Change("p.public.customers", 0, 2, "4", 1, 100, "a")));
+        released.AddRange(orderer.Add(End(1, "4", 150, ("public.customers", 1))));
+        released.AddRange(orderer.Add(Change("p.public.customers", 0, 3, "5", 1, 200, "b")));
+        released.AddRange(orderer.Add(Change("p.public.customers", 0, 4, "5", 2, 210, "c")));
+        released.AddRange(orderer.Add(End(2, "5", 250, ("public.customers", 2))));
+
+        Assert.Equal(["a", "b,c"], released.Select(Ids));
+        Assert.Equal(0, orderer.BufferedEvents);
+        Assert.Equal(5, orderer.ResumeOffsets()[("p.public.customers", 0)]);
+        Assert.Equal(3, orderer.ResumeOffsets()[("p.transaction", 0)]);
+    }
+
+    [Fact]
+    public void More_events_than_END_counts_is_an_error_naming_the_transaction()
+    {
+        var orderer = new TransactionOrderer();
+        orderer.Add(Change("p.public.customers", 0, 0, "7", 1, 70, "a"));
+        orderer.Add(Change("p.public.customers", 0, 1, "7", 2, 71, "b"));
+        var e = Assert.Throws<InvalidOperationException>(() => orderer.Add(End(0, "7", 90, ("public.customers", 1))));
+        Assert.Contains("transaction 7", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Buffering_beyond_the_bound_is_an_error_that_points_at_the_stuck_transaction()
+    {
+        var orderer = new TransactionOrderer(maxBufferedEvents: 2);
+        orderer.Add(End(0, "7", 90, ("public.customers", 1), ("public.orders", 1)));
+        orderer.Add(Change("p.public.customers", 0, 0, "7", 1, 70, "a"));
+        orderer.Add(Change("p.public.customers", 0, 1, "8", 1, 100, "b"));
+        var e = Assert.Throws<InvalidOperationException>(() => orderer.Add(Change("p.public.customers", 0, 2, "8", 2, 101, "c")));
+        Assert.Contains("waiting on transaction 7", e.Message, StringComparison.Ordinal);
+    }
+}
