@@ -36,7 +36,7 @@ internal sealed class ChangeApplier
     private const int TextArray = (int)(NpgsqlDbType.Array | NpgsqlDbType.Text);
 
     private readonly NpgsqlConnection _target;
-    private readonly NpgsqlDataSource _source;
+    private readonly NpgsqlDataSource? _source;
     private readonly ApplierSettings _settings;
     private readonly ILogger _logger;
     private readonly Action<NpgsqlLogSequenceNumber> _acknowledge;
@@ -56,6 +56,7 @@ internal sealed class ChangeApplier
     private TransactionBegin? _current;
     private bool _skipping;
     private TransactionCommit? _lastCommit;
+    private string? _bufferPosition;
     private ulong _pendingAck;
     private int _batchTransactions;
     private int _batchChanges;
@@ -64,7 +65,7 @@ internal sealed class ChangeApplier
     private (long Id, ulong Cut)? _barrier;
     private long _barrierCheckedAt;
 
-    public ChangeApplier(NpgsqlConnection target, NpgsqlDataSource source, ApplierSettings settings, ILogger logger,
+    public ChangeApplier(NpgsqlConnection target, NpgsqlDataSource? source, ApplierSettings settings, ILogger logger,
         Action<NpgsqlLogSequenceNumber> acknowledge, Func<ulong> receivedLsn, ulong strictUntil)
     {
         _target = target;
@@ -228,6 +229,10 @@ internal sealed class ChangeApplier
                 await ApplyTruncateAsync(truncate, cancellationToken).ConfigureAwait(false);
                 break;
 
+            case BufferPosition buffer:
+                _bufferPosition = buffer.Json;
+                break;
+
             case TransactionCommit commit:
                 _current = null;
                 if (_skipping)
@@ -296,12 +301,14 @@ internal sealed class ChangeApplier
             if (_lastCommit is { } last)
             {
                 var position = new NpgsqlBatchCommand("""
-                    INSERT INTO replicator.position (slot_name, commit_lsn, commit_time, updated_at) VALUES ($1, $2, $3, clock_timestamp())
-                    ON CONFLICT (slot_name) DO UPDATE SET commit_lsn = EXCLUDED.commit_lsn, commit_time = EXCLUDED.commit_time, updated_at = EXCLUDED.updated_at
+                    INSERT INTO replicator.position (slot_name, commit_lsn, commit_time, kafka_offsets, updated_at) VALUES ($1, $2, $3, $4::jsonb, clock_timestamp())
+                    ON CONFLICT (slot_name) DO UPDATE SET commit_lsn = EXCLUDED.commit_lsn, commit_time = EXCLUDED.commit_time,
+                        kafka_offsets = COALESCE(EXCLUDED.kafka_offsets, replicator.position.kafka_offsets), updated_at = EXCLUDED.updated_at
                     """);
                 position.Parameters.AddWithValue(_settings.Slot);
                 position.Parameters.Add(Parameters.Lsn(last.CommitLsn));
                 position.Parameters.AddWithValue(last.CommitTime);
+                position.Parameters.Add(new NpgsqlParameter { Value = (object?)_bufferPosition ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
                 batch.BatchCommands.Add(position);
             }
 
@@ -394,6 +401,12 @@ internal sealed class ChangeApplier
     /// </summary>
     private async Task AddColumnsAsync(StreamRelation relation, List<StreamColumn> missing, CancellationToken cancellationToken)
     {
+        if (_source is null)
+        {
+            throw new ReplicationException(ReplicationErrorKind.Schema,
+                $"the source added column(s) {string.Join(", ", missing.Select(c => c.Name + " " + c.TypeName))} to {relation.DisplayName}, and this applier (reading Kafka) cannot look at the source to see whether they may be added as they are: add them on the target ({string.Join(" ", missing.Select(c => $"ALTER TABLE {relation.QuotedName} ADD COLUMN {c.QuotedName} {c.TypeName};"))}) with the source's default; replication resumes by itself");
+        }
+
         foreach (var column in missing)
         {
             // A default that calls a volatile function would give existing target rows other values than the source's.

@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using Npgsql;
 using NpgsqlTypes;
 using Replicator.Capture;
+using Replicator.Core.Catalog;
 using Replicator.Core.Changes;
 using Replicator.Core.Configuration;
 using Replicator.Core.Errors;
@@ -25,9 +26,18 @@ namespace Replicator.Applier;
 /// exponential backoff; a schema difference waits (with the same backoff, capped at 30 s) until
 /// someone runs the DDL it names; a permanent problem (permissions, slot in use) stops.
 /// </remarks>
-public sealed class ReplicationPipeline(ConnectionInfo source, ConnectionInfo target, ApplierSettings settings, string publication,
+public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionInfo? targetInfo, ApplierSettings settings, string publication,
     ILoggerFactory loggerFactory, HealthState? health = null)
 {
+    /// <summary>Which stages this process runs and what joins them.</summary>
+    public PipelineRole Role { get; init; } = PipelineRole.Embedded;
+
+    /// <summary>Kafka producer settings (roles <see cref="PipelineRole.Capture"/> and <see cref="PipelineRole.KafkaBoth"/>).</summary>
+    public Replicator.Kafka.KafkaSinkOptions? KafkaSink { get; init; }
+
+    /// <summary>Kafka consumer settings (roles <see cref="PipelineRole.Apply"/> and <see cref="PipelineRole.KafkaBoth"/>).</summary>
+    public Replicator.Kafka.KafkaSourceOptions? KafkaSource { get; init; }
+
     private readonly ILogger _logger = loggerFactory.CreateLogger<ReplicationPipeline>();
     private ulong _strictUntil;
 
@@ -68,7 +78,7 @@ public sealed class ReplicationPipeline(ConnectionInfo source, ConnectionInfo ta
                 _logger.StrictReplay();
                 delay = TimeSpan.Zero;
             }
-            catch (Exception e) when (PostgresErrors.IsTransient(e) || e is NpgsqlException or ChannelClosedException)
+            catch (Exception e) when (PostgresErrors.IsTransient(e) || e is NpgsqlException or ChannelClosedException or Confluent.Kafka.KafkaException)
             {
                 ReplicatorMetrics.ApplyErrors.Add(1, new KeyValuePair<string, object?>("kind", "transient"));
                 health?.Set("replication", ready: false, "reconnecting");
@@ -86,55 +96,101 @@ public sealed class ReplicationPipeline(ConnectionInfo source, ConnectionInfo ta
         }
     }
 
-    private async Task RunOnceAsync(CancellationToken cancellationToken)
+    private Task RunOnceAsync(CancellationToken cancellationToken) => Role switch
     {
-        await using var sourceData = NpgsqlDataSource.Create(source.ToNpgsqlConnectionString());
-        await using var targetConnection = new NpgsqlConnection(target.ToNpgsqlConnectionString(b =>
+        PipelineRole.Embedded => RunStagesAsync(capture: true, apply: true, kafka: false, cancellationToken),
+        PipelineRole.Capture => RunStagesAsync(capture: true, apply: false, kafka: true, cancellationToken),
+        PipelineRole.Apply => RunStagesAsync(capture: false, apply: true, kafka: true, cancellationToken),
+        _ => RunStagesAsync(capture: true, apply: true, kafka: true, cancellationToken),
+    };
+
+    /// <summary>
+    /// Starts the stages of this role and supervises them: the first to stop (with an error, or
+    /// because its input ended) stops the others, and its error is what the retry loop sees.
+    /// <list type="bullet">
+    /// <item>embedded: capture → channel → applier; the applier acknowledges the slot.</item>
+    /// <item>Kafka, capture half: capture → channel → producer; the slot is acknowledged up to the
+    /// producer's <c>DurableLsn</c> (everything before it acknowledged by Kafka with acks=all).</item>
+    /// <item>Kafka, apply half: consumer (commit order rebuilt from the transaction topic) →
+    /// channel → applier; the offsets go into <c>replicator.position</c> with the changes.</item>
+    /// </list>
+    /// </summary>
+    private async Task RunStagesAsync(bool capture, bool apply, bool kafka, CancellationToken cancellationToken)
+    {
+        await using var sourceData = capture || (apply && !kafka) ? NpgsqlDataSource.Create(Required(sourceInfo, "source").ToNpgsqlConnectionString()) : null;
+        await using var targetConnection = apply ? new NpgsqlConnection(Required(targetInfo, "target").ToNpgsqlConnectionString(b =>
         {
             b.ApplicationName = "replicator-applier";
             b.MaxAutoPrepare = 200;
             b.AutoPrepareMinUsages = 2;
             b.CommandTimeout = 0;
-        }));
-        await targetConnection.OpenAsync(cancellationToken).ConfigureAwait(false);
-        await TargetState.EnsureAsync(targetConnection, cancellationToken).ConfigureAwait(false);
-        var position = await TargetState.ReadPositionAsync(targetConnection, settings.Slot, cancellationToken).ConfigureAwait(false)
-            ?? throw new ReplicationException(ReplicationErrorKind.Permanent,
-                $"the target {target} has no replication position for slot \"{settings.Slot}\": the initial snapshot has not finished. Run 'replicator run' (it snapshots first) or 'replicator snapshot'");
-
-        var capture = new PgOutputCapture(source, settings.Slot, publication, loggerFactory.CreateLogger<PgOutputCapture>());
-        var channel = Channel.CreateBounded<ChangeEvent>(new BoundedChannelOptions(BufferCapacity)
-        {
-            SingleReader = true,
-            SingleWriter = true,
-            FullMode = BoundedChannelFullMode.Wait,
-        });
-        var received = (ulong)position;
-        var applier = new ChangeApplier(targetConnection, sourceData, settings, loggerFactory.CreateLogger<ChangeApplier>(),
-            capture.Acknowledge, () => Volatile.Read(ref received), _strictUntil);
-        await applier.InitializeAsync((ulong)position, cancellationToken).ConfigureAwait(false);
-
+        })) : null;
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var captureTask = Task.Run(async () =>
-        {
-            try
-            {
-                await capture.RunAsync(channel.Writer, position, stop.Token).ConfigureAwait(false);
-            }
-            finally
-            {
-                channel.Writer.TryComplete();
-            }
-        }, stop.Token);
-        var applyTask = applier.RunAsync(channel.Reader, stop.Token);
-        var slotTask = WatchSlotAsync(sourceData, v => Volatile.Write(ref received, v), stop.Token);
-        health?.Set("replication", ready: true, $"streaming slot {settings.Slot}");
+        var stages = new List<Task>();
+        var received = 0UL;
+        PgOutputCapture? reader = null;
+        ChangeApplier? applier = null;
+        NpgsqlLogSequenceNumber start = default;
+        string? offsets = null;
 
-        var first = await Task.WhenAny(captureTask, applyTask).ConfigureAwait(false);
+        if (apply)
+        {
+            await targetConnection!.OpenAsync(cancellationToken).ConfigureAwait(false);
+            await TargetState.EnsureAsync(targetConnection, cancellationToken).ConfigureAwait(false);
+            (start, offsets) = await ReadPositionAsync(targetConnection, cancellationToken).ConfigureAwait(false);
+            received = (ulong)start;
+        }
+
+        if (capture)
+            reader = new PgOutputCapture(Required(sourceInfo, "source"), settings.Slot, publication, loggerFactory.CreateLogger<PgOutputCapture>());
+
+        if (capture && !kafka)
+        {
+            var channel = NewChannel();
+            stages.Add(CaptureInto(reader!, channel.Writer, start, stop.Token));
+            applier = new ChangeApplier(targetConnection!, sourceData, settings, loggerFactory.CreateLogger<ChangeApplier>(),
+                reader!.Acknowledge, () => Volatile.Read(ref received), _strictUntil);
+            await applier.InitializeAsync((ulong)start, cancellationToken).ConfigureAwait(false);
+            stages.Add(applier.RunAsync(channel.Reader, stop.Token));
+        }
+        else
+        {
+            if (capture)
+            {
+                var sinkOptions = KafkaSink ?? throw new InvalidOperationException("Kafka producer settings missing");
+                var types = await Replicator.Kafka.Debezium.CatalogTypeResolver.LoadAsync(await sourceData!.OpenConnectionAsync(cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
+                var sink = new Replicator.Kafka.KafkaChangeSink(sinkOptions, types, loggerFactory.CreateLogger<Replicator.Kafka.KafkaChangeSink>());
+                var channel = NewChannel();
+                // The capture half alone does not know the target: the slot's confirmed position decides where it starts.
+                stages.Add(CaptureInto(reader!, channel.Writer, apply ? start : default, stop.Token));
+                stages.Add(ProduceAsync(channel.Reader, sink, reader!, stop.Token));
+            }
+
+            if (apply)
+            {
+                var sourceOptions = KafkaSource ?? throw new InvalidOperationException("Kafka consumer settings missing");
+                var tables = (await TableCatalog.LoadAsync(targetConnection!, cancellationToken).ConfigureAwait(false)).ToList();
+                var deserializer = new Replicator.Kafka.Debezium.DebeziumDeserializer(Replicator.Kafka.Debezium.DebeziumSourceSettings.Default,
+                    (schema, table) => tables.FirstOrDefault(t => t.Schema == schema && t.Name == table));
+                var consumer = new Replicator.Kafka.KafkaChangeSource(sourceOptions, deserializer, logger: loggerFactory.CreateLogger<Replicator.Kafka.KafkaChangeSource>());
+                var channel = NewChannel();
+                stages.Add(ConsumeAsync(consumer, Replicator.Kafka.KafkaChangeSource.OffsetsFromJson(offsets), channel.Writer, stop.Token));
+                applier = new ChangeApplier(targetConnection!, sourceData, settings, loggerFactory.CreateLogger<ChangeApplier>(),
+                    _ => { }, () => 0, _strictUntil);
+                await applier.InitializeAsync((ulong)start, cancellationToken).ConfigureAwait(false);
+                stages.Add(applier.RunAsync(channel.Reader, stop.Token));
+            }
+        }
+
+        if (sourceData is not null && capture)
+            stages.Add(WatchSlotAsync(sourceData, v => Volatile.Write(ref received, v), stop.Token));
+        health?.Set("replication", ready: true, $"{(kafka ? (capture && apply ? "capture and apply through Kafka" : capture ? "capturing into Kafka" : "applying from Kafka") : "streaming")}, slot {settings.Slot}");
+
+        var first = await Task.WhenAny(stages).ConfigureAwait(false);
         await stop.CancelAsync().ConfigureAwait(false);
         try
         {
-            await Task.WhenAll(captureTask, applyTask, slotTask).ConfigureAwait(false);
+            await Task.WhenAll(stages).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
@@ -149,7 +205,7 @@ public sealed class ReplicationPipeline(ConnectionInfo source, ConnectionInfo ta
             // Whatever failed, the next attempt commits each source transaction on its own up to the
             // one that failed, so the transactions before it in the lost batch land (and a schema
             // stop shows everything up to the change that needs the DDL).
-            var failedAt = applier.LastBegunCommitLsn;
+            var failedAt = applier?.LastBegunCommitLsn ?? 0;
             if (first.Exception?.InnerException is { } cause)
             {
                 if (cause is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation } && _strictUntil < failedAt)
@@ -168,6 +224,100 @@ public sealed class ReplicationPipeline(ConnectionInfo source, ConnectionInfo ta
         if (!cancellationToken.IsCancellationRequested)
             throw new ChannelClosedException("the replication stream ended");
     }
+
+    private Channel<ChangeEvent> NewChannel() => Channel.CreateBounded<ChangeEvent>(new BoundedChannelOptions(BufferCapacity)
+    {
+        SingleReader = true,
+        SingleWriter = true,
+        FullMode = BoundedChannelFullMode.Wait,
+    });
+
+    private static Task CaptureInto(PgOutputCapture capture, ChannelWriter<ChangeEvent> writer, NpgsqlLogSequenceNumber start, CancellationToken cancellationToken) =>
+        Task.Run(async () =>
+        {
+            try
+            {
+                await capture.RunAsync(writer, start, cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                writer.TryComplete();
+            }
+        }, cancellationToken);
+
+    /// <summary>Produces every event to Kafka and acknowledges the slot as far as Kafka has made the stream durable.</summary>
+    private static async Task ProduceAsync(ChannelReader<ChangeEvent> events, Replicator.Kafka.KafkaChangeSink sink, PgOutputCapture capture, CancellationToken cancellationToken)
+    {
+        using (sink)
+        {
+            using var acknowledge = new PeriodicTimer(TimeSpan.FromMilliseconds(100));
+            var acker = Task.Run(async () =>
+            {
+                try
+                {
+                    while (await acknowledge.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
+                    {
+                        if (sink.DurableLsn is { } durable)
+                            capture.Acknowledge(durable);
+                        ReplicatorMetrics.BufferedEvents.Record(sink.InFlight);
+                    }
+                }
+                catch (OperationCanceledException)
+                {
+                }
+            }, cancellationToken);
+            try
+            {
+                await foreach (var change in events.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+                    await sink.WriteAsync(change, cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                await acker.ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>Feeds the applier whole transactions in commit order, each followed by the offsets to resume after it.</summary>
+    private static async Task ConsumeAsync(Replicator.Kafka.KafkaChangeSource consumer, IReadOnlyDictionary<(string Topic, int Partition), long> offsets,
+        ChannelWriter<ChangeEvent> writer, CancellationToken cancellationToken)
+    {
+        using (consumer)
+        {
+            try
+            {
+                await foreach (var transaction in consumer.ReadAsync(offsets, cancellationToken).ConfigureAwait(false))
+                {
+                    await writer.WriteAsync(transaction.Begin, cancellationToken).ConfigureAwait(false);
+                    foreach (var change in transaction.Changes)
+                        await writer.WriteAsync(change, cancellationToken).ConfigureAwait(false);
+                    await writer.WriteAsync(new BufferPosition(Replicator.Kafka.KafkaChangeSource.OffsetsToJson(transaction.ResumeOffsets)), cancellationToken).ConfigureAwait(false);
+                    await writer.WriteAsync(transaction.Commit, cancellationToken).ConfigureAwait(false);
+                }
+            }
+            finally
+            {
+                writer.TryComplete();
+            }
+        }
+    }
+
+    private async Task<(NpgsqlLogSequenceNumber Position, string? KafkaOffsets)> ReadPositionAsync(NpgsqlConnection target, CancellationToken cancellationToken)
+    {
+        await using var cmd = new NpgsqlCommand("SELECT commit_lsn, kafka_offsets::text FROM replicator.position WHERE slot_name = $1", target);
+        cmd.Parameters.AddWithValue(settings.Slot);
+        await using var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            throw new ReplicationException(ReplicationErrorKind.Permanent,
+                $"the target {targetInfo} has no replication position for slot \"{settings.Slot}\": the initial snapshot has not finished. Run 'replicator run' (it snapshots first) or 'replicator snapshot'");
+        }
+
+        return (reader.GetFieldValue<NpgsqlLogSequenceNumber>(0), reader.IsDBNull(1) ? null : reader.GetString(1));
+    }
+
+    private static ConnectionInfo Required(ConnectionInfo? connection, string side) =>
+        connection ?? throw new InvalidOperationException($"the {side} connection is required for this role");
 
     /// <summary>A unique constraint clashed inside a coalesced batch: replay it change by change.</summary>
     private sealed class StrictReplayException(Exception inner) : Exception("unique constraint clash in a coalesced batch", inner);
@@ -205,4 +355,20 @@ public sealed class ReplicationPipeline(ConnectionInfo source, ConnectionInfo ta
         {
         }
     }
+}
+
+/// <summary>What one process runs.</summary>
+public enum PipelineRole
+{
+    /// <summary>Capture and applier in one process, joined by an in-memory channel.</summary>
+    Embedded,
+
+    /// <summary>Capture only, producing to Kafka (its own pod).</summary>
+    Capture,
+
+    /// <summary>Applier only, consuming from Kafka (its own pod).</summary>
+    Apply,
+
+    /// <summary>Both halves in one process with Kafka between them.</summary>
+    KafkaBoth,
 }

@@ -20,8 +20,8 @@ public static class CliApp
         root.Subcommands.Add(NotImplementedCommand.Create("preflight", "Check source and target are ready (wal_level, privileges, slots, pg_dump, versions).", "issue #3, Snapshotter"));
         root.Subcommands.Add(NotImplementedCommand.Create("snapshot", "Copy schema, data and sequences from a consistent snapshot of the source.", "issue #3, Snapshotter"));
         root.Subcommands.Add(RunCommand.Create(globals));
-        root.Subcommands.Add(NotImplementedCommand.Create("capture", "Read the source's logical replication stream into the buffer (Kafka).", "issue #5, Kafka buffer"));
-        root.Subcommands.Add(NotImplementedCommand.Create("apply", "Apply change events from the buffer (Kafka) to the target.", "issue #5, Kafka buffer"));
+        root.Subcommands.Add(RunCommand.CreateCapture(globals));
+        root.Subcommands.Add(RunCommand.CreateApply(globals));
         root.Subcommands.Add(NotImplementedCommand.Create("verify", "Compare source and target content at a consistent cut.", "issue #6, verifier"));
         root.Subcommands.Add(NotImplementedCommand.Create("cutover", "Fence writes on the source, drain, sync sequences, verify, switch.", "issue #7, cutover"));
         root.Subcommands.Add(StatusCommand.Create(globals));

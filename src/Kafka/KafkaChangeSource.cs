@@ -108,8 +108,19 @@ public sealed class KafkaChangeSource : IDisposable
         {
             // Take what is already fetched without blocking; only an empty queue waits (off the
             // caller's thread, with a short timeout so cancellation stays prompt).
-            var result = _consumer.Consume(TimeSpan.Zero)
-                ?? await Task.Run(() => _consumer.Consume(TimeSpan.FromMilliseconds(200)), cancellationToken).ConfigureAwait(false);
+            ConsumeResult<byte[]?, byte[]?>? result;
+            try
+            {
+                result = _consumer.Consume(TimeSpan.Zero)
+                    ?? await Task.Run(() => _consumer.Consume(TimeSpan.FromMilliseconds(200)), cancellationToken).ConfigureAwait(false);
+            }
+            catch (ConsumeException e) when (!e.Error.IsFatal && e.Error.Code == ErrorCode.UnknownTopicOrPart)
+            {
+                // The regex subscription names no topic yet: the capture has not produced anything.
+                await Task.Delay(200, cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+
             if (result is null || result.IsPartitionEOF)
                 continue;
             var position = new KafkaPosition(result.Topic, result.Partition.Value, result.Offset.Value);

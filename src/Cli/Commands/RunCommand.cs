@@ -1,25 +1,57 @@
 using System.CommandLine;
 using Replicator.Applier;
 using Replicator.Core.Configuration;
+using Replicator.Kafka;
 
 namespace Replicator.Cli.Commands;
 
-/// <summary><c>replicator run</c>: snapshot if not done yet, then replicate continuously until stopped.</summary>
+/// <summary>
+/// <c>replicator run</c> (snapshot if not done yet, then replicate until stopped), and its two
+/// halves for separate pods with Kafka between them: <c>replicator capture</c> and <c>replicator apply</c>.
+/// </summary>
 public static class RunCommand
 {
-    public static Command Create(GlobalOptions globals)
+    public static Command Create(GlobalOptions globals) => Build(globals, "run", PipelineRole.Embedded,
+        "Replicate continuously from source to target until Ctrl-C or SIGTERM; the initial snapshot runs first when it has not finished. " +
+        "Stopping is safe at any moment: nothing is acknowledged to the slot before it is durable downstream, and the next run resumes from the target's position. " +
+        "With --buffer kafka the changes travel through Kafka as Debezium events.");
+
+    public static Command CreateCapture(GlobalOptions globals) => Build(globals, "capture", PipelineRole.Capture,
+        "Read the source's logical replication stream into Kafka as Debezium events (one pod; 'replicator apply' is the other half). " +
+        "The slot is acknowledged only as far as Kafka has acknowledged every event (acks=all).");
+
+    public static Command CreateApply(GlobalOptions globals) => Build(globals, "apply", PipelineRole.Apply,
+        "Apply change events from Kafka to the target in source commit order (one pod; 'replicator capture' is the other half). " +
+        "The consumed offsets are stored on the target in the same transaction as the changes.");
+
+    private static Command Build(GlobalOptions globals, string name, PipelineRole role, string description)
     {
-        var command = new Command("run",
-            "Replicate continuously from source to target (embedded buffer) until Ctrl-C or SIGTERM; the initial snapshot runs first when it has not finished. " +
-            "Stopping is safe at any moment: nothing is acknowledged to the slot before it is committed on the target, and the next run resumes from the target's position.");
+        var command = new Command(name, description);
+        var flags = new List<Option>
+        {
+            globals.Flag("--kafka-bootstrap", "Buffer:Kafka:Bootstrap", "Kafka bootstrap servers, host:port[,host:port].", recursive: false),
+            globals.Flag("--topic-prefix", "Buffer:Kafka:TopicPrefix", "Topic prefix (Debezium's topic.prefix; default replicator).", recursive: false),
+        };
+        if (role == PipelineRole.Embedded)
+            flags.Insert(0, globals.Flag("--buffer", "Buffer:Kind", "embedded (default) or kafka.", recursive: false));
+        foreach (var flag in flags)
+            command.Options.Add(flag);
         command.SetAction(async (parse, cancellationToken) =>
         {
             var options = globals.Load(parse);
-            var source = ConfigLoader.ResolveSource(options);
-            var target = ConfigLoader.ResolveTarget(options);
+            var kafka = role != PipelineRole.Embedded || options.Buffer.Kind == "kafka";
+            if (kafka && string.IsNullOrWhiteSpace(options.Buffer.Kafka.Bootstrap))
+                throw new ConfigurationException("Buffer:Kafka:Bootstrap", $"is required for 'replicator {name}' (--kafka-bootstrap host:port; 'replicator dev-kafka' starts a local one for trying)");
+            var source = role == PipelineRole.Apply ? null : ConfigLoader.ResolveSource(options);
+            var target = role == PipelineRole.Capture ? null : ConfigLoader.ResolveTarget(options);
             return await CommandHost.RunAsync(options, monitoring: true, async (host, ct) =>
             {
-                var pipeline = new ReplicationPipeline(source, target, ApplierSettingsFrom(options), options.PublicationName, host.Loggers, host.Health);
+                var pipeline = new ReplicationPipeline(source, target, ApplierSettingsFrom(options), options.PublicationName, host.Loggers, host.Health)
+                {
+                    Role = role == PipelineRole.Embedded && kafka ? PipelineRole.KafkaBoth : role,
+                    KafkaSink = kafka && role != PipelineRole.Apply ? KafkaBufferOptions.Sink(options, source!.Database) : null,
+                    KafkaSource = kafka && role != PipelineRole.Capture ? KafkaBufferOptions.Source(options) : null,
+                };
                 await pipeline.RunAsync(ct).ConfigureAwait(false);
                 return ExitCodes.Ok;
             }, cancellationToken).ConfigureAwait(false);

@@ -108,3 +108,10 @@ public readonly record struct ColumnValue(ValueKind Kind, string? Text)
         _ => Text!,
     };
 }
+
+/// <summary>
+/// Where the buffer stands once the enclosing transaction is consumed (Kafka: the offsets to resume
+/// from, as JSON). Stands just before that transaction's <see cref="TransactionCommit"/>, so the
+/// applier stores it in the same target transaction as the changes.
+/// </summary>
+public sealed record BufferPosition(string Json) : ChangeEvent;

@@ -1,0 +1,117 @@
+using System.Diagnostics;
+using Npgsql;
+using Replicator.Tests.Fixtures;
+
+namespace Replicator.Tests.Replication;
+
+/// <summary>Capture and apply with Kafka between them, over the Kafka protocol (librdkafka's mock cluster).</summary>
+public class KafkaPipelineTests(PostgresFixture fixture, KafkaFixture kafka) : IClassFixture<PostgresFixture>, IClassFixture<KafkaFixture>
+{
+    private const string Schema = """
+        CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+        CREATE TABLE ledger (n int PRIMARY KEY, note text, m mood, amount numeric(12,2), at timestamptz, doc jsonb, big text);
+        CREATE TABLE account (id int PRIMARY KEY, balance bigint);
+        INSERT INTO account SELECT g, 0 FROM generate_series(1, 20) g;
+        """;
+
+    private static async Task WriteAsync(string source, int from, int count)
+    {
+        await using var conn = new NpgsqlConnection(source);
+        await conn.OpenAsync();
+        for (var i = from; i < from + count; i++)
+        {
+            await using var cmd = new NpgsqlCommand($$"""
+                BEGIN;
+                INSERT INTO ledger VALUES ({{i}}, 'txn {{i}}', 'ok', {{i}}.25, now(), '{"i": {{i}}}', CASE WHEN {{i}} % 50 = 0 THEN repeat('x', 5000) END);
+                UPDATE account SET balance = balance + {{i}} WHERE id = {{i % 20 + 1}};
+                UPDATE ledger SET note = 'deleted next' WHERE n = {{i}} - 3;
+                DELETE FROM ledger WHERE n = {{i}} - 3 AND {{i}} % 7 = 0;
+                COMMIT;
+                """, conn);
+            await cmd.ExecuteNonQueryAsync();
+        }
+    }
+
+    [Fact]
+    public async Task Run_with_the_kafka_buffer_replicates_everything_through_debezium_topics()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("kafka_run");
+        await using var setup = await Fixtures.Replication.PrepareAsync(db, Schema);
+        var prefix = "k" + Guid.NewGuid().ToString("N")[..8];
+        var log = Path.Combine(Path.GetTempPath(), $"replicator-kafka-{db.Name}.log");
+        using var process = ProcessRunner.StartReplicator(["run", "--buffer", "kafka", "--kafka-bootstrap", kafka.BootstrapServers, "--topic-prefix", prefix,
+            "--source", db.SourceUri, "--target", db.TargetUri, "--slot", setup.Slot, "--metrics-listen", "127.0.0.1:0"], log);
+        await WriteAsync(db.SourceConnectionString, 0, 200);
+        await WaitForTargetAsync(db, setup.Slot, process, log);
+        Assert.Equal(0, await ProcessRunner.TerminateAsync(process, TimeSpan.FromSeconds(30)));
+        await Compare.AssertSameAsync(db);
+        var offsets = await Sql.ScalarAsync<string>(db.TargetConnectionString, "SELECT kafka_offsets::text FROM replicator.position");
+        Assert.Contains($"{prefix}.public.ledger", offsets, StringComparison.Ordinal);
+        File.Delete(log);
+    }
+
+    [Fact]
+    public async Task Capture_and_apply_killed_independently_with_sigkill_lose_nothing_and_apply_nothing_twice()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("kafka_crash");
+        await using var setup = await Fixtures.Replication.PrepareAsync(db, Schema);
+        var prefix = "k" + Guid.NewGuid().ToString("N")[..8];
+        var log = Path.Combine(Path.GetTempPath(), $"replicator-kafka-crash-{db.Name}.log");
+        string[] common = ["--kafka-bootstrap", kafka.BootstrapServers, "--topic-prefix", prefix, "--slot", setup.Slot, "--metrics-listen", "127.0.0.1:0"];
+        string[] captureArgs = ["capture", "--source", db.SourceUri, .. common];
+        string[] applyArgs = ["apply", "--target", db.TargetUri, .. common];
+        var capture = ProcessRunner.StartReplicator(captureArgs, log);
+        var apply = ProcessRunner.StartReplicator(applyArgs, log);
+        var writer = Task.Run(() => WriteAsync(db.SourceConnectionString, 0, 600));
+        var random = new Random();
+        for (var round = 0; round < 6; round++)
+        {
+            await Task.Delay(random.Next(500, 2000));
+            if (round % 2 == 0)
+            {
+                capture.Kill();
+                await capture.WaitForExitAsync();
+                capture.Dispose();
+                capture = ProcessRunner.StartReplicator(captureArgs, log);
+            }
+            else
+            {
+                apply.Kill();
+                await apply.WaitForExitAsync();
+                apply.Dispose();
+                apply = ProcessRunner.StartReplicator(applyArgs, log);
+            }
+        }
+
+        await writer;
+        var goal = await Sql.ScalarAsync<int>(db.SourceConnectionString, "SELECT max(n) FROM ledger");
+        var deadline = DateTime.UtcNow.AddMinutes(3);
+        while (await Sql.ScalarAsync<long?>(db.TargetConnectionString, $"SELECT count(*) FROM ledger WHERE n = {goal}") != 1 && DateTime.UtcNow < deadline)
+        {
+            Assert.False(apply.HasExited || capture.HasExited, File.ReadAllText(log));
+            await Task.Delay(200);
+        }
+
+        await Task.Delay(1000);
+        Assert.Equal(0, await ProcessRunner.TerminateAsync(capture, TimeSpan.FromSeconds(30)));
+        Assert.Equal(0, await ProcessRunner.TerminateAsync(apply, TimeSpan.FromSeconds(30)));
+        capture.Dispose();
+        apply.Dispose();
+        await Compare.AssertSameAsync(db);
+        File.Delete(log);
+    }
+
+    private static async Task WaitForTargetAsync(TestDatabases db, string slot, Process process, string log)
+    {
+        var goal = await Sql.ScalarAsync<string>(db.SourceConnectionString, "SELECT max(n)::text FROM ledger");
+        var deadline = DateTime.UtcNow.AddMinutes(2);
+        while (await Sql.ScalarAsync<string>(db.TargetConnectionString, "SELECT max(n)::text FROM ledger") != goal)
+        {
+            Assert.False(process.HasExited, File.ReadAllText(log));
+            Assert.True(DateTime.UtcNow < deadline, $"the target did not catch up (slot {slot}):\n{File.ReadAllText(log)}");
+            await Task.Delay(200);
+        }
+
+        await Task.Delay(500); // the last batch's remaining statements
+    }
+}
