@@ -35,6 +35,9 @@ internal static partial class LogMessages
     [LoggerMessage(EventId = 3011, Level = LogLevel.Error, Message = "Replication waits for a schema change on the target: {Reason}")]
     public static partial void WaitingForSchema(this ILogger logger, string reason);
 
+    [LoggerMessage(EventId = 3014, Level = LogLevel.Warning, Message = "{Reason}")]
+    public static partial void SlotInUse(this ILogger logger, string reason);
+
     [LoggerMessage(EventId = 3012, Level = LogLevel.Warning, Message = "A unique constraint clashed while applying a coalesced batch; replaying it change by change")]
     public static partial void StrictReplay(this ILogger logger);
 }

@@ -66,6 +66,12 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
                 _logger.WaitingForSchema(e.Message);
                 delay = TimeSpan.FromSeconds(Math.Min(delay.TotalSeconds, 5)); // look again soon: a person is fixing it
             }
+            catch (ReplicationException e) when (e.Kind == ReplicationErrorKind.SlotInUse)
+            {
+                health?.Set("replication", ready: false, "slot in use by another process");
+                _logger.SlotInUse(e.Message);
+                delay = TimeSpan.FromSeconds(Math.Min(delay.TotalSeconds, 5));
+            }
             catch (ReplicationException)
             {
                 ReplicatorMetrics.ApplyErrors.Add(1, new KeyValuePair<string, object?>("kind", "permanent"));

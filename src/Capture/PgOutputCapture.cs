@@ -101,8 +101,8 @@ public sealed class PgOutputCapture
         }
         catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.ObjectInUse)
         {
-            throw new ReplicationException(ReplicationErrorKind.Permanent,
-                $"replication slot \"{_slot}\" is in use by another process: only one capture may stream from a slot. Stop the other replicator (or wait for it to exit), or use another --slot. ({e.MessageText})", e);
+            throw new ReplicationException(ReplicationErrorKind.SlotInUse,
+                $"replication slot \"{_slot}\" is in use by another process: only one capture may stream from a slot. Waiting for it to be released; stop the other replicator, or use another --slot. ({e.MessageText})", e);
         }
         finally
         {
@@ -285,8 +285,8 @@ public sealed class PgOutputCapture
             throw new ReplicationException(ReplicationErrorKind.Permanent, $"replication slot \"{_slot}\" uses plugin {reader.GetString(0)}, not pgoutput: use another --slot");
         if (!reader.IsDBNull(1))
         {
-            throw new ReplicationException(ReplicationErrorKind.Permanent,
-                $"replication slot \"{_slot}\" is in use by another process (pid {reader.GetInt32(1)}): only one capture may stream from a slot. Stop the other replicator, or use another --slot");
+            throw new ReplicationException(ReplicationErrorKind.SlotInUse,
+                $"replication slot \"{_slot}\" is in use by another process (pid {reader.GetInt32(1)}): only one capture may stream from a slot. Waiting for it to be released; stop the other replicator, or use another --slot");
         }
 
         if (!reader.GetBoolean(2))

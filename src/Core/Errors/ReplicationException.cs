@@ -37,4 +37,7 @@ public enum ReplicationErrorKind
 
     /// <summary>The source schema changed in a way the target must follow; wait for the DDL, then resume.</summary>
     Schema,
+
+    /// <summary>Another process streams the slot: wait until it lets go (one reader per slot is what keeps two captures from running at once).</summary>
+    SlotInUse,
 }
