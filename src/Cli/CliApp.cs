@@ -17,8 +17,8 @@ public static class CliApp
         foreach (var option in globals.All)
             root.Options.Add(option);
 
-        root.Subcommands.Add(NotImplementedCommand.Create("preflight", "Check source and target are ready (wal_level, privileges, slots, pg_dump, versions).", "issue #3, Snapshotter"));
-        root.Subcommands.Add(NotImplementedCommand.Create("snapshot", "Copy schema, data and sequences from a consistent snapshot of the source.", "issue #3, Snapshotter"));
+        root.Subcommands.Add(PreflightCommand.Create(globals));
+        root.Subcommands.Add(SnapshotCommand.Create(globals));
         root.Subcommands.Add(NotImplementedCommand.Create("run", "Snapshot if needed, then replicate changes continuously until stopped.", "issue #4, continuous replication"));
         root.Subcommands.Add(NotImplementedCommand.Create("capture", "Read the source's logical replication stream into the buffer (Kafka).", "issue #5, Kafka buffer"));
         root.Subcommands.Add(NotImplementedCommand.Create("apply", "Apply change events from the buffer (Kafka) to the target.", "issue #5, Kafka buffer"));
