@@ -77,8 +77,9 @@ public sealed class CopyWorker : IAsyncDisposable
         long bytes = 0, reportedRows = 0, reportedBytes = 0;
 
         await using var tx = await _target.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-        await using (var input = await _target.BeginRawBinaryCopyAsync(copyIn, cancellationToken).ConfigureAwait(false))
+        if (!textFormat)
         {
+            await using var input = await _target.BeginRawBinaryCopyAsync(copyIn, cancellationToken).ConfigureAwait(false);
             await using var output = await _source.BeginRawBinaryCopyAsync(copyOut, cancellationToken).ConfigureAwait(false);
             int read;
             while ((read = await output.ReadAsync(_buffer, cancellationToken).ConfigureAwait(false)) > 0)
@@ -93,6 +94,22 @@ public sealed class CopyWorker : IAsyncDisposable
                     reportedBytes = bytes;
                 }
             }
+        }
+        else
+        {
+            // Npgsql's raw stream refuses text COPY; its text reader/writer pass the same lines.
+            var chars = new char[BufferSize / 2];
+            using var input = await _target.BeginTextImportAsync(copyIn, cancellationToken).ConfigureAwait(false);
+            using var output = await _source.BeginTextExportAsync(copyOut, cancellationToken).ConfigureAwait(false);
+            int read;
+            while ((read = await output.ReadAsync(chars, cancellationToken).ConfigureAwait(false)) > 0)
+            {
+                counter.Feed(chars.AsSpan(0, read));
+                await input.WriteAsync(chars.AsMemory(0, read), cancellationToken).ConfigureAwait(false);
+                bytes += System.Text.Encoding.UTF8.GetByteCount(chars.AsSpan(0, read));
+            }
+
+            await input.FlushAsync(cancellationToken).ConfigureAwait(false);
         }
 
         if (_slotName is not null)
@@ -172,6 +189,9 @@ public sealed class CopyRowCounter(bool text)
     }
 
     public long Rows { get; private set; }
+
+    /// <summary>Text COPY as characters: rows end in newlines.</summary>
+    public void Feed(ReadOnlySpan<char> data) => Rows += data.Count('\n');
 
     public void Feed(ReadOnlySpan<byte> data)
     {

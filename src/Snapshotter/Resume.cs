@@ -92,7 +92,7 @@ public sealed class SnapshotState(NpgsqlConnection target, string slotName)
         await using (var cmd = new NpgsqlCommand("INSERT INTO replicator.snapshot_run (slot_name, consistent_lsn) VALUES ($1, $2)", target, tx))
         {
             cmd.Parameters.AddWithValue(SlotName);
-            cmd.Parameters.AddWithValue(consistentLsn);
+            cmd.Parameters.Add(Lsn(consistentLsn));
             await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
 
@@ -181,11 +181,13 @@ public sealed class SnapshotState(NpgsqlConnection target, string slotName)
         cmd.Parameters.AddWithValue(chunk.Table.Schema);
         cmd.Parameters.AddWithValue(chunk.Table.Name);
         cmd.Parameters.AddWithValue(chunk.Number);
-        cmd.Parameters.AddWithValue(lsn);
+        cmd.Parameters.Add(Lsn(lsn));
         cmd.Parameters.AddWithValue(rows);
         cmd.Parameters.AddWithValue(bytes);
         return cmd;
     }
+
+    private static NpgsqlParameter Lsn(NpgsqlLogSequenceNumber lsn) => new() { Value = lsn, NpgsqlDbType = NpgsqlDbType.PgLsn };
 
     public async Task<HashSet<string>> LoadPostDataDoneAsync(CancellationToken cancellationToken)
     {
@@ -216,13 +218,13 @@ public sealed class SnapshotState(NpgsqlConnection target, string slotName)
             cmd.Parameters.AddWithValue(SlotName);
             cmd.Parameters.AddWithValue(table.Schema);
             cmd.Parameters.AddWithValue(table.Name);
-            cmd.Parameters.AddWithValue(lsn);
+            cmd.Parameters.Add(Lsn(lsn));
             batch.BatchCommands.Add(cmd);
         }
 
         var position = new NpgsqlBatchCommand("INSERT INTO replicator.position (slot_name, commit_lsn) VALUES ($1, $2)");
         position.Parameters.AddWithValue(SlotName);
-        position.Parameters.AddWithValue(consistentLsn);
+        position.Parameters.Add(Lsn(consistentLsn));
         batch.BatchCommands.Add(position);
         var finished = new NpgsqlBatchCommand("UPDATE replicator.snapshot_run SET finished_at = clock_timestamp() WHERE slot_name = $1");
         finished.Parameters.AddWithValue(SlotName);
