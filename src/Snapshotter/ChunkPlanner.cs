@@ -105,7 +105,7 @@ public static class ChunkPlanner
             return [new Chunk(table, 0, ChunkKind.Whole, null, null)];
         await using (var pagesCmd = new NpgsqlCommand("SELECT pg_relation_size($1::oid) / current_setting('block_size')::bigint", source))
         {
-            pagesCmd.Parameters.AddWithValue(table.Oid);
+            pagesCmd.Parameters.Add(new NpgsqlParameter { Value = table.Oid, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Oid });
             var pages = (long)(await pagesCmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
             if (pages < wanted * 2)
                 return [new Chunk(table, 0, ChunkKind.Whole, null, null)];

@@ -36,7 +36,7 @@ internal static class SnapshotTestHelpers
     }
 
     /// <summary>Starts the CLI without waiting (so a test can kill it).</summary>
-    public static Process Start(IEnumerable<string> args)
+    public static Process Start(IEnumerable<string> args, System.Text.StringBuilder output)
     {
         var start = new ProcessStartInfo("dotnet", [Path.Combine(AppContext.BaseDirectory, "replicator.dll"), .. args])
         {
@@ -45,8 +45,8 @@ internal static class SnapshotTestHelpers
             UseShellExecute = false,
         };
         var process = Process.Start(start)!;
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
+        process.OutputDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
+        process.ErrorDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         return process;
