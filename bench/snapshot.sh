@@ -43,6 +43,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+[ -n "${KEEP_LOG:-}" ] && trap 'cp "$work/replicator.log" "$KEEP_LOG" 2>/dev/null; cleanup' EXIT
 
 sport=$(free_port); start_cluster source "$sport"
 tport=$(free_port); start_cluster target "$tport"

@@ -119,8 +119,9 @@ public static class ChunkPlanner
         if (table.SizeBytes < SplitThresholdBytes && table.EstimatedRows < chunkRows)
             return 1;
         var byRows = table.EstimatedRows > 0 ? (int)Math.Min(1024, (table.EstimatedRows + chunkRows - 1) / chunkRows) : 1;
-        var bySize = (int)Math.Min(1024, table.SizeBytes / SplitThresholdBytes);
-        return Math.Max(Math.Max(byRows, Math.Min(bySize, jobs * 2)), 1);
+        // A big table alone must keep every worker busy: at least one chunk per worker, and about 32 MiB each beyond that.
+        var bySize = table.SizeBytes >= SplitThresholdBytes ? (int)Math.Min(1024, Math.Max(jobs, table.SizeBytes / (SplitThresholdBytes / 2))) : 1;
+        return Math.Max(Math.Max(byRows, bySize), 1);
     }
 
     /// <summary><paramref name="count"/>-1 inner boundaries splitting [min, max] evenly.</summary>

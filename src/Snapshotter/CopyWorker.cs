@@ -124,6 +124,24 @@ public sealed class CopyWorker : IAsyncDisposable
         return (counter.Rows, bytes);
     }
 
+    /// <summary>
+    /// Row counts of a finished table: on the target, and (when every chunk came from this
+    /// snapshot) on the source inside the snapshot, while other workers still copy.
+    /// </summary>
+    public async Task<(long? Source, long Target)> CountAsync(TableInfo table, bool countSource, CancellationToken cancellationToken)
+    {
+        var sql = $"SELECT count(*) FROM ONLY {table.QuotedName}";
+        long? source = null;
+        if (countSource)
+        {
+            await using var s = new NpgsqlCommand(sql, _source);
+            source = (long)(await s.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+        }
+
+        await using var t = new NpgsqlCommand(sql, _target);
+        return (source, (long)(await t.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!);
+    }
+
     private void Report(TableName table, KeyValuePair<string, object?> label, long rows, long bytes)
     {
         ReplicatorMetrics.SnapshotRows.Add(rows, label);

@@ -165,20 +165,21 @@ public static class SnapshotRunner
                 sequenceCount = sequences.Count;
                 logger.SequencesSet(sequenceCount);
 
-                // 5. counts on both sides (the source inside the snapshot, while it is still held)
-                prog.Phase("counts");
-                var singleSnapshot = leafTables.Where(t => copied.Where(c => c.Chunk.Table == t).All(c => c.DoneLsn == snapshot.Lsn)).ToList();
-                var sourceCountsTask = Summary.CountAsync(reader, singleSnapshot, cancellationToken);
-                var targetCounts = await Summary.CountAsync(tgt, leafTables, cancellationToken).ConfigureAwait(false);
-                var sourceCounts = await sourceCountsTask.ConfigureAwait(false);
+                // 5. counts: most were taken by the workers as each table finished; tables that
+                // were already complete before a resume are counted on the target here, and their
+                // source rows are what their chunks read in their own snapshots.
+                foreach (var t in leafTables.Where(t => !copied.Counts.ContainsKey(t.TableName)))
+                {
+                    var target1 = await Summary.CountAsync(tgt, [t], cancellationToken).ConfigureAwait(false);
+                    copied.Counts[t.TableName] = (null, target1[t.TableName]);
+                }
+
                 results = leafTables.Select(t =>
                 {
-                    var own = copied.Where(c => c.Chunk.Table == t).ToList();
-                    var mixed = !sourceCounts.ContainsKey(t.TableName);
-                    return new TableCopyResult(t.TableName,
-                        mixed ? own.Sum(c => c.Rows) : sourceCounts[t.TableName],
-                        targetCounts[t.TableName], own.Sum(c => c.Bytes), own.Count,
-                        own.Select(c => c.DoneLsn!.Value).DefaultIfEmpty(snapshot.Lsn).Max(), mixed, textTables.Contains(t.Oid));
+                    var own = copied.Chunks.Where(c => c.Chunk.Table == t).ToList();
+                    var (sourceCount, targetCount) = copied.Counts[t.TableName];
+                    return new TableCopyResult(t.TableName, sourceCount ?? own.Sum(c => c.Rows), targetCount, own.Sum(c => c.Bytes), own.Count,
+                        own.Select(c => c.DoneLsn!.Value).DefaultIfEmpty(snapshot.Lsn).Max(), sourceCount is null, textTables.Contains(t.Oid));
                 }).ToList();
             }
 
@@ -249,7 +250,9 @@ public static class SnapshotRunner
         return result;
     }
 
-    private static async Task<List<ChunkState>> CopyChunksAsync(List<ChunkState> chunks, HashSet<uint> textTables, string sourceCs, string targetCs,
+    private sealed record CopyOutcome(List<ChunkState> Chunks, ConcurrentDictionary<TableName, (long? Source, long Target)> Counts);
+
+    private static async Task<CopyOutcome> CopyChunksAsync(List<ChunkState> chunks, HashSet<uint> textTables, string sourceCs, string targetCs,
         ExportedSnapshot snapshot, string? slotName, int jobs, ISnapshotProgress progress, ILogger logger, CancellationToken cancellationToken)
     {
         var byTable = chunks.GroupBy(c => c.Chunk.Table).ToList();
@@ -265,6 +268,9 @@ public static class SnapshotRunner
         ReplicatorMetrics.SnapshotChunksDone.Record(doneCount);
 
         var queue = new ConcurrentQueue<Chunk>(pending);
+        var remaining = new ConcurrentDictionary<TableInfo, int>(pending.GroupBy(c => c.Table).Select(g => KeyValuePair.Create(g.Key, g.Count())));
+        var fromThisSnapshotOnly = byTable.Where(g => g.All(c => c.DoneLsn is null)).Select(g => g.Key).ToHashSet();
+        var counts = new ConcurrentDictionary<TableName, (long? Source, long Target)>();
         var finished = new ConcurrentDictionary<Chunk, (long Rows, long Bytes)>();
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var workers = Enumerable.Range(0, Math.Min(jobs, pending.Count)).Select(async _ =>
@@ -279,6 +285,8 @@ public static class SnapshotRunner
                     progress.ChunkDone(chunk.Table.TableName);
                     ReplicatorMetrics.SnapshotChunksDone.Record(Interlocked.Increment(ref doneCount));
                     logger.ChunkCopied(chunk.ToString(), rows, bytes);
+                    if (remaining.AddOrUpdate(chunk.Table, 0, (_, n) => n - 1) == 0)
+                        counts[chunk.Table.TableName] = await worker.CountAsync(chunk.Table, fromThisSnapshotOnly.Contains(chunk.Table), failed.Token).ConfigureAwait(false);
                 }
             }
             catch
@@ -297,7 +305,7 @@ public static class SnapshotRunner
             throw workers.Select(w => w.Exception?.InnerException).First(e => e is not null and not OperationCanceledException)!;
         }
 
-        return chunks.Select(c => finished.TryGetValue(c.Chunk, out var f) ? new ChunkState(c.Chunk, snapshot.Lsn, f.Rows, f.Bytes) : c).ToList();
+        return new CopyOutcome(chunks.Select(c => finished.TryGetValue(c.Chunk, out var f) ? new ChunkState(c.Chunk, snapshot.Lsn, f.Rows, f.Bytes) : c).ToList(), counts);
     }
 
     private static async Task<long> CountLargeObjectsAsync(NpgsqlConnection source, CancellationToken cancellationToken)
