@@ -26,6 +26,7 @@ public sealed class CopyWorker : IAsyncDisposable
     private readonly NpgsqlLogSequenceNumber _snapshotLsn;
     private readonly ISnapshotProgress _progress;
     private readonly byte[] _buffer = new byte[BufferSize];
+    private bool _seqScanEnabled = true;
 
     private CopyWorker(NpgsqlConnection source, NpgsqlConnection target, string? slotName, NpgsqlLogSequenceNumber snapshotLsn, ISnapshotProgress progress)
     {
@@ -75,6 +76,16 @@ public sealed class CopyWorker : IAsyncDisposable
         var label = new KeyValuePair<string, object?>("table", table.DisplayName);
         var counter = new CopyRowCounter(textFormat);
         long bytes = 0, reportedRows = 0, reportedBytes = 0;
+
+        // A key range is a slice of the table: read it through the key index, never by a full
+        // scan per chunk (with N chunks a sequential scan would read the table N times).
+        var wantSeqScan = chunk.Kind != ChunkKind.KeyRange;
+        if (wantSeqScan != _seqScanEnabled)
+        {
+            await using var set = new NpgsqlCommand(wantSeqScan ? "SET enable_seqscan = on" : "SET enable_seqscan = off", _source);
+            await set.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            _seqScanEnabled = wantSeqScan;
+        }
 
         await using var tx = await _target.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
         if (!textFormat)
@@ -134,6 +145,13 @@ public sealed class CopyWorker : IAsyncDisposable
         long? source = null;
         if (countSource)
         {
+            if (!_seqScanEnabled)
+            {
+                await using var set = new NpgsqlCommand("SET enable_seqscan = on", _source);
+                await set.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                _seqScanEnabled = true;
+            }
+
             await using var s = new NpgsqlCommand(sql, _source);
             source = (long)(await s.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
         }

@@ -49,6 +49,9 @@ internal static partial class LogMessages
     [LoggerMessage(3015, LogLevel.Information, "Snapshot for slot {Slot} was already complete: nothing to do")]
     public static partial void AlreadyComplete(this ILogger logger, string slot);
 
+    [LoggerMessage(3017, LogLevel.Information, "Snapshot phases: {Phases}")]
+    public static partial void PhaseTimes(this ILogger logger, string phases);
+
     [LoggerMessage(3016, LogLevel.Information, "Tables copied in text format (composite or user-defined array columns): {Tables}")]
     public static partial void TextFormatTables(this ILogger logger, string tables);
 }

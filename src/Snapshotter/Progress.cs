@@ -116,7 +116,7 @@ public sealed record ProgressSnapshot(string Phase, TimeSpan Elapsed, IReadOnlyL
 }
 
 /// <summary>Forwards every call to several receivers (the runner's own tracker and the caller's).</summary>
-internal sealed class ProgressFanOut(params ISnapshotProgress[] receivers) : ISnapshotProgress
+internal sealed class ProgressFanOut(IReadOnlyList<ISnapshotProgress> receivers) : ISnapshotProgress
 {
     public void Phase(string phase)
     {

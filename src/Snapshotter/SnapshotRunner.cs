@@ -10,6 +10,40 @@ using Replicator.Core.State;
 
 namespace Replicator.Snapshotter;
 
+/// <summary>How long each phase took (seconds from the previous phase's start), for the completion log line.</summary>
+internal sealed class PhaseTimings(Stopwatch stopwatch) : ISnapshotProgress
+{
+    private readonly List<(string Phase, double At)> _marks = [("start", 0)];
+
+    public void Phase(string phase)
+    {
+        lock (_marks)
+            _marks.Add((phase, stopwatch.Elapsed.TotalSeconds));
+    }
+
+    public string Describe()
+    {
+        lock (_marks)
+            return string.Join(", ", _marks.Skip(1).Zip(_marks, (b, a) => $"{a.Phase} {(b.At - a.At).ToString("F2", System.Globalization.CultureInfo.InvariantCulture)} s"));
+    }
+
+    public void Planned(IReadOnlyList<TablePlan> tables)
+    {
+    }
+
+    public void Copied(TableName table, long rows, long bytes)
+    {
+    }
+
+    public void ChunkDone(TableName table)
+    {
+    }
+
+    public void PostDataBuilt(string entry, int done, int total)
+    {
+    }
+}
+
 /// <summary>Row counts differ between source and target: the snapshot is not handed over.</summary>
 public sealed class SnapshotMismatchException(SnapshotResult result)
     : Exception("row counts differ between source and target for: " + string.Join(", ", result.Mismatches.Select(m => $"{m.Table} (source {m.SourceRows}, target {m.TargetRows})")))
@@ -44,7 +78,8 @@ public static class SnapshotRunner
         var logger = loggerFactory.CreateLogger("Replicator.Snapshotter");
         var stopwatch = Stopwatch.StartNew();
         var tracker = new SnapshotProgressTracker();
-        ISnapshotProgress prog = progress is null ? tracker : new ProgressFanOut(tracker, progress);
+        var timings = new PhaseTimings(stopwatch);
+        ISnapshotProgress prog = new ProgressFanOut(progress is null ? [tracker, timings] : [tracker, timings, progress]);
         var jobs = Math.Max(1, options.Snapshot.Jobs);
 
         var report = await Preflight.RunAsync(options, source, target, noSlot, cancellationToken).ConfigureAwait(false);
@@ -59,6 +94,7 @@ public static class SnapshotRunner
         }
 
         var tools = report.Tools!;
+        prog.Phase("preflight done");
         logger.PreflightPassed(report.SourceMajorVersion, tools.BinDirectory);
         ReplicatorMetrics.SnapshotRunning.Record(1);
         using var logLoop = new CancellationTokenSource();
@@ -204,6 +240,7 @@ public static class SnapshotRunner
                 await state.CompleteAsync(consistentPoint, results.Select(r => (r.Table, r.SyncLsn)), cancellationToken).ConfigureAwait(false);
             prog.Phase("done");
             logger.Completed(results.Count, result.TotalRows, result.TotalBytes / 1048576.0, stopwatch.Elapsed.TotalSeconds, consistentPoint.ToString());
+            logger.PhaseTimes(timings.Describe());
             return result with { Duration = stopwatch.Elapsed };
         }
         finally
