@@ -136,28 +136,13 @@ public sealed class CopyWorker : IAsyncDisposable
     }
 
     /// <summary>
-    /// Row counts of a finished table: on the target, and (when every chunk came from this
-    /// snapshot) on the source inside the snapshot, while other workers still copy.
+    /// The target's row count of a finished table, taken by the worker that finished it while
+    /// other workers still copy (and before post-data can lock the table).
     /// </summary>
-    public async Task<(long? Source, long Target)> CountAsync(TableInfo table, bool countSource, CancellationToken cancellationToken)
+    public async Task<long> CountTargetAsync(TableInfo table, CancellationToken cancellationToken)
     {
-        var sql = $"SELECT count(*) FROM ONLY {table.QuotedName}";
-        long? source = null;
-        if (countSource)
-        {
-            if (!_seqScanEnabled)
-            {
-                await using var set = new NpgsqlCommand("SET enable_seqscan = on", _source);
-                await set.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-                _seqScanEnabled = true;
-            }
-
-            await using var s = new NpgsqlCommand(sql, _source);
-            source = (long)(await s.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
-        }
-
-        await using var t = new NpgsqlCommand(sql, _target);
-        return (source, (long)(await t.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!);
+        await using var t = new NpgsqlCommand($"SELECT count(*) FROM ONLY {table.QuotedName}", _target);
+        return (long)(await t.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
     }
 
     private void Report(TableName table, KeyValuePair<string, object?> label, long rows, long bytes)

@@ -143,18 +143,22 @@ public static class SnapshotRunner
                 consistentPoint = snapshot.Lsn;
             }
 
-            List<TableCopyResult> results;
             int sequenceCount;
+            List<ChunkState> copiedChunks;
+            ConcurrentDictionary<TableName, long> targetCounts;
+            List<TableInfo> singleSnapshot;
+            HashSet<uint> textTables;
+            NpgsqlLogSequenceNumber snapshotLsn;
+            var leafTables = tables.Where(t => !t.IsPartitionedParent).ToList();
+            await using var reader = new NpgsqlConnection(sourceCs);
             List<Chunk> plan;
             string preamble;
             List<PostDataEntry> postData;
             await using (snapshot)
             {
-                await using var reader = new NpgsqlConnection(sourceCs);
                 await reader.OpenAsync(cancellationToken).ConfigureAwait(false);
                 await SnapshotSession.ImportAsync(reader, snapshot.Name, cancellationToken).ConfigureAwait(false);
-                var leafTables = tables.Where(t => !t.IsPartitionedParent).ToList();
-                var textTables = await CopyWorker.TablesNeedingTextFormatAsync(reader, leafTables, cancellationToken).ConfigureAwait(false);
+                textTables = await CopyWorker.TablesNeedingTextFormatAsync(reader, leafTables, cancellationToken).ConfigureAwait(false);
                 if (textTables.Count > 0)
                     logger.TextFormatTables(string.Join(", ", leafTables.Where(t => textTables.Contains(t.Oid)).Select(t => t.DisplayName)));
 
@@ -201,35 +205,47 @@ public static class SnapshotRunner
                 sequenceCount = sequences.Count;
                 logger.SequencesSet(sequenceCount);
 
-                // 5. counts: most were taken by the workers as each table finished; tables that
-                // were already complete before a resume are counted on the target here, and their
-                // source rows are what their chunks read in their own snapshots.
-                foreach (var t in leafTables.Where(t => !copied.Counts.ContainsKey(t.TableName)))
-                {
-                    var target1 = await Summary.CountAsync(tgt, [t], cancellationToken).ConfigureAwait(false);
-                    copied.Counts[t.TableName] = (null, target1[t.TableName]);
-                }
-
-                results = leafTables.Select(t =>
-                {
-                    var own = copied.Chunks.Where(c => c.Chunk.Table == t).ToList();
-                    var (sourceCount, targetCount) = copied.Counts[t.TableName];
-                    return new TableCopyResult(t.TableName, sourceCount ?? own.Sum(c => c.Rows), targetCount, own.Sum(c => c.Bytes), own.Count,
-                        own.Select(c => c.DoneLsn!.Value).DefaultIfEmpty(snapshot.Lsn).Max(), sourceCount is null, textTables.Contains(t.Oid));
-                }).ToList();
+                // 5. target counts: most were taken by the workers as each table finished; tables
+                // already complete before a resume are counted here.
+                foreach (var t in leafTables.Where(t => !copied.TargetCounts.ContainsKey(t.TableName)))
+                    copied.TargetCounts[t.TableName] = (await Summary.CountAsync(tgt, [t], cancellationToken).ConfigureAwait(false))[t.TableName];
+                copiedChunks = copied.Chunks;
+                targetCounts = copied.TargetCounts;
+                singleSnapshot = leafTables.Where(t => copiedChunks.Where(c => c.Chunk.Table == t).All(c => c.DoneLsn == snapshot.Lsn)).ToList();
+                snapshotLsn = snapshot.Lsn;
             }
 
-            // 6. post-data, in parallel (needs no snapshot: it only reads the target)
+            // 6. post-data in parallel, while the source is counted inside the snapshot (the
+            // reader imported it, so it outlives the exporting session just released). A table
+            // copied across two snapshots (resume) has no single snapshot to count it in: its
+            // source rows are what each of its chunks read in its own snapshot.
             prog.Phase("post-data");
+            var sourceCountsTask = Summary.CountAsync(reader, singleSnapshot, cancellationToken);
             var done = state is null ? new HashSet<string>() : await state.LoadPostDataDoneAsync(cancellationToken).ConfigureAwait(false);
             var total = postData.Count;
             var built = 0;
-            await SchemaCopy.BuildPostDataAsync(targetCs, preamble, postData, done, slotName, jobs,
-                entry => prog.PostDataBuilt(entry.Key, done.Count + Interlocked.Increment(ref built), total), cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await SchemaCopy.BuildPostDataAsync(targetCs, preamble, postData, done, slotName, jobs,
+                    entry => prog.PostDataBuilt(entry.Key, done.Count + Interlocked.Increment(ref built), total), cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                await sourceCountsTask.ContinueWith(_ => { }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default).ConfigureAwait(false);
+            }
+
             logger.PostDataBuilt(built, total - built);
+            var sourceCounts = await sourceCountsTask.ConfigureAwait(false);
+            var results = leafTables.Select(t =>
+            {
+                var own = copiedChunks.Where(c => c.Chunk.Table == t).ToList();
+                var counted = sourceCounts.TryGetValue(t.TableName, out var sourceCount);
+                return new TableCopyResult(t.TableName, counted ? sourceCount : own.Sum(c => c.Rows), targetCounts[t.TableName], own.Sum(c => c.Bytes), own.Count,
+                    own.Select(c => c.DoneLsn!.Value).DefaultIfEmpty(snapshotLsn).Max(), !counted, textTables.Contains(t.Oid));
+            }).ToList();
 
             var largeObjects = report.Notes.Any(n => n.Contains("large objects", StringComparison.Ordinal)) ? await CountLargeObjectsAsync(meta, cancellationToken).ConfigureAwait(false) : 0;
-            var result = new SnapshotResult(slotName, consistentPoint, snapshot.Lsn, run is not null, false, results, sequenceCount, total, largeObjects, stopwatch.Elapsed);
+            var result = new SnapshotResult(slotName, consistentPoint, snapshotLsn, run is not null, false, results, sequenceCount, total, largeObjects, stopwatch.Elapsed);
             foreach (var m in result.Mismatches)
                 logger.CountMismatch(m.Table.ToString(), m.SourceRows, m.TargetRows);
             if (result.Mismatches.Any())
@@ -287,7 +303,7 @@ public static class SnapshotRunner
         return result;
     }
 
-    private sealed record CopyOutcome(List<ChunkState> Chunks, ConcurrentDictionary<TableName, (long? Source, long Target)> Counts);
+    private sealed record CopyOutcome(List<ChunkState> Chunks, ConcurrentDictionary<TableName, long> TargetCounts);
 
     private static async Task<CopyOutcome> CopyChunksAsync(List<ChunkState> chunks, HashSet<uint> textTables, string sourceCs, string targetCs,
         ExportedSnapshot snapshot, string? slotName, int jobs, ISnapshotProgress progress, ILogger logger, CancellationToken cancellationToken)
@@ -306,8 +322,7 @@ public static class SnapshotRunner
 
         var queue = new ConcurrentQueue<Chunk>(pending);
         var remaining = new ConcurrentDictionary<TableInfo, int>(pending.GroupBy(c => c.Table).Select(g => KeyValuePair.Create(g.Key, g.Count())));
-        var fromThisSnapshotOnly = byTable.Where(g => g.All(c => c.DoneLsn is null)).Select(g => g.Key).ToHashSet();
-        var counts = new ConcurrentDictionary<TableName, (long? Source, long Target)>();
+        var counts = new ConcurrentDictionary<TableName, long>();
         var finished = new ConcurrentDictionary<Chunk, (long Rows, long Bytes)>();
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var workers = Enumerable.Range(0, Math.Min(jobs, pending.Count)).Select(async _ =>
@@ -323,7 +338,7 @@ public static class SnapshotRunner
                     ReplicatorMetrics.SnapshotChunksDone.Record(Interlocked.Increment(ref doneCount));
                     logger.ChunkCopied(chunk.ToString(), rows, bytes);
                     if (remaining.AddOrUpdate(chunk.Table, 0, (_, n) => n - 1) == 0)
-                        counts[chunk.Table.TableName] = await worker.CountAsync(chunk.Table, fromThisSnapshotOnly.Contains(chunk.Table), failed.Token).ConfigureAwait(false);
+                        counts[chunk.Table.TableName] = await worker.CountTargetAsync(chunk.Table, failed.Token).ConfigureAwait(false);
                 }
             }
             catch

@@ -56,8 +56,10 @@ public class SnapshotPreflightTests(PostgresFixture fixture) : IClassFixture<Pos
         Assert.DoesNotContain("Secret9", noServer.Output, StringComparison.Ordinal);
 
         await Sql.ExecAsync(db.TargetConnectionString, "DROP TABLE public.orders");
+        await Sql.ExecAsync(db.SourceConnectionString, "SELECT lo_from_bytea(0, 'a blob')");
         var ok = await ProcessRunner.ReplicatorAsync(["preflight", "--source", db.SourceUri, "--target", db.TargetUri, "--slot", "pf_fresh"]);
         Assert.True(ok.ExitCode == 0, ok.Output);
         Assert.Contains("preflight ok", ok.Stdout, StringComparison.Ordinal);
+        Assert.Contains("note: the source has 1 large objects", ok.Stdout, StringComparison.Ordinal);
     }
 }

@@ -66,9 +66,27 @@ public class SnapshotResumeKeylessTests(PostgresFixture fixture) : IClassFixture
         // so the target must equal the source as of the new snapshot.)
         await Sql.ExecAsync(db.SourceConnectionString, "UPDATE public.heap_only SET b = 'moved' WHERE a < 10");
 
+        long rowsMetric = 0;
+        using var listener = new System.Diagnostics.Metrics.MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Name == "replicator_snapshot_rows_total")
+                l.EnableMeasurementEvents(instrument);
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, tags, _) =>
+        {
+            foreach (var tag in tags)
+            {
+                if (tag is { Key: "table", Value: "public.heap_only" })
+                    Interlocked.Add(ref rowsMetric, value);
+            }
+        });
+        listener.Start();
+
         var result = await SnapshotRunner.RunAsync(options, source, target, NullLoggerFactory.Instance, null, CancellationToken.None);
 
         Assert.True(result.Resumed);
+        Assert.True(Interlocked.Read(ref rowsMetric) >= 300_000, $"rows metric {rowsMetric}");
         Assert.Equal(await FingerprintAsync(db.SourceConnectionString), await FingerprintAsync(db.TargetConnectionString));
         var heap = Assert.Single(result.Tables);
         Assert.Equal(300_000, heap.TargetRows);
