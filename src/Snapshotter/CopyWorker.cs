@@ -71,7 +71,11 @@ public sealed class CopyWorker : IAsyncDisposable
         var table = chunk.Table;
         var columns = string.Join(", ", table.WritableColumns.Select(c => c.QuotedName));
         var format = textFormat ? "" : " (FORMAT binary)";
-        var copyOut = $"COPY (SELECT {columns} FROM ONLY {table.QuotedName}{chunk.WhereClause()}) TO STDOUT{format}";
+        // A whole table is copied by name (COPY of a table never includes inheritance children);
+        // a range needs the query form.
+        var copyOut = chunk.Kind == ChunkKind.Whole
+            ? $"COPY {table.QuotedName} ({columns}) TO STDOUT{format}"
+            : $"COPY (SELECT {columns} FROM ONLY {table.QuotedName}{chunk.WhereClause()}) TO STDOUT{format}";
         var copyIn = $"COPY {table.QuotedName} ({columns}) FROM STDIN{format}";
         var label = new KeyValuePair<string, object?>("table", table.DisplayName);
         var counter = new CopyRowCounter(textFormat);
