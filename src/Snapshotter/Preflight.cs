@@ -49,12 +49,19 @@ public static class Preflight
         var notes = new List<string>();
         var slot = options.SlotName;
 
-        await using var src = await ConnectAsync(source, "source", problems, cancellationToken).ConfigureAwait(false);
-        await using var tgt = await ConnectAsync(target, "target", problems, cancellationToken).ConfigureAwait(false);
+        List<PreflightProblem> sourceProblems = [], targetProblems = [];
+        var sourceTask = ConnectAsync(source, "source", sourceProblems, cancellationToken);
+        var targetTask = ConnectAsync(target, "target", targetProblems, cancellationToken);
+        await using var src = await sourceTask.ConfigureAwait(false);
+        await using var tgt = await targetTask.ConfigureAwait(false);
+        problems.AddRange(sourceProblems);
+        problems.AddRange(targetProblems);
         if (src is null || tgt is null)
             return new PreflightReport(problems, notes, 0, null, false, false);
 
         var s = await ReadSourceAsync(src, slot, cancellationToken).ConfigureAwait(false);
+        // Finding pg_dump runs programs: let it overlap the catalog queries below.
+        var toolsTask = Task.Run(() => (Tools: PgTools.Find(s.VersionNum / 10000, out var problem), Problem: problem), cancellationToken);
         var sourceName = $"source {source}";
         if (s.VersionNum < 100000)
             problems.Add(new(sourceName, $"server version {s.Version} is too old (logical replication needs PostgreSQL 10 or newer)", "upgrade the source to a supported PostgreSQL version"));
@@ -92,7 +99,7 @@ public static class Preflight
         PgTools? tools = null;
         if (s.VersionNum >= 100000)
         {
-            tools = PgTools.Find(s.VersionNum / 10000, out var toolProblem);
+            (tools, var toolProblem) = await toolsTask.ConfigureAwait(false);
             if (tools is null)
                 problems.Add(new("pg_dump", toolProblem!, $"install the PostgreSQL {s.VersionNum / 10000} client tools (apt-get install postgresql-client-{s.VersionNum / 10000}) or set PG_DUMP_BIN to their directory"));
         }
