@@ -123,6 +123,8 @@ public static class Preflight
         if (!noSlot && !complete)
             problems.AddRange(await MissingReplicaIdentityAsync(src, options.PublicationName, tables, cancellationToken).ConfigureAwait(false));
 
+        problems.AddRange(await MissingExtensionsAsync(src, tgt, target, cancellationToken).ConfigureAwait(false));
+
         var largeObjects = await ScalarAsync<long>(src, "SELECT count(*) FROM pg_largeobject_metadata", cancellationToken).ConfigureAwait(false);
         if (largeObjects > 0)
             notes.Add($"the source has {largeObjects} large objects (pg_largeobject): neither the snapshot nor logical replication copies them; move them separately (pg_dump --large-objects) or store them as bytea");
@@ -231,6 +233,34 @@ public static class Preflight
                 $"once publication {publication} publishes them, the application's UPDATE and DELETE statements on them FAIL on the source (\"cannot update table because it does not have a replica identity and publishes updates\")",
                 "give each a primary key, or run: " + string.Join(" ", missing.Select(t => $"ALTER TABLE {t.QuotedName} REPLICA IDENTITY FULL;"))),
         ];
+    }
+
+    /// <summary>Extensions the source uses that the target server cannot create (pre-data would fail on CREATE EXTENSION).</summary>
+    private static async Task<List<PreflightProblem>> MissingExtensionsAsync(NpgsqlConnection src, NpgsqlConnection tgt, ConnectionInfo target, CancellationToken cancellationToken)
+    {
+        var used = new List<string>();
+        await using (var cmd = new NpgsqlCommand("SELECT extname::text FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY 1", src))
+        await using (var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                used.Add(reader.GetString(0));
+        }
+
+        if (used.Count == 0)
+            return [];
+        var missing = new List<string>();
+        await using (var cmd = new NpgsqlCommand("SELECT e FROM unnest($1::text[]) e WHERE NOT EXISTS (SELECT 1 FROM pg_available_extensions a WHERE a.name = e) ORDER BY 1", tgt))
+        {
+            cmd.Parameters.AddWithValue(used.ToArray());
+            await using var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                missing.Add(reader.GetString(0));
+        }
+
+        return missing.Count == 0
+            ? []
+            : [new PreflightProblem($"target {target}", $"cannot create extension(s) the source uses: {string.Join(", ", missing)}",
+                "install them on the target server (Debian: the postgresql-<version>-<extension> package; Azure: add them to the azure.extensions server parameter)")];
     }
 
     private static async Task<T> ScalarAsync<T>(NpgsqlConnection conn, string sql, CancellationToken cancellationToken)

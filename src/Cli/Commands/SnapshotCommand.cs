@@ -14,6 +14,7 @@ public static class SnapshotCommand
 {
     public static Command Create(GlobalOptions globals)
     {
+        var logLevel = globals.All.OfType<Option<string?>>().First(o => o.Name == "--log-level");
         var jobs = globals.Flag("--jobs", "Snapshot:Jobs", "Parallel COPY workers and index builds (default 4).", recursive: false);
         var chunkRows = globals.Flag("--chunk-rows", "Snapshot:ChunkRows", "Rows per range when a large table is split (default 1000000).", recursive: false);
         var copyOwnership = new Option<bool>("--copy-ownership") { Description = "Copy owners and grants (needs the same roles on the target; off for managed targets)." };
@@ -34,10 +35,14 @@ public static class SnapshotCommand
                 options.Snapshot.CopyOwnership = true;
             var source = ConfigLoader.ResolveSource(options);
             var target = ConfigLoader.ResolveTarget(options);
-            using var loggerFactory = ReplicatorLogging.CreateFactory(options.Logging.Level);
+            var interactive = !Console.IsErrorRedirected && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive;
+            // On a terminal the live display shows progress: informational log lines would only
+            // tear it, unless a log level was asked for explicitly.
+            var level = interactive && parse.GetResult(logLevel) is null && Environment.GetEnvironmentVariable("REPLICATOR_LOGGING__LEVEL") is null
+                ? "Warning" : options.Logging.Level;
+            using var loggerFactory = ReplicatorLogging.CreateFactory(level);
             var logger = loggerFactory.CreateLogger("Replicator.Cli");
             await using var monitoring = await StartMonitoringAsync(options, logger, cancellationToken).ConfigureAwait(false);
-            var interactive = !Console.IsErrorRedirected && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive;
             try
             {
                 SnapshotResult result;
