@@ -121,6 +121,43 @@ public class SnapshotCopyTests(PostgresFixture fixture) : IClassFixture<Postgres
     }
 
     [Fact]
+    public async Task A_row_count_difference_fails_the_command_and_nothing_is_handed_over()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("snapshot mismatch");
+        await Sql.ExecAsync(db.SourceConnectionString, """
+            CREATE TABLE public.loose (id int, v text);
+            ALTER TABLE public.loose REPLICA IDENTITY FULL;
+            INSERT INTO public.loose SELECT g, g::text FROM generate_series(1, 10) g;
+            """);
+        // Sabotage on the target: every table created in public gets a trigger that inserts row 1 twice.
+        await Sql.ExecAsync(db.TargetConnectionString, """
+            CREATE FUNCTION public.dup_row() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF pg_trigger_depth() = 1 AND NEW.id = 1 THEN
+                    EXECUTE format('INSERT INTO %s SELECT ($1).*', TG_RELID::regclass) USING NEW;
+                END IF;
+                RETURN NULL;
+            END $$;
+            CREATE FUNCTION public.add_dup() RETURNS event_trigger LANGUAGE plpgsql AS $$
+            DECLARE r record;
+            BEGIN
+                FOR r IN SELECT * FROM pg_event_trigger_ddl_commands() WHERE command_tag = 'CREATE TABLE' AND schema_name = 'public' LOOP
+                    EXECUTE format('CREATE TRIGGER dup AFTER INSERT ON %s FOR EACH ROW EXECUTE FUNCTION public.dup_row()', r.object_identity);
+                END LOOP;
+            END $$;
+            CREATE EVENT TRIGGER add_dup ON ddl_command_end EXECUTE FUNCTION public.add_dup();
+            """);
+
+        var result = await ProcessRunner.ReplicatorAsync(Args(db, "--slot", "mismatch_slot"));
+
+        Assert.True(result.ExitCode == 1, result.Output);
+        Assert.Matches(@"public\.loose\s+10\s+11\s.*MISMATCH", result.Stdout);
+        Assert.Contains("row counts differ between source and target for: public.loose (source 10, target 11)", result.Stderr, StringComparison.Ordinal);
+        Assert.Equal(0, await ScalarLongAsync(db.TargetConnectionString, "SELECT count(*) FROM replicator.position"));
+        Assert.Equal(0, await ScalarLongAsync(db.TargetConnectionString, "SELECT count(*) FROM replicator.table_sync"));
+    }
+
+    [Fact]
     public async Task The_row_counter_counts_binary_copy_tuples_however_the_stream_is_split()
     {
         await using var db = await fixture.CreateDatabasesAsync("snapshot counter");
