@@ -7,9 +7,9 @@ using static Replicator.Tests.Snapshot.SnapshotTestHelpers;
 
 namespace Replicator.Tests.Snapshot;
 
-public class SnapshotResumeKeylessTests(PostgresFixture fixture) : IClassFixture<PostgresFixture>
+public class SnapshotResumeInProcessTests(PostgresFixture fixture) : IClassFixture<PostgresFixture>
 {
-    /// <summary>Cancels the run once <paramref name="table"/> has committed its first chunk.</summary>
+    /// <summary>Cancels the run once <paramref name="table"/> has committed its first chunk (or, for "post-data", after the first post-data entry).</summary>
     private sealed class StopAfterFirstChunk(string table, CancellationTokenSource cts) : ISnapshotProgress
     {
         public void ChunkDone(TableName t)
@@ -32,6 +32,8 @@ public class SnapshotResumeKeylessTests(PostgresFixture fixture) : IClassFixture
 
         public void PostDataBuilt(string entry, int done, int total)
         {
+            if (table == "post-data")
+                cts.Cancel();
         }
     }
 
@@ -95,5 +97,41 @@ public class SnapshotResumeKeylessTests(PostgresFixture fixture) : IClassFixture
         Assert.False(heap.MixedSnapshots); // copied whole from the new snapshot, so counted in it
         Assert.Equal(3, await ScalarLongAsync(db.TargetConnectionString,
             $"SELECT count(*) FROM replicator.snapshot_chunk WHERE table_name = 'heap_only' AND done_lsn = '{result.SnapshotLsn}'"));
+    }
+
+    [Fact]
+    public async Task A_snapshot_interrupted_while_building_indexes_resumes_and_builds_only_what_is_missing()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("snapshot resume postdata");
+        await Sql.ExecAsync(db.SourceConnectionString, """
+            CREATE TABLE public.parent (id int PRIMARY KEY, code text UNIQUE);
+            CREATE TABLE public.child (id int PRIMARY KEY, parent_id int REFERENCES public.parent (id), note text);
+            CREATE INDEX child_note ON public.child (note);
+            CREATE INDEX child_parent ON public.child (parent_id);
+            INSERT INTO public.parent SELECT g, 'c' || g FROM generate_series(1, 100) g;
+            INSERT INTO public.child SELECT g, g % 100 + 1, md5(g::text) FROM generate_series(1, 5000) g;
+            """);
+        var options = new ReplicatorOptions { SlotName = "resume_postdata", PublicationName = "resume_postdata" };
+        options.Snapshot.Jobs = 1;
+        var source = ConnectionInfo.Parse(db.SourceUri, "Source");
+        var target = ConnectionInfo.Parse(db.TargetUri, "Target");
+
+        using (var cts = new CancellationTokenSource())
+        {
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() =>
+                SnapshotRunner.RunAsync(options, source, target, NullLoggerFactory.Instance, new StopAfterFirstChunk("post-data", cts), cts.Token));
+        }
+
+        var builtBefore = await ScalarLongAsync(db.TargetConnectionString, "SELECT count(*) FROM replicator.snapshot_postdata");
+        Assert.InRange(builtBefore, 1, 5);
+
+        var result = await SnapshotRunner.RunAsync(options, source, target, NullLoggerFactory.Instance, null, CancellationToken.None);
+
+        Assert.True(result.Resumed);
+        Assert.Equal(6, result.PostDataEntries); // 2 primary keys, 1 unique, 2 indexes, 1 foreign key
+        Assert.Equal(6, await ScalarLongAsync(db.TargetConnectionString, "SELECT count(*) FROM replicator.snapshot_postdata"));
+        const string Objects = "SELECT string_agg(indexname, ',' ORDER BY indexname) || '/' || (SELECT string_agg(conname, ',' ORDER BY conname) FROM pg_constraint WHERE connamespace = 'public'::regnamespace) FROM pg_indexes WHERE schemaname = 'public'";
+        Assert.Equal(await Sql.ScalarAsync<string>(db.SourceConnectionString, Objects), await Sql.ScalarAsync<string>(db.TargetConnectionString, Objects));
+        Assert.Equal(await FingerprintAsync(db.SourceConnectionString), await FingerprintAsync(db.TargetConnectionString));
     }
 }
