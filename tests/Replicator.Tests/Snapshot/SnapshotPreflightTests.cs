@@ -55,6 +55,23 @@ public class SnapshotPreflightTests(PostgresFixture fixture) : IClassFixture<Pos
         Assert.Contains("source app@127.0.0.1:1/x: cannot connect", noServer.Stderr, StringComparison.Ordinal);
         Assert.DoesNotContain("Secret9", noServer.Output, StringComparison.Ordinal);
 
+        var unknownUser = await ProcessRunner.ReplicatorAsync(["preflight", "--source", db.SourceCluster.Uri(db.Name).Replace("postgres@", "nosuchuser@", StringComparison.Ordinal), "--target", db.TargetUri]);
+        Assert.True(unknownUser.ExitCode == 1, unknownUser.Output);
+        Assert.Contains("authentication failed (28000: role \"nosuchuser\" does not exist)", unknownUser.Stderr, StringComparison.Ordinal);
+
+        var role = "app_" + db.Name[^8..];
+        await Sql.ExecAsync(db.SourceConnectionString, $"CREATE ROLE {role} LOGIN");
+        try
+        {
+            var noReplication = await ProcessRunner.ReplicatorAsync(["preflight", "--source", db.SourceCluster.Uri(db.Name).Replace("postgres@", role + "@", StringComparison.Ordinal), "--target", db.TargetUri, "--slot", "pf_other"]);
+            Assert.True(noReplication.ExitCode == 1, noReplication.Output);
+            Assert.Contains($"role {role} on the source: has neither REPLICATION nor SUPERUSER and cannot create a replication slot. Fix: ALTER ROLE \"{role}\" WITH REPLICATION;", noReplication.Stderr, StringComparison.Ordinal);
+        }
+        finally
+        {
+            await Sql.ExecAsync(db.SourceConnectionString, $"DROP ROLE {role}");
+        }
+
         await Sql.ExecAsync(db.TargetConnectionString, "DROP TABLE public.orders");
         await Sql.ExecAsync(db.SourceConnectionString, "SELECT lo_from_bytea(0, 'a blob')");
         var ok = await ProcessRunner.ReplicatorAsync(["preflight", "--source", db.SourceUri, "--target", db.TargetUri, "--slot", "pf_fresh"]);
