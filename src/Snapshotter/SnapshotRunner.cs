@@ -253,7 +253,7 @@ public static class SnapshotRunner
 
             // 7. hand-over: the position row says "snapshot done" to continuous replication
             if (state is not null)
-                await state.CompleteAsync(consistentPoint, results.Select(r => (r.Table, r.SyncLsn)), cancellationToken).ConfigureAwait(false);
+                await state.CompleteAsync(consistentPoint, SyncLsns(tables, results, consistentPoint), cancellationToken).ConfigureAwait(false);
             prog.Phase("done");
             logger.Completed(results.Count, result.TotalRows, result.TotalBytes / 1048576.0, stopwatch.Elapsed.TotalSeconds, consistentPoint.ToString());
             logger.PhaseTimes(timings.Describe());
@@ -273,6 +273,31 @@ public static class SnapshotRunner
                 // a leftover temp directory is harmless
             }
         }
+    }
+
+    /// <summary>
+    /// <c>table_sync</c> rows: every copied table at the LSN of its (latest) snapshot, and every
+    /// partitioned parent at the latest of its partitions' — pgoutput names the parent instead of
+    /// the partition when a publication has <c>publish_via_partition_root</c>.
+    /// </summary>
+    internal static IEnumerable<(TableName Table, NpgsqlLogSequenceNumber SyncLsn)> SyncLsns(IReadOnlyList<TableInfo> tables, IReadOnlyList<TableCopyResult> results, NpgsqlLogSequenceNumber consistentPoint)
+    {
+        var parentOf = tables.Where(t => t.Parent is not null).ToDictionary(t => t.TableName, t => t.Parent!.Value);
+        var parents = new Dictionary<TableName, NpgsqlLogSequenceNumber>();
+        foreach (var parent in tables.Where(t => t.IsPartitionedParent))
+            parents[parent.TableName] = consistentPoint;
+        foreach (var r in results)
+        {
+            yield return (r.Table, r.SyncLsn);
+            for (var t = r.Table; parentOf.TryGetValue(t, out var parent); t = parent)
+            {
+                if (parents.TryGetValue(parent, out var lsn) && r.SyncLsn > lsn)
+                    parents[parent] = r.SyncLsn;
+            }
+        }
+
+        foreach (var (parent, lsn) in parents)
+            yield return (parent, lsn);
     }
 
     /// <summary>
