@@ -158,6 +158,10 @@ public static class SnapshotRunner
             {
                 await reader.OpenAsync(cancellationToken).ConfigureAwait(false);
                 await SnapshotSession.ImportAsync(reader, snapshot.Name, cancellationToken).ConfigureAwait(false);
+                // The table list that counts is the one in the snapshot (the same as pg_dump's): a
+                // table created or dropped just before the slot must not slip between the two.
+                tables = await TableCatalog.LoadAsync(reader, cancellationToken).ConfigureAwait(false);
+                leafTables = tables.Where(t => !t.IsPartitionedParent).ToList();
                 textTables = await CopyWorker.TablesNeedingTextFormatAsync(reader, leafTables, cancellationToken).ConfigureAwait(false);
                 if (textTables.Count > 0)
                     logger.TextFormatTables(string.Join(", ", leafTables.Where(t => textTables.Contains(t.Oid)).Select(t => t.DisplayName)));
