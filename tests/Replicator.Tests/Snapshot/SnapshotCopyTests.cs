@@ -40,6 +40,13 @@ public class SnapshotCopyTests(PostgresFixture fixture) : IClassFixture<Postgres
            '[0:1]={7,8}', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
            NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
         INSERT INTO "Ünï ""Schema"""."All Types" (t) VALUES (NULL);
+        -- "All Types" has composite and user-defined array columns, so it travels in text format;
+        -- the same values without those columns travel in binary format.
+        CREATE TABLE "Ünï ""Schema"""."Binary Types" AS
+            SELECT "Id", n, f4, f8, m, t, c, vc, b, d, ts, tstz, i, tm, tmtz, u, j, jb, x, inet_, cidr_, mac, mac8, bits, vbits, tsv, tsq,
+                   arr, arr2, mood_, dom, r, fr, mr, tr, pt, ln, ls, bx, pth, pg, ci, bo, oid_, "Spaced Col"
+            FROM "Ünï ""Schema"""."All Types";
+        ALTER TABLE "Ünï ""Schema"""."Binary Types" ADD PRIMARY KEY ("Id");
         """";
 
     private const string ShapesSchema = """
@@ -80,6 +87,9 @@ public class SnapshotCopyTests(PostgresFixture fixture) : IClassFixture<Postgres
         foreach (var (table, rows) in source)
             Assert.True(rows.SequenceEqual(target[table]), $"{table} differs:\nsource: {string.Join("\n", rows.Take(5))}\ntarget: {string.Join("\n", target[table].Take(5))}");
         Assert.Equal(4, source["\"Ünï \"\"Schema\"\"\".\"All Types\""].Count);
+        Assert.Equal(4, source["\"Ünï \"\"Schema\"\"\".\"Binary Types\""].Count);
+        var textLine = Assert.Single(result.Stderr.Split('\n'), l => l.Contains("copied in text format", StringComparison.Ordinal));
+        Assert.EndsWith(": Ünï \"Schema\".All Types", textLine.TrimEnd(), StringComparison.Ordinal);
         Assert.Contains("Ünï \"Schema\".All Types", result.Stdout, StringComparison.Ordinal);
 
         // post-data: indexes, keys, foreign keys, triggers; sequences at their snapshot values
