@@ -17,8 +17,8 @@ public static class CliApp
         foreach (var option in globals.All)
             root.Options.Add(option);
 
-        root.Subcommands.Add(NotImplementedCommand.Create("preflight", "Check source and target are ready (wal_level, privileges, slots, pg_dump, versions).", "issue #3, Snapshotter"));
-        root.Subcommands.Add(NotImplementedCommand.Create("snapshot", "Copy schema, data and sequences from a consistent snapshot of the source.", "issue #3, Snapshotter"));
+        root.Subcommands.Add(PreflightCommand.Create(globals));
+        root.Subcommands.Add(SnapshotCommand.Create(globals));
         root.Subcommands.Add(RunCommand.Create(globals));
         root.Subcommands.Add(RunCommand.CreateCapture(globals));
         root.Subcommands.Add(RunCommand.CreateApply(globals));

@@ -1,0 +1,57 @@
+using Microsoft.Extensions.Logging;
+
+namespace Replicator.Snapshotter;
+
+internal static partial class LogMessages
+{
+    [LoggerMessage(3001, LogLevel.Information, "Preflight passed: source PostgreSQL {Major}, pg_dump from {Tools}")]
+    public static partial void PreflightPassed(this ILogger logger, int major, string tools);
+
+    [LoggerMessage(3002, LogLevel.Warning, "Preflight note: {Note}")]
+    public static partial void PreflightNote(this ILogger logger, string note);
+
+    [LoggerMessage(3003, LogLevel.Information, "Created publication {Publication}")]
+    public static partial void PublicationCreated(this ILogger logger, string publication);
+
+    [LoggerMessage(3004, LogLevel.Information, "Created slot {Slot} with exported snapshot {Snapshot} at consistent point {Lsn}")]
+    public static partial void SlotCreated(this ILogger logger, string slot, string snapshot, string lsn);
+
+    [LoggerMessage(3005, LogLevel.Information, "Resuming the snapshot for slot {Slot} (consistent point {Lsn}) from a new snapshot at {NewLsn}")]
+    public static partial void Resuming(this ILogger logger, string slot, string lsn, string newLsn);
+
+    [LoggerMessage(3006, LogLevel.Information, "Schema pre-data restored on the target")]
+    public static partial void PreDataRestored(this ILogger logger);
+
+    [LoggerMessage(3007, LogLevel.Information, "Copy plan: {Tables} tables, {Chunks} chunks ({Done} already done), {Jobs} workers")]
+    public static partial void Planned(this ILogger logger, int tables, int chunks, int done, int jobs);
+
+    [LoggerMessage(3008, LogLevel.Debug, "Copied {Chunk}: {Rows} rows, {Bytes} bytes")]
+    public static partial void ChunkCopied(this ILogger logger, string chunk, long rows, long bytes);
+
+    [LoggerMessage(3009, LogLevel.Information, "Table {Table} has unfinished chunks and cannot resume by key range: emptied, copying it whole from the new snapshot")]
+    public static partial void TableRecopied(this ILogger logger, string table);
+
+    [LoggerMessage(3010, LogLevel.Information, "Progress: {Phase}, {TablesDone}/{Tables} tables, {ChunksDone}/{Chunks} chunks, {Rows} rows, {MiB:F1} MiB, {Rate:F1} MiB/s, ETA {Eta}")]
+    public static partial void Progress(this ILogger logger, string phase, int tablesDone, int tables, int chunksDone, int chunks, long rows, double miB, double rate, string eta);
+
+    [LoggerMessage(3011, LogLevel.Information, "Sequences set on the target: {Count}")]
+    public static partial void SequencesSet(this ILogger logger, int count);
+
+    [LoggerMessage(3012, LogLevel.Information, "Post-data built: {Built} entries (indexes, constraints, triggers), {Skipped} already present")]
+    public static partial void PostDataBuilt(this ILogger logger, int built, int skipped);
+
+    [LoggerMessage(3013, LogLevel.Error, "Row count mismatch for {Table}: source {SourceRows}, target {TargetRows}")]
+    public static partial void CountMismatch(this ILogger logger, string table, long sourceRows, long targetRows);
+
+    [LoggerMessage(3014, LogLevel.Information, "Snapshot complete: {Tables} tables, {Rows} rows, {MiB:F1} MiB in {Seconds:F1} s; streaming may start at {Lsn}")]
+    public static partial void Completed(this ILogger logger, int tables, long rows, double miB, double seconds, string lsn);
+
+    [LoggerMessage(3015, LogLevel.Information, "Snapshot for slot {Slot} was already complete: nothing to do")]
+    public static partial void AlreadyComplete(this ILogger logger, string slot);
+
+    [LoggerMessage(3017, LogLevel.Information, "Snapshot phases: {Phases}")]
+    public static partial void PhaseTimes(this ILogger logger, string phases);
+
+    [LoggerMessage(3016, LogLevel.Information, "Tables copied in text format (composite or user-defined array columns): {Tables}")]
+    public static partial void TextFormatTables(this ILogger logger, string tables);
+}

@@ -1,0 +1,415 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using NpgsqlTypes;
+using Replicator.Core.Catalog;
+using Replicator.Core.Configuration;
+using Replicator.Core.Metrics;
+using Replicator.Core.State;
+
+namespace Replicator.Snapshotter;
+
+/// <summary>How long each phase took (seconds from the previous phase's start), for the completion log line.</summary>
+internal sealed class PhaseTimings(Stopwatch stopwatch) : ISnapshotProgress
+{
+    private readonly List<(string Phase, double At)> _marks = [("start", 0)];
+
+    public void Phase(string phase)
+    {
+        lock (_marks)
+            _marks.Add((phase, stopwatch.Elapsed.TotalSeconds));
+    }
+
+    public string Describe()
+    {
+        lock (_marks)
+            return string.Join(", ", _marks.Skip(1).Zip(_marks, (b, a) => $"{a.Phase} {(b.At - a.At).ToString("F2", System.Globalization.CultureInfo.InvariantCulture)} s"));
+    }
+
+    public void Planned(IReadOnlyList<TablePlan> tables)
+    {
+    }
+
+    public void Copied(TableName table, long rows, long bytes)
+    {
+    }
+
+    public void ChunkDone(TableName table)
+    {
+    }
+
+    public void PostDataBuilt(string entry, int done, int total)
+    {
+    }
+}
+
+/// <summary>Row counts differ between source and target: the snapshot is not handed over.</summary>
+public sealed class SnapshotMismatchException(SnapshotResult result)
+    : Exception("row counts differ between source and target for: " + string.Join(", ", result.Mismatches.Select(m => $"{m.Table} (source {m.SourceRows}, target {m.TargetRows})")))
+{
+    public SnapshotResult Result { get; } = result;
+}
+
+/// <summary>
+/// The initial copy, start to finish, and the first phase of <c>replicator run</c>:
+/// preflight → publication → slot with exported snapshot → schema pre-data → parallel chunked
+/// COPY → sequences → row counts → post-data in parallel → hand-over (<c>table_sync</c> and
+/// <c>position</c> in one target transaction). Rerunning after a crash resumes (see
+/// <see cref="SnapshotState"/>); rerunning after success does nothing.
+/// </summary>
+public static class SnapshotRunner
+{
+    /// <summary>Copies with a permanent slot, ready for continuous replication to stream from its consistent point.</summary>
+    public static Task<SnapshotResult> RunAsync(ReplicatorOptions options, ConnectionInfo source, ConnectionInfo target, ILoggerFactory loggerFactory,
+        ISnapshotProgress? progress, CancellationToken cancellationToken) =>
+        RunAsync(options, source, target, loggerFactory, progress, noSlot: false, cancellationToken);
+
+    /// <summary>
+    /// As <see cref="RunAsync(ReplicatorOptions, ConnectionInfo, ConnectionInfo, ILoggerFactory, ISnapshotProgress?, CancellationToken)"/>;
+    /// with <paramref name="noSlot"/> a one-off copy from a plain exported snapshot: no slot, no
+    /// publication, nothing written in the target's <c>replicator</c> schema, not resumable.
+    /// </summary>
+    /// <exception cref="PreflightException">A check failed; nothing was changed.</exception>
+    /// <exception cref="SnapshotMismatchException">Row counts differ; the snapshot was not handed over.</exception>
+    public static async Task<SnapshotResult> RunAsync(ReplicatorOptions options, ConnectionInfo source, ConnectionInfo target, ILoggerFactory loggerFactory,
+        ISnapshotProgress? progress, bool noSlot, CancellationToken cancellationToken)
+    {
+        var logger = loggerFactory.CreateLogger("Replicator.Snapshotter");
+        var stopwatch = Stopwatch.StartNew();
+        var tracker = new SnapshotProgressTracker();
+        var timings = new PhaseTimings(stopwatch);
+        ISnapshotProgress prog = new ProgressFanOut(progress is null ? [tracker, timings] : [tracker, timings, progress]);
+        var jobs = Math.Max(1, options.Snapshot.Jobs);
+
+        var report = await Preflight.RunAsync(options, source, target, noSlot, cancellationToken).ConfigureAwait(false);
+        foreach (var note in report.Notes)
+            logger.PreflightNote(note);
+        if (!report.Ok)
+            throw new PreflightException(report);
+        if (report.AlreadyComplete)
+        {
+            logger.AlreadyComplete(options.SlotName);
+            return new SnapshotResult(options.SlotName, default, default, false, true, [], 0, 0, 0, stopwatch.Elapsed);
+        }
+
+        var tools = report.Tools!;
+        prog.Phase("preflight done");
+        logger.PreflightPassed(report.SourceMajorVersion, tools.BinDirectory);
+        ReplicatorMetrics.SnapshotRunning.Record(1);
+        using var logLoop = new CancellationTokenSource();
+        var logTask = progress is null ? LogProgressAsync(logger, tracker, logLoop.Token) : Task.CompletedTask;
+        var workDirectory = Directory.CreateTempSubdirectory("replicator-snapshot-").FullName;
+        try
+        {
+            var sourceCs = source.ToNpgsqlConnectionString(b => b.Pooling = false);
+            var targetCs = target.ToNpgsqlConnectionString(b => b.Pooling = false);
+            var slotName = noSlot ? null : options.SlotName;
+
+            await using var tgt = new NpgsqlConnection(targetCs);
+            await tgt.OpenAsync(cancellationToken).ConfigureAwait(false);
+            await using var meta = new NpgsqlConnection(sourceCs);
+            await meta.OpenAsync(cancellationToken).ConfigureAwait(false);
+            var state = slotName is null ? null : new SnapshotState(tgt, slotName);
+            if (state is not null)
+            {
+                await TargetState.EnsureAsync(tgt, cancellationToken).ConfigureAwait(false);
+                await SnapshotState.EnsureAsync(tgt, cancellationToken).ConfigureAwait(false);
+            }
+
+            prog.Phase("snapshot");
+            var tables = await TableCatalog.LoadAsync(meta, cancellationToken).ConfigureAwait(false);
+            var run = report.Resume ? await SnapshotState.LoadRunAsync(tgt, options.SlotName, cancellationToken).ConfigureAwait(false) : null;
+            ExportedSnapshot snapshot;
+            NpgsqlLogSequenceNumber consistentPoint;
+            if (run is not null)
+            {
+                var temporary = $"{options.SlotName}_resume_{Environment.ProcessId}";
+                snapshot = await SnapshotSession.CreateSlotAsync(sourceCs, temporary[..Math.Min(63, temporary.Length)], temporary: true, cancellationToken).ConfigureAwait(false);
+                consistentPoint = run.ConsistentLsn;
+                logger.Resuming(options.SlotName, consistentPoint.ToString(), snapshot.Lsn.ToString());
+            }
+            else if (slotName is not null)
+            {
+                if (await SnapshotSession.EnsurePublicationAsync(meta, options.PublicationName, tables, cancellationToken).ConfigureAwait(false))
+                    logger.PublicationCreated(options.PublicationName);
+                snapshot = await SnapshotSession.CreateSlotAsync(sourceCs, slotName, temporary: false, cancellationToken).ConfigureAwait(false);
+                consistentPoint = snapshot.Lsn;
+                logger.SlotCreated(slotName, snapshot.Name, snapshot.Lsn.ToString());
+            }
+            else
+            {
+                snapshot = await SnapshotSession.ExportPlainAsync(sourceCs, cancellationToken).ConfigureAwait(false);
+                consistentPoint = snapshot.Lsn;
+            }
+
+            int sequenceCount;
+            List<ChunkState> copiedChunks;
+            ConcurrentDictionary<TableName, long> targetCounts;
+            List<TableInfo> singleSnapshot;
+            HashSet<uint> textTables;
+            NpgsqlLogSequenceNumber snapshotLsn;
+            var leafTables = tables.Where(t => !t.IsPartitionedParent).ToList();
+            await using var reader = new NpgsqlConnection(sourceCs);
+            List<Chunk> plan;
+            string preamble;
+            List<PostDataEntry> postData;
+            await using (snapshot)
+            {
+                await reader.OpenAsync(cancellationToken).ConfigureAwait(false);
+                await SnapshotSession.ImportAsync(reader, snapshot.Name, cancellationToken).ConfigureAwait(false);
+                // The table list that counts is the one in the snapshot (the same as pg_dump's): a
+                // table created or dropped just before the slot must not slip between the two.
+                tables = await TableCatalog.LoadAsync(reader, cancellationToken).ConfigureAwait(false);
+                leafTables = tables.Where(t => !t.IsPartitionedParent).ToList();
+                textTables = await CopyWorker.TablesNeedingTextFormatAsync(reader, leafTables, cancellationToken).ConfigureAwait(false);
+                if (textTables.Count > 0)
+                    logger.TextFormatTables(string.Join(", ", leafTables.Where(t => textTables.Contains(t.Oid)).Select(t => t.DisplayName)));
+
+                // 1. the chunk plan: new, or the interrupted run's with its progress
+                List<ChunkState> chunks;
+                if (run is null)
+                {
+                    plan = await ChunkPlanner.PlanAsync(reader, leafTables, jobs, options.Snapshot.ChunkRows, report.SourceMajorVersion, cancellationToken).ConfigureAwait(false);
+                    if (state is not null)
+                        await state.StartRunAsync(consistentPoint, plan, cancellationToken).ConfigureAwait(false);
+                    chunks = plan.Select(c => new ChunkState(c, null, 0, 0)).ToList();
+                }
+                else
+                {
+                    chunks = await state!.LoadChunksAsync(leafTables.ToDictionary(t => t.TableName), cancellationToken).ConfigureAwait(false);
+                    var planned = chunks.Select(c => c.Chunk.Table.TableName).ToHashSet();
+                    if (leafTables.FirstOrDefault(t => !planned.Contains(t.TableName)) is { } added)
+                        throw new SnapshotException($"table {added.DisplayName} appeared on the source after the interrupted snapshot started: start again on an empty target with a new slot");
+                    chunks = await ResetUnresumableTablesAsync(state, chunks, run.PreDataDone, logger, cancellationToken).ConfigureAwait(false);
+                    plan = chunks.Select(c => c.Chunk).ToList();
+                }
+
+                // 2. schema before data
+                prog.Phase("schema");
+                var dumpFile = Path.Combine(workDirectory, "schema.dump");
+                var schema = new SchemaCopy(tools, PgTools.LibpqEnvironment(source), PgTools.LibpqEnvironment(target), options.Snapshot.CopyOwnership);
+                await schema.DumpAsync(snapshot.Name, dumpFile, cancellationToken).ConfigureAwait(false);
+                if (run is not { PreDataDone: true })
+                {
+                    await schema.RestorePreDataAsync(dumpFile, slotName, workDirectory, cancellationToken).ConfigureAwait(false);
+                    logger.PreDataRestored();
+                }
+
+                (preamble, postData) = await schema.ReadPostDataAsync(dumpFile, cancellationToken).ConfigureAwait(false);
+
+                // 3. data
+                prog.Phase("copy");
+                var copied = await CopyChunksAsync(chunks, textTables, sourceCs, targetCs, snapshot, slotName, jobs, prog, logger, cancellationToken).ConfigureAwait(false);
+
+                // 4. sequences, as of the snapshot
+                prog.Phase("sequences");
+                var sequences = await Sequences.ReadAsync(reader, cancellationToken).ConfigureAwait(false);
+                await Sequences.WriteAsync(tgt, sequences, cancellationToken).ConfigureAwait(false);
+                sequenceCount = sequences.Count;
+                logger.SequencesSet(sequenceCount);
+
+                // 5. target counts: most were taken by the workers as each table finished; tables
+                // already complete before a resume are counted here.
+                foreach (var t in leafTables.Where(t => !copied.TargetCounts.ContainsKey(t.TableName)))
+                    copied.TargetCounts[t.TableName] = (await Summary.CountAsync(tgt, [t], cancellationToken).ConfigureAwait(false))[t.TableName];
+                copiedChunks = copied.Chunks;
+                targetCounts = copied.TargetCounts;
+                singleSnapshot = leafTables.Where(t => copiedChunks.Where(c => c.Chunk.Table == t).All(c => c.DoneLsn == snapshot.Lsn)).ToList();
+                snapshotLsn = snapshot.Lsn;
+            }
+
+            // 6. post-data in parallel, while the source is counted inside the snapshot (the
+            // reader imported it, so it outlives the exporting session just released). A table
+            // copied across two snapshots (resume) has no single snapshot to count it in: its
+            // source rows are what each of its chunks read in its own snapshot.
+            prog.Phase("post-data");
+            var sourceCountsTask = Summary.CountAsync(reader, singleSnapshot, cancellationToken);
+            var done = state is null ? new HashSet<string>() : await state.LoadPostDataDoneAsync(cancellationToken).ConfigureAwait(false);
+            var total = postData.Count;
+            var built = 0;
+            try
+            {
+                await SchemaCopy.BuildPostDataAsync(targetCs, preamble, postData, done, slotName, jobs,
+                    entry => prog.PostDataBuilt(entry.Key, done.Count + Interlocked.Increment(ref built), total), cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                await sourceCountsTask.ContinueWith(_ => { }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default).ConfigureAwait(false);
+            }
+
+            logger.PostDataBuilt(built, total - built);
+            var sourceCounts = await sourceCountsTask.ConfigureAwait(false);
+            var results = leafTables.Select(t =>
+            {
+                var own = copiedChunks.Where(c => c.Chunk.Table == t).ToList();
+                var counted = sourceCounts.TryGetValue(t.TableName, out var sourceCount);
+                return new TableCopyResult(t.TableName, counted ? sourceCount : own.Sum(c => c.Rows), targetCounts[t.TableName], own.Sum(c => c.Bytes), own.Count,
+                    own.Select(c => c.DoneLsn!.Value).DefaultIfEmpty(snapshotLsn).Max(), !counted, textTables.Contains(t.Oid));
+            }).ToList();
+
+            var largeObjects = report.Notes.Any(n => n.Contains("large objects", StringComparison.Ordinal)) ? await CountLargeObjectsAsync(meta, cancellationToken).ConfigureAwait(false) : 0;
+            var result = new SnapshotResult(slotName, consistentPoint, snapshotLsn, run is not null, false, results, sequenceCount, total, largeObjects, stopwatch.Elapsed);
+            foreach (var m in result.Mismatches)
+                logger.CountMismatch(m.Table.ToString(), m.SourceRows, m.TargetRows);
+            if (result.Mismatches.Any())
+                throw new SnapshotMismatchException(result);
+
+            // 7. hand-over: the position row says "snapshot done" to continuous replication
+            if (state is not null)
+                await state.CompleteAsync(consistentPoint, SyncLsns(tables, results, consistentPoint), cancellationToken).ConfigureAwait(false);
+            prog.Phase("done");
+            logger.Completed(results.Count, result.TotalRows, result.TotalBytes / 1048576.0, stopwatch.Elapsed.TotalSeconds, consistentPoint.ToString());
+            logger.PhaseTimes(timings.Describe());
+            return result with { Duration = stopwatch.Elapsed };
+        }
+        finally
+        {
+            await logLoop.CancelAsync().ConfigureAwait(false);
+            await logTask.ConfigureAwait(false);
+            ReplicatorMetrics.SnapshotRunning.Record(0);
+            try
+            {
+                Directory.Delete(workDirectory, recursive: true);
+            }
+            catch (IOException)
+            {
+                // a leftover temp directory is harmless
+            }
+        }
+    }
+
+    /// <summary>
+    /// <c>table_sync</c> rows: every copied table at the LSN of its (latest) snapshot, and every
+    /// partitioned parent at the latest of its partitions' — pgoutput names the parent instead of
+    /// the partition when a publication has <c>publish_via_partition_root</c>.
+    /// </summary>
+    internal static IEnumerable<(TableName Table, NpgsqlLogSequenceNumber SyncLsn)> SyncLsns(IReadOnlyList<TableInfo> tables, IReadOnlyList<TableCopyResult> results, NpgsqlLogSequenceNumber consistentPoint)
+    {
+        var parentOf = tables.Where(t => t.Parent is not null).ToDictionary(t => t.TableName, t => t.Parent!.Value);
+        var parents = new Dictionary<TableName, NpgsqlLogSequenceNumber>();
+        foreach (var parent in tables.Where(t => t.IsPartitionedParent))
+            parents[parent.TableName] = consistentPoint;
+        foreach (var r in results)
+        {
+            yield return (r.Table, r.SyncLsn);
+            for (var t = r.Table; parentOf.TryGetValue(t, out var parent); t = parent)
+            {
+                if (parents.TryGetValue(parent, out var lsn) && r.SyncLsn > lsn)
+                    parents[parent] = r.SyncLsn;
+            }
+        }
+
+        foreach (var (parent, lsn) in parents)
+            yield return (parent, lsn);
+    }
+
+    /// <summary>
+    /// On resume, a table with unfinished chunks keeps its finished ones only when it is split by
+    /// integer key ranges. Any other (no key, or ctid ranges) is emptied and copied whole again.
+    /// </summary>
+    private static async Task<List<ChunkState>> ResetUnresumableTablesAsync(SnapshotState state, List<ChunkState> chunks, bool preDataDone, ILogger logger, CancellationToken cancellationToken)
+    {
+        var result = new List<ChunkState>();
+        foreach (var group in chunks.GroupBy(c => c.Chunk.Table))
+        {
+            var table = group.Key;
+            var unfinished = group.Any(c => c.DoneLsn is null);
+            var someDone = group.Any(c => c.DoneLsn is not null);
+            var keyRanged = group.All(c => c.Chunk.Kind == ChunkKind.KeyRange) && ChunkPlanner.HasIntegerKey(table);
+            if (unfinished && someDone && !keyRanged && preDataDone)
+            {
+                logger.TableRecopied(table.DisplayName);
+                await state.ResetTableAsync(table, cancellationToken).ConfigureAwait(false);
+                result.AddRange(group.Select(c => c with { DoneLsn = null, Rows = 0, Bytes = 0 }));
+            }
+            else
+            {
+                result.AddRange(group);
+            }
+        }
+
+        return result;
+    }
+
+    private sealed record CopyOutcome(List<ChunkState> Chunks, ConcurrentDictionary<TableName, long> TargetCounts);
+
+    private static async Task<CopyOutcome> CopyChunksAsync(List<ChunkState> chunks, HashSet<uint> textTables, string sourceCs, string targetCs,
+        ExportedSnapshot snapshot, string? slotName, int jobs, ISnapshotProgress progress, ILogger logger, CancellationToken cancellationToken)
+    {
+        var byTable = chunks.GroupBy(c => c.Chunk.Table).ToList();
+        progress.Planned(byTable.Select(g => new TablePlan(g.Key.TableName, g.Count(), g.Count(c => c.DoneLsn is not null),
+            Math.Max(0, g.Key.EstimatedRows), g.Key.SizeBytes)).ToList());
+        var pending = chunks.Where(c => c.DoneLsn is null)
+            .OrderByDescending(c => c.Chunk.Table.SizeBytes / Math.Max(1, byTable.First(g => g.Key == c.Chunk.Table).Count()))
+            .ThenBy(c => c.Chunk.Number)
+            .Select(c => c.Chunk).ToList();
+        var doneCount = chunks.Count - pending.Count;
+        logger.Planned(byTable.Count, chunks.Count, doneCount, jobs);
+        ReplicatorMetrics.SnapshotChunksTotal.Record(chunks.Count);
+        ReplicatorMetrics.SnapshotChunksDone.Record(doneCount);
+
+        var queue = new ConcurrentQueue<Chunk>(pending);
+        var remaining = new ConcurrentDictionary<TableInfo, int>(pending.GroupBy(c => c.Table).Select(g => KeyValuePair.Create(g.Key, g.Count())));
+        var counts = new ConcurrentDictionary<TableName, long>();
+        var finished = new ConcurrentDictionary<Chunk, (long Rows, long Bytes)>();
+        using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var workers = Enumerable.Range(0, Math.Min(jobs, pending.Count)).Select(async _ =>
+        {
+            try
+            {
+                await using var worker = await CopyWorker.OpenAsync(sourceCs, targetCs, snapshot.Name, snapshot.Lsn, slotName, progress, failed.Token).ConfigureAwait(false);
+                while (queue.TryDequeue(out var chunk))
+                {
+                    var (rows, bytes) = await worker.CopyAsync(chunk, textTables.Contains(chunk.Table.Oid), failed.Token).ConfigureAwait(false);
+                    finished[chunk] = (rows, bytes);
+                    progress.ChunkDone(chunk.Table.TableName);
+                    ReplicatorMetrics.SnapshotChunksDone.Record(Interlocked.Increment(ref doneCount));
+                    logger.ChunkCopied(chunk.ToString(), rows, bytes);
+                    if (remaining.AddOrUpdate(chunk.Table, 0, (_, n) => n - 1) == 0)
+                        counts[chunk.Table.TableName] = await worker.CountTargetAsync(chunk.Table, failed.Token).ConfigureAwait(false);
+                }
+            }
+            catch
+            {
+                await failed.CancelAsync().ConfigureAwait(false);
+                throw;
+            }
+        }).ToList();
+        try
+        {
+            await Task.WhenAll(workers).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            // one worker failed and cancelled the others: report the real failure
+            throw workers.Select(w => w.Exception?.InnerException).First(e => e is not null and not OperationCanceledException)!;
+        }
+
+        return new CopyOutcome(chunks.Select(c => finished.TryGetValue(c.Chunk, out var f) ? new ChunkState(c.Chunk, snapshot.Lsn, f.Rows, f.Bytes) : c).ToList(), counts);
+    }
+
+    private static async Task<long> CountLargeObjectsAsync(NpgsqlConnection source, CancellationToken cancellationToken)
+    {
+        await using var cmd = new NpgsqlCommand("SELECT count(*) FROM pg_largeobject_metadata", source);
+        return (long)(await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+    }
+
+    private static async Task LogProgressAsync(ILogger logger, SnapshotProgressTracker tracker, CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (true)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(10), cancellationToken).ConfigureAwait(false);
+                var p = tracker.Read();
+                logger.Progress(p.Phase, p.TablesDone, p.Tables.Count, p.ChunksDone, p.Chunks, p.Rows, p.Bytes / 1048576.0, p.BytesPerSecond / 1048576.0,
+                    p.Eta is { } eta ? eta.ToString(@"hh\:mm\:ss", System.Globalization.CultureInfo.InvariantCulture) : "unknown");
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // the snapshot ended
+        }
+    }
+}
