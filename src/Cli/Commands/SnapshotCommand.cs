@@ -98,7 +98,7 @@ public static class SnapshotCommand
         }
     }
 
-    private static void PrintSummary(SnapshotResult result)
+    internal static void PrintSummary(SnapshotResult result)
     {
         if (result.AlreadyComplete)
         {

@@ -67,6 +67,37 @@ public class RunCommandTests(PostgresFixture fixture) : IClassFixture<PostgresFi
     }
 
     [Fact]
+    public async Task Run_snapshots_a_busy_source_then_streams_on_with_no_gap_and_no_duplicate()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("handoff");
+        await Sql.ExecAsync(db.SourceConnectionString, Schema + "INSERT INTO event (account, payload) SELECT g % 50 + 1, jsonb_build_object('seed', g) FROM generate_series(1, 200000) g;");
+        var slot = "s_" + Guid.NewGuid().ToString("N")[..12];
+        var log = Path.Combine(Path.GetTempPath(), $"replicator-handoff-{db.Name}.log");
+        using var stopWriter = new CancellationTokenSource(TimeSpan.FromMinutes(4));
+        var writer = Task.Run(() => WriteAsync(db.SourceConnectionString, 1500, stopWriter.Token));
+        await Task.Delay(300); // the copy starts while transactions are in flight
+        using var process = ProcessRunner.StartReplicator(["run", "--source", db.SourceUri, "--target", db.TargetUri, "--slot", slot, "--metrics-listen", "127.0.0.1:0", "--set", "Snapshot:ChunkRows=20000"], log);
+        await writer;
+        var deadline = DateTime.UtcNow.AddMinutes(3);
+        while (await Sql.ScalarAsync<long>(db.TargetCluster.ConnectionString(db.Name), "SELECT count(*) FROM pg_tables WHERE schemaname = 'replicator' AND tablename = 'position'") == 0
+               || await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM replicator.position") == 0)
+        {
+            Assert.False(process.HasExited, File.ReadAllText(log));
+            Assert.True(DateTime.UtcNow < deadline, File.ReadAllText(log));
+            await Task.Delay(200);
+        }
+
+        await Fixtures.Replication.Attach(db, slot).CatchUpAsync(TimeSpan.FromMinutes(3));
+        Assert.Equal(0, await ProcessRunner.TerminateAsync(process, TimeSpan.FromSeconds(30)));
+        await Compare.AssertSameAsync(db);
+        var written = await Sql.ScalarAsync<long>(db.SourceConnectionString, "SELECT count(*) FROM ledger");
+        Assert.Equal(written, await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(DISTINCT n) FROM ledger"));
+        Assert.Equal(written, await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM ledger"));
+        Assert.Contains("taking the initial snapshot first", File.ReadAllText(log), StringComparison.Ordinal);
+        File.Delete(log);
+    }
+
+    [Fact]
     public async Task Sigterm_stops_run_cleanly_and_status_shows_the_applied_position()
     {
         await using var db = await fixture.CreateDatabasesAsync("sigterm");
