@@ -1,0 +1,211 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using Replicator.Core.Catalog;
+using Replicator.Core.Configuration;
+using Replicator.Core.Metrics;
+
+namespace Replicator.Verifier;
+
+/// <summary>
+/// One verifier pass: consistent cut → schema check → chunk plan → chunk hashes on both sides in
+/// parallel → bisection of differing chunks to rows → report (→ repair). The entry point for the
+/// CLI, for <see cref="ContinuousVerifier"/> and for tests that verify during live replication.
+/// </summary>
+public static class Verification
+{
+    /// <summary>
+    /// Runs one pass and returns its report; throws <see cref="VerifyException"/> (or an
+    /// <see cref="NpgsqlException"/>) when the pass cannot run. Updates the <c>replicator_verify_*</c> metrics.
+    /// </summary>
+    public static async Task<VerifyReport> RunPassAsync(
+        VerifyRequest request, ConnectionInfo source, ConnectionInfo target, ILoggerFactory loggerFactory, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(loggerFactory);
+        request.Validate();
+        var logger = loggerFactory.CreateLogger(typeof(Verification).FullName!);
+        var report = new VerifyReport { StartedAt = DateTimeOffset.UtcNow, Source = source.ToString(), Target = target.ToString() };
+        try
+        {
+            var outcomes = await CompareAsync(request, source, target, report, logger, cancellationToken).ConfigureAwait(false);
+            if (request.Repair && outcomes.Any(o => o.Keys.Count > 0 || o.Hashes.Count > 0))
+                report.Repair = await Repair.RunAsync(request, source, target, outcomes, logger, cancellationToken).ConfigureAwait(false);
+            report.FinishedAt = DateTimeOffset.UtcNow;
+            var clean = report.Identical;
+            ReplicatorMetrics.VerifyPasses.Add(1, new KeyValuePair<string, object?>("result", clean ? "clean" : "differences"));
+            if (clean && request.Tables.Count == 0)
+                ReplicatorMetrics.VerifyLastCleanPass.Record(report.FinishedAt.ToUnixTimeMilliseconds() / 1000.0);
+            LogMessages.PassFinished(logger, report.Identical ? "identical" : "different", report.RowsChecked, report.RowDifferences, report.SchemaDifferences, report.Seconds);
+            return report;
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            ReplicatorMetrics.VerifyPasses.Add(1, new KeyValuePair<string, object?>("result", "error"));
+            throw;
+        }
+    }
+
+    /// <summary>Per table: what was compared and which keys (or row hashes) differ, for the report and for repair.</summary>
+    internal sealed class TableOutcome(TableMatch match, TableReport report)
+    {
+        public TableMatch Match { get; } = match;
+
+        public TableReport Report { get; } = report;
+
+        public IReadOnlyList<ChunkRange> Ranges { get; set; } = [];
+
+        public DifferenceCollector Collector { get; } = new();
+
+        public IReadOnlyList<DifferenceCollector.KeyState> Keys { get; set; } = [];
+
+        public IReadOnlyList<MultisetComparer.HashCount> Hashes { get; set; } = [];
+
+        public int ChunksLeft;
+    }
+
+    private static async Task<List<TableOutcome>> CompareAsync(
+        VerifyRequest request, ConnectionInfo source, ConnectionInfo target, VerifyReport report, ILogger logger, CancellationToken cancellationToken)
+    {
+        await using var cut = await ConsistentCut.OpenAsync(source, target, request, request.Jobs, logger, null, cancellationToken).ConfigureAwait(false);
+        report.CutLsn = cut.SourceLsn.ToString();
+        report.CutKind = cut.Kind;
+        report.AppliedLsn = cut.TargetAppliedLsn?.ToString();
+        report.ApplierPauseMilliseconds = cut.ApplierPause.TotalMilliseconds;
+
+        var sourceTablesTask = TableCatalog.LoadAsync(cut.First.Source, cancellationToken);
+        var targetTablesTask = TableCatalog.LoadAsync(cut.First.Target, cancellationToken);
+        var sourceTables = await sourceTablesTask.ConfigureAwait(false);
+        var targetTables = await targetTablesTask.ConfigureAwait(false);
+        if (request.SchemaCheck)
+            report.Schema.AddRange(await SchemaCompare.CompareAsync(cut.First, sourceTables, targetTables, cancellationToken).ConfigureAwait(false));
+
+        var selected = Select(request, sourceTables, targetTables);
+        var targetByName = targetTables.ToDictionary(t => t.DisplayName, StringComparer.Ordinal);
+        var outcomes = new List<TableOutcome>();
+        foreach (var table in selected)
+        {
+            if (!targetByName.TryGetValue(table.DisplayName, out var targetTable))
+            {
+                var rows = await CountAsync(cut.First.Source, table, cancellationToken).ConfigureAwait(false);
+                report.Tables.Add(new TableReport { Table = table.DisplayName, Method = "none", SourceRows = rows, Differences = rows, Problem = "table missing on target: create it (replicator snapshot copies the schema)" });
+                continue;
+            }
+
+            var match = new TableMatch(table, targetTable);
+            var tableReport = new TableReport
+            {
+                Table = table.DisplayName,
+                Method = match.Source.HasKey ? "key ranges" : "multiset",
+                KeyColumns = match.Source.Keys.Select(k => k.Name).ToList(),
+            };
+            report.Tables.Add(tableReport);
+            outcomes.Add(new TableOutcome(match, tableReport));
+        }
+
+        var totalTables = Math.Max(1, outcomes.Count);
+        ReplicatorMetrics.VerifyCoverage.Record(0);
+        var parallel = new ParallelOptions { MaxDegreeOfParallelism = request.Jobs, CancellationToken = cancellationToken };
+
+        // Plan chunks (sampling the source's keys) for every table.
+        await Parallel.ForEachAsync(outcomes, parallel, async (o, ct) =>
+        {
+            using var lease = await cut.RentAsync(ct).ConfigureAwait(false);
+            o.Ranges = await ChunkPlanner.PlanAsync(lease.Pair.Source, o.Match.Source, o.Match.SourceTable.EstimatedRows, request.ChunkRows, ct).ConfigureAwait(false);
+            o.Report.Chunks = o.Ranges.Count;
+            o.ChunksLeft = o.Ranges.Count;
+        }).ConfigureAwait(false);
+
+        // Hash every chunk on both sides; the largest tables' chunks first so the tail is short.
+        var work = outcomes.OrderByDescending(o => o.Match.SourceTable.SizeBytes).SelectMany(o => o.Ranges.Select(r => (Outcome: o, Range: r))).ToList();
+        var differing = new ConcurrentBag<(TableOutcome Outcome, ChunkRange Range, ChunkHash Source, ChunkHash Target)>();
+        var tablesDone = 0;
+        var hashing = Stopwatch.StartNew();
+        await Parallel.ForEachAsync(work, parallel, async (item, ct) =>
+        {
+            using var lease = await cut.RentAsync(ct).ConfigureAwait(false);
+            var (s, t) = await ChunkHasher.HashBothAsync(lease.Pair, item.Outcome.Match, item.Range, ct).ConfigureAwait(false);
+            var tag = new KeyValuePair<string, object?>("table", item.Outcome.Report.Table);
+            ReplicatorMetrics.VerifyRows.Add(Math.Max(s.Rows, t.Rows), tag);
+            lock (item.Outcome)
+            {
+                item.Outcome.Report.SourceRows += s.Rows;
+                item.Outcome.Report.TargetRows += t.Rows;
+                if (s != t)
+                    item.Outcome.Report.ChunksDiffering++;
+            }
+
+            if (s != t)
+                differing.Add((item.Outcome, item.Range, s, t));
+            if (Interlocked.Decrement(ref item.Outcome.ChunksLeft) == 0)
+                ReplicatorMetrics.VerifyCoverage.Record((double)Interlocked.Increment(ref tablesDone) / totalTables);
+        }).ConfigureAwait(false);
+        LogMessages.ChunksHashed(logger, work.Count, differing.Count, hashing.Elapsed.TotalSeconds);
+
+        // Narrow differing chunks to rows (keyed) or to row hashes (multiset).
+        await Parallel.ForEachAsync(differing, parallel, async (item, ct) =>
+        {
+            using var lease = await cut.RentAsync(ct).ConfigureAwait(false);
+            if (item.Outcome.Match.Source.HasKey)
+                await Bisector.BisectAsync(lease.Pair, item.Outcome.Match, item.Range, item.Source, item.Target, request.BisectRows, item.Outcome.Collector, ct).ConfigureAwait(false);
+            else
+                item.Outcome.Hashes = await MultisetComparer.DifferingHashesAsync(lease.Pair, item.Outcome.Match, ct).ConfigureAwait(false);
+        }).ConfigureAwait(false);
+
+        // Describe the differences: which keys, which columns.
+        await Parallel.ForEachAsync(outcomes.Where(o => o.Report.ChunksDiffering > 0), parallel, async (o, ct) =>
+        {
+            using var lease = await cut.RentAsync(ct).ConfigureAwait(false);
+            if (o.Match.Source.HasKey)
+            {
+                o.Keys = o.Collector.Differences();
+                o.Report.Differences = o.Keys.Count;
+                var listed = o.Keys.Take(request.MaxListedDifferences).ToList();
+                o.Report.Rows.AddRange(await RowDetails.DescribeAsync(lease.Pair, o.Match, listed, ct).ConfigureAwait(false));
+            }
+            else
+            {
+                o.Report.Differences = o.Hashes.Sum(h => h.Missing + h.Extra);
+                var listed = o.Hashes.Take(request.MaxListedDifferences).ToList();
+                o.Report.Rows.AddRange(await MultisetComparer.DescribeAsync(lease.Pair, o.Match, listed, ct).ConfigureAwait(false));
+            }
+
+            LogMessages.TableDiffers(logger, o.Report.Table, o.Report.Differences);
+        }).ConfigureAwait(false);
+
+        foreach (var o in outcomes)
+            ReplicatorMetrics.VerifyDifferences.Record(o.Report.Differences, new KeyValuePair<string, object?>("table", o.Report.Table));
+        ReplicatorMetrics.VerifyCoverage.Record(1);
+        return outcomes;
+    }
+
+    private static List<TableInfo> Select(VerifyRequest request, IReadOnlyList<TableInfo> sourceTables, IReadOnlyList<TableInfo> targetTables)
+    {
+        // A partitioned parent holds no rows: its partitions are verified one by one.
+        var tables = sourceTables.Where(t => !t.IsPartitionedParent).ToList();
+        if (request.Tables.Count == 0)
+            return tables;
+        var byName = tables.ToDictionary(t => t.DisplayName, StringComparer.Ordinal);
+        var selected = new List<TableInfo>();
+        foreach (var name in request.Tables)
+        {
+            if (byName.TryGetValue(name, out var table))
+                selected.Add(table);
+            else if (sourceTables.Any(t => t.DisplayName == name && t.IsPartitionedParent))
+                selected.AddRange(tables.Where(t => t.Parent?.ToString() == name));
+            else
+                throw new VerifyException(
+                    $"table '{name}' not found on the source{(targetTables.Any(t => t.DisplayName == name) ? " (it exists only on the target)" : "")}; " +
+                    "name tables as schema.table, unquoted and case-sensitive (e.g. --table public.orders)");
+        }
+
+        return selected.DistinctBy(t => t.DisplayName).ToList();
+    }
+
+    private static async Task<long> CountAsync(NpgsqlConnection conn, TableInfo table, CancellationToken cancellationToken)
+    {
+        await using var cmd = new NpgsqlCommand($"SELECT count(*) FROM {table.QuotedName}", conn);
+        return (long)(await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+    }
+}
