@@ -22,7 +22,7 @@ public static class CliApp
         root.Subcommands.Add(NotImplementedCommand.Create("run", "Snapshot if needed, then replicate changes continuously until stopped.", "issue #4, continuous replication"));
         root.Subcommands.Add(NotImplementedCommand.Create("capture", "Read the source's logical replication stream into the buffer (Kafka).", "issue #5, Kafka buffer"));
         root.Subcommands.Add(NotImplementedCommand.Create("apply", "Apply change events from the buffer (Kafka) to the target.", "issue #5, Kafka buffer"));
-        root.Subcommands.Add(NotImplementedCommand.Create("verify", "Compare source and target content at a consistent cut.", "issue #6, verifier"));
+        root.Subcommands.Add(VerifyCommand.Create(globals));
         root.Subcommands.Add(NotImplementedCommand.Create("cutover", "Fence writes on the source, drain, sync sequences, verify, switch.", "issue #7, cutover"));
         root.Subcommands.Add(NotImplementedCommand.Create("status", "Show replication position, lag and verifier state.", "issue #4, continuous replication"));
         root.Subcommands.Add(ConfigCommand.Create(globals));

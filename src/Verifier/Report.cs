@@ -44,6 +44,12 @@ public sealed class VerifyReport
     /// <summary>True when no row and no schema object differs (sequence values lagging are info, not differences).</summary>
     public bool Identical => RowDifferences == 0 && SchemaDifferences == 0 && Tables.All(t => t.Problem is null);
 
+    /// <summary>
+    /// True when <c>--repair</c> ran and left nothing different: every differing row was recopied and
+    /// checks equal, and no schema object differs. The pass still reports what it found.
+    /// </summary>
+    public bool Repaired => Repair is { RemainingDifferences: 0 } && SchemaDifferences == 0 && Tables.All(t => t.Problem is null);
+
     public double RowsPerSecond => Seconds > 0 ? RowsChecked / Seconds : 0;
 
     private static readonly JsonSerializerOptions JsonOptions = new()
@@ -55,7 +61,7 @@ public sealed class VerifyReport
 
     public string ToJson() => JsonSerializer.Serialize(new
     {
-        result = Identical ? "identical" : "different",
+        result = Identical ? "identical" : Repaired ? "repaired" : "different",
         identical = Identical,
         started_at = StartedAt,
         finished_at = FinishedAt,
@@ -100,6 +106,7 @@ public sealed class VerifyReport
 
         var verdict = Identical
             ? "IDENTICAL"
+            : Repaired ? $"REPAIRED ({RowDifferences:N0} differing rows recopied and checked equal)"
             : $"DIFFERENT ({RowDifferences:N0} rows in {Tables.Count(t => t.Differences > 0 || t.Problem is not null)} tables, {SchemaDifferences} schema differences)";
         s.AppendLine(CultureInfo.InvariantCulture, $"result: {verdict}; {RowsChecked:N0} rows in {Tables.Count} tables checked in {Seconds:0.00} s ({RowsPerSecond:N0} rows/s)");
         return s.ToString();
