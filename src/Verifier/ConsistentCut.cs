@@ -243,7 +243,7 @@ internal sealed class ConsistentCut : IAsyncDisposable
     {
         await using var cmd = new NpgsqlCommand("INSERT INTO replicator.barrier (slot_name, cut_lsn) VALUES ($1, $2) RETURNING id", conn);
         cmd.Parameters.AddWithValue(slot);
-        cmd.Parameters.AddWithValue(cutLsn);
+        cmd.Parameters.Add(new NpgsqlParameter { Value = cutLsn, NpgsqlDbType = NpgsqlDbType.PgLsn });
         return (long)(await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
     }
 

@@ -74,6 +74,11 @@ public static class VerifyCommand
             {
                 return ExitCodes.Interrupted;
             }
+            catch (Exception e) when (e is not (OperationCanceledException or ConfigurationException or NpgsqlException))
+            {
+                await Console.Error.WriteLineAsync($"replicator verify: unexpected error: {e.GetType().Name}: {e.Message}").ConfigureAwait(false);
+                return ExitCodes.Error;
+            }
 
             if (parse.GetValue(reportJson) is { } file)
                 await File.WriteAllTextAsync(file.FullName, report.ToJson(), cancellationToken).ConfigureAwait(false);
