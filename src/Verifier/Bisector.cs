@@ -34,9 +34,10 @@ internal static class Bisector
             return;
         }
 
-        var left = range with { Upper = mid };
-        var right = range with { Lower = mid };
-        var (leftSource, leftTarget) = await ChunkHasher.HashBothAsync(pair, table, left, cancellationToken).ConfigureAwait(false);
+        var left = range with { Upper = mid, Buckets = null };
+        var right = range with { Lower = mid, Buckets = null };
+        var (leftSourceHashes, leftTargetHashes) = await ChunkHasher.HashBothAsync(pair, table, left, cancellationToken).ConfigureAwait(false);
+        var (leftSource, leftTarget) = (leftSourceHashes.Total, leftTargetHashes.Total);
         var (rightSource, rightTarget) = (source - leftSource, target - leftTarget);
         if (leftSource.Rows == source.Rows && leftTarget.Rows == target.Rows)
         {
@@ -50,6 +51,21 @@ internal static class Bisector
         await BisectAsync(pair, table, right, rightSource, rightTarget, bisectRows, collector, cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// A chunk hashed per bucket: each differing bucket (about chunk/64 rows) is compared row by row
+    /// straight away, with an index range scan of just that bucket.
+    /// </summary>
+    public static async Task CompareBucketsAsync(
+        ConnectionPair pair, TableMatch table, ChunkRange range, ChunkHashes source, ChunkHashes target, DifferenceCollector collector, CancellationToken cancellationToken)
+    {
+        foreach (var bucket in ChunkHashes.DifferingBuckets(source, target))
+        {
+            var s = RowHashesAsync(pair.Source, table.Source, cmd => table.Source.BucketPredicate(range, bucket, cmd), cancellationToken);
+            var t = RowHashesAsync(pair.Target, table.Target, cmd => table.Target.BucketPredicate(range, bucket, cmd), cancellationToken);
+            Collect(await s.ConfigureAwait(false), await t.ConfigureAwait(false), collector);
+        }
+    }
+
     private static async Task<string[]?> MedianKeyAsync(NpgsqlConnection conn, CanonicalRow table, ChunkRange range, long offset, CancellationToken cancellationToken)
     {
         await using var cmd = new NpgsqlCommand { Connection = conn };
@@ -61,10 +77,13 @@ internal static class Bisector
 
     private static async Task CompareRowsAsync(ConnectionPair pair, TableMatch table, ChunkRange range, DifferenceCollector collector, CancellationToken cancellationToken)
     {
-        var sourceRows = RowHashesAsync(pair.Source, table.Source, range, cancellationToken);
-        var targetRows = RowHashesAsync(pair.Target, table.Target, range, cancellationToken);
-        var source = await sourceRows.ConfigureAwait(false);
-        var target = await targetRows.ConfigureAwait(false);
+        var sourceRows = RowHashesAsync(pair.Source, table.Source, cmd => table.Source.RangePredicate(range, cmd), cancellationToken);
+        var targetRows = RowHashesAsync(pair.Target, table.Target, cmd => table.Target.RangePredicate(range, cmd), cancellationToken);
+        Collect(await sourceRows.ConfigureAwait(false), await targetRows.ConfigureAwait(false), collector);
+    }
+
+    private static void Collect(Dictionary<string, (string[] Key, long Hash)> source, Dictionary<string, (string[] Key, long Hash)> target, DifferenceCollector collector)
+    {
         foreach (var (id, (key, hash)) in source)
         {
             if (!target.TryGetValue(id, out var other) || other.Hash != hash)
@@ -78,10 +97,11 @@ internal static class Bisector
         }
     }
 
-    private static async Task<Dictionary<string, (string[] Key, long Hash)>> RowHashesAsync(NpgsqlConnection conn, CanonicalRow table, ChunkRange range, CancellationToken cancellationToken)
+    private static async Task<Dictionary<string, (string[] Key, long Hash)>> RowHashesAsync(
+        NpgsqlConnection conn, CanonicalRow table, Func<NpgsqlCommand, string> predicate, CancellationToken cancellationToken)
     {
         await using var cmd = new NpgsqlCommand { Connection = conn };
-        var where = table.RangePredicate(range, cmd);
+        var where = predicate(cmd);
         cmd.CommandText = $"SELECT {table.KeyTextArray}, {table.Hash} FROM {table.QuotedTable} WHERE {where}";
         var rows = new Dictionary<string, (string[], long)>(StringComparer.Ordinal);
         await using var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);

@@ -75,6 +75,36 @@ internal sealed class CanonicalRow
         return parts.Count == 0 ? "true" : string.Join(" AND ", parts);
     }
 
+    /// <summary>Whether the key can be bucketed with <c>width_bucket</c>: one column, not itself an array.</summary>
+    public bool CanBucket => Keys.Count == 1 && !Keys[0].TypeName.EndsWith("[]", StringComparison.Ordinal);
+
+    /// <summary><c>width_bucket(key, thresholds)</c>: 0 below the first threshold, i in [t(i-1), t(i)), n at or above the last.</summary>
+    public string BucketExpression(IReadOnlyList<string> buckets, NpgsqlCommand command)
+    {
+        command.Parameters.Add(new NpgsqlParameter { Value = buckets.ToArray(), NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text });
+        return $"width_bucket({Keys[0].QuotedName}, ${command.Parameters.Count}::text[]::{Keys[0].TypeName}[])";
+    }
+
+    /// <summary>The range's predicate narrowed to bucket <paramref name="bucket"/> of its <see cref="ChunkRange.Buckets"/>.</summary>
+    public string BucketPredicate(ChunkRange range, int bucket, NpgsqlCommand command)
+    {
+        var buckets = range.Buckets ?? throw new InvalidOperationException("range has no buckets");
+        var parts = new List<string> { RangePredicate(range, command) };
+        if (bucket > 0)
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = buckets[bucket - 1], NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
+            parts.Add($"{Keys[0].QuotedName} >= ${command.Parameters.Count}::{Keys[0].TypeName}");
+        }
+
+        if (bucket < buckets.Count)
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = buckets[bucket], NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
+            parts.Add($"{Keys[0].QuotedName} < ${command.Parameters.Count}::{Keys[0].TypeName}");
+        }
+
+        return string.Join(" AND ", parts);
+    }
+
     private string BoundTuple(IReadOnlyList<string> values, NpgsqlCommand command)
     {
         var items = new List<string>(values.Count);
@@ -115,9 +145,18 @@ internal sealed class CanonicalRow
     public static string KeyId(IReadOnlyList<string?> key) => string.Join('\0', key.Select(v => v ?? "\u0001NULL"));
 }
 
-/// <summary>A key range (Lower, Upper]: rows whose key is above Lower and at most Upper; null is unbounded.</summary>
+/// <summary>
+/// A key range (Lower, Upper]: rows whose key is above Lower and at most Upper; null is unbounded.
+/// <see cref="Buckets"/>, for a single-column key, are sampled keys inside the range: the chunk is
+/// hashed per bucket (<c>width_bucket</c>) in the same scan, so a differing chunk already says which
+/// small bucket holds the difference and needs no further scans to find it.
+/// </summary>
 internal sealed record ChunkRange(string[]? Lower, string[]? Upper)
 {
+    /// <summary>Sorted key values (text) splitting the range into buckets [Buckets[i-1], Buckets[i]); null for no buckets.</summary>
+    public IReadOnlyList<string>? Buckets { get; init; }
+
+
     public static readonly ChunkRange All = new(null, null);
 
     public override string ToString() =>

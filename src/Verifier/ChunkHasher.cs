@@ -16,20 +16,36 @@ internal readonly record struct ChunkHash(long Rows, BigInteger Sum)
 /// </summary>
 internal static class ChunkHasher
 {
-    public static async Task<ChunkHash> HashAsync(NpgsqlConnection conn, CanonicalRow table, ChunkRange range, CancellationToken cancellationToken)
+    /// <summary>The range's total, and per bucket when the range has buckets (one scan either way).</summary>
+    public static async Task<ChunkHashes> HashAsync(NpgsqlConnection conn, CanonicalRow table, ChunkRange range, CancellationToken cancellationToken)
     {
         await using var cmd = new NpgsqlCommand { Connection = conn };
         var where = table.RangePredicate(range, cmd);
-        cmd.CommandText = $"SELECT count(*), coalesce(sum({table.Hash}), 0)::text FROM {table.QuotedTable} WHERE {where}";
+        var bucketed = range.Buckets is { Count: > 0 } && table.CanBucket;
+        cmd.CommandText = bucketed
+            ? $"SELECT {table.BucketExpression(range.Buckets!, cmd)}, count(*), coalesce(sum({table.Hash}), 0)::text FROM {table.QuotedTable} WHERE {where} GROUP BY 1"
+            : $"SELECT 0, count(*), coalesce(sum({table.Hash}), 0)::text FROM {table.QuotedTable} WHERE {where}";
+        var buckets = new Dictionary<int, ChunkHash>();
         await using var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-        return new ChunkHash(reader.GetInt64(0), BigInteger.Parse(reader.GetString(1), CultureInfo.InvariantCulture));
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            buckets[reader.GetInt32(0)] = new ChunkHash(reader.GetInt64(1), BigInteger.Parse(reader.GetString(2), CultureInfo.InvariantCulture));
+        var total = new ChunkHash(buckets.Values.Sum(b => b.Rows), buckets.Values.Aggregate(BigInteger.Zero, (sum, b) => sum + b.Sum));
+        return new ChunkHashes(total, bucketed ? buckets : null);
     }
 
-    public static async Task<(ChunkHash Source, ChunkHash Target)> HashBothAsync(ConnectionPair pair, TableMatch table, ChunkRange range, CancellationToken cancellationToken)
+    public static async Task<(ChunkHashes Source, ChunkHashes Target)> HashBothAsync(ConnectionPair pair, TableMatch table, ChunkRange range, CancellationToken cancellationToken)
     {
         var source = HashAsync(pair.Source, table.Source, range, cancellationToken);
         var target = HashAsync(pair.Target, table.Target, range, cancellationToken);
         return (await source.ConfigureAwait(false), await target.ConfigureAwait(false));
     }
+}
+
+/// <summary>A range's hash, and its buckets' hashes when it has buckets (absent bucket = no rows).</summary>
+internal sealed record ChunkHashes(ChunkHash Total, IReadOnlyDictionary<int, ChunkHash>? Buckets)
+{
+    /// <summary>Buckets whose hashes differ between the two sides.</summary>
+    public static IEnumerable<int> DifferingBuckets(ChunkHashes source, ChunkHashes target) =>
+        (source.Buckets ?? new Dictionary<int, ChunkHash>()).Keys.Union((target.Buckets ?? new Dictionary<int, ChunkHash>()).Keys)
+        .Where(b => source.Buckets!.GetValueOrDefault(b) != target.Buckets!.GetValueOrDefault(b)).Order();
 }

@@ -9,13 +9,18 @@ namespace Replicator.Verifier;
 /// (lower, upper] with open ends at both extremes, so together they cover every possible key on
 /// either side — rows only the target has land in some range too. Equal quantiles collapse, so no
 /// range is empty by construction of the sample; sampling error makes sizes vary by a few percent.
+/// For a single-column key the samples inside each range become its buckets (at most
+/// <see cref="MaxBuckets"/>), hashed separately in the same scan, so that a difference is located to
+/// a bucket of about chunk/64 rows by the first pass itself.
 /// </summary>
 internal static class ChunkPlanner
 {
     private const int SamplesPerChunk = 64;
     private const int MinSamples = 10_000;
+    private const int MaxBuckets = 128;
 
-    public static async Task<IReadOnlyList<ChunkRange>> PlanAsync(NpgsqlConnection source, CanonicalRow table, long estimatedRows, long chunkRows, CancellationToken cancellationToken)
+    public static async Task<IReadOnlyList<ChunkRange>> PlanAsync(
+        NpgsqlConnection source, CanonicalRow table, long estimatedRows, long chunkRows, int bisectRows, CancellationToken cancellationToken)
     {
         if (!table.HasKey)
             return [ChunkRange.All];
@@ -26,11 +31,12 @@ internal static class ChunkPlanner
             rows = (long)(await count.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
         }
 
-        if (rows <= chunkRows * 3 / 2)
+        var chunks = rows <= chunkRows * 3 / 2 ? 1 : (int)Math.Min(100_000, (rows + chunkRows - 1) / chunkRows);
+        // Small enough to compare row by row anyway, or nothing to split: one range, no sample.
+        if (chunks == 1 && (rows <= bisectRows || !table.CanBucket))
             return [ChunkRange.All];
 
-        var chunks = (int)Math.Min(100_000, (rows + chunkRows - 1) / chunkRows);
-        var percent = Math.Min(100.0, Math.Max(MinSamples, (double)chunks * SamplesPerChunk) * 100.0 / rows);
+        var percent = Math.Min(100.0, Math.Max(MinSamples, (double)chunks * SamplesPerChunk) * 100.0 / Math.Max(1, rows));
         var samples = new List<string[]>();
         await using (var cmd = new NpgsqlCommand(
             $"SELECT {table.KeyTextArray} FROM {table.QuotedTable} TABLESAMPLE SYSTEM ($1) REPEATABLE (7) ORDER BY {table.KeyOrder}", source))
@@ -44,23 +50,30 @@ internal static class ChunkPlanner
         if (samples.Count < 2)
             return [ChunkRange.All];
         chunks = Math.Min(chunks, samples.Count);
-        var bounds = new List<string[]>();
-        for (var i = 1; i < chunks; i++)
-        {
-            var bound = samples[(int)((long)i * samples.Count / chunks)];
-            if (bounds.Count == 0 || CanonicalRow.KeyId(bounds[^1]) != CanonicalRow.KeyId(bound))
-                bounds.Add(bound);
-        }
-
-        var ranges = new List<ChunkRange>(bounds.Count + 1);
+        var ranges = new List<ChunkRange>(chunks);
         string[]? lower = null;
-        foreach (var bound in bounds)
+        var lowerIndex = -1;
+        for (var i = 1; i <= chunks; i++)
         {
-            ranges.Add(new ChunkRange(lower, bound));
-            lower = bound;
+            var index = i == chunks ? samples.Count : (int)((long)i * samples.Count / chunks);
+            var upper = i == chunks ? null : samples[index];
+            if (upper is not null && lower is not null && CanonicalRow.KeyId(lower) == CanonicalRow.KeyId(upper))
+                continue;
+            ranges.Add(new ChunkRange(lower, upper) { Buckets = Buckets(table, samples, lowerIndex + 1, index) });
+            (lower, lowerIndex) = (upper, index);
         }
 
-        ranges.Add(new ChunkRange(lower, null));
         return ranges;
+    }
+
+    /// <summary>Distinct sampled keys strictly inside (samples[from-1], samples[to]], thinned to at most MaxBuckets.</summary>
+    private static List<string>? Buckets(CanonicalRow table, List<string[]> samples, int from, int to)
+    {
+        if (!table.CanBucket || to - from < 2)
+            return null;
+        var inside = samples.Skip(from).Take(to - from).Select(s => s[0]).Distinct(StringComparer.Ordinal).ToList();
+        var stride = Math.Max(1, (inside.Count + MaxBuckets - 1) / MaxBuckets);
+        var buckets = inside.Where((_, i) => i % stride == 0).ToList();
+        return buckets.Count > 0 ? buckets : null;
     }
 }

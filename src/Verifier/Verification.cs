@@ -112,20 +112,21 @@ public static class Verification
         await Parallel.ForEachAsync(outcomes, parallel, async (o, ct) =>
         {
             using var lease = await cut.RentAsync(ct).ConfigureAwait(false);
-            o.Ranges = await ChunkPlanner.PlanAsync(lease.Pair.Source, o.Match.Source, o.Match.SourceTable.EstimatedRows, request.ChunkRows, ct).ConfigureAwait(false);
+            o.Ranges = await ChunkPlanner.PlanAsync(lease.Pair.Source, o.Match.Source, o.Match.SourceTable.EstimatedRows, request.ChunkRows, request.BisectRows, ct).ConfigureAwait(false);
             o.Report.Chunks = o.Ranges.Count;
             o.ChunksLeft = o.Ranges.Count;
         }).ConfigureAwait(false);
 
         // Hash every chunk on both sides; the largest tables' chunks first so the tail is short.
         var work = outcomes.OrderByDescending(o => o.Match.SourceTable.SizeBytes).SelectMany(o => o.Ranges.Select(r => (Outcome: o, Range: r))).ToList();
-        var differing = new ConcurrentBag<(TableOutcome Outcome, ChunkRange Range, ChunkHash Source, ChunkHash Target)>();
+        var differing = new ConcurrentBag<(TableOutcome Outcome, ChunkRange Range, ChunkHashes Source, ChunkHashes Target)>();
         var tablesDone = 0;
         var hashing = Stopwatch.StartNew();
         await Parallel.ForEachAsync(work, parallel, async (item, ct) =>
         {
             using var lease = await cut.RentAsync(ct).ConfigureAwait(false);
-            var (s, t) = await ChunkHasher.HashBothAsync(lease.Pair, item.Outcome.Match, item.Range, ct).ConfigureAwait(false);
+            var (sh, th) = await ChunkHasher.HashBothAsync(lease.Pair, item.Outcome.Match, item.Range, ct).ConfigureAwait(false);
+            var (s, t) = (sh.Total, th.Total);
             var tag = new KeyValuePair<string, object?>("table", item.Outcome.Report.Table);
             ReplicatorMetrics.VerifyRows.Add(Math.Max(s.Rows, t.Rows), tag);
             lock (item.Outcome)
@@ -137,7 +138,7 @@ public static class Verification
             }
 
             if (s != t)
-                differing.Add((item.Outcome, item.Range, s, t));
+                differing.Add((item.Outcome, item.Range, sh, th));
             if (Interlocked.Decrement(ref item.Outcome.ChunksLeft) == 0)
                 ReplicatorMetrics.VerifyCoverage.Record((double)Interlocked.Increment(ref tablesDone) / totalTables);
         }).ConfigureAwait(false);
@@ -147,8 +148,10 @@ public static class Verification
         await Parallel.ForEachAsync(differing, parallel, async (item, ct) =>
         {
             using var lease = await cut.RentAsync(ct).ConfigureAwait(false);
-            if (item.Outcome.Match.Source.HasKey)
-                await Bisector.BisectAsync(lease.Pair, item.Outcome.Match, item.Range, item.Source, item.Target, request.BisectRows, item.Outcome.Collector, ct).ConfigureAwait(false);
+            if (item.Source.Buckets is not null && item.Target.Buckets is not null)
+                await Bisector.CompareBucketsAsync(lease.Pair, item.Outcome.Match, item.Range, item.Source, item.Target, item.Outcome.Collector, ct).ConfigureAwait(false);
+            else if (item.Outcome.Match.Source.HasKey)
+                await Bisector.BisectAsync(lease.Pair, item.Outcome.Match, item.Range, item.Source.Total, item.Target.Total, request.BisectRows, item.Outcome.Collector, ct).ConfigureAwait(false);
             else
                 item.Outcome.Hashes = await MultisetComparer.DifferingHashesAsync(lease.Pair, item.Outcome.Match, ct).ConfigureAwait(false);
         }).ConfigureAwait(false);

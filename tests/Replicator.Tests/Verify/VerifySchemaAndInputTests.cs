@@ -52,16 +52,25 @@ public class VerifySchemaAndInputTests(PostgresFixture fixture) : IClassFixture<
     }
 
     [Fact]
-    public async Task A_large_table_is_cut_into_sampled_chunks_and_one_changed_row_is_bisected_out_of_it()
+    public async Task Large_tables_are_cut_into_sampled_chunks_and_one_differing_row_is_narrowed_down_by_bucket_or_bisection()
     {
         await using var db = await fixture.CreateDatabasesAsync("verify_bisect");
         foreach (var cs in new[] { db.SourceConnectionString, db.TargetConnectionString })
-            await Sql.ExecAsync(cs, "CREATE TABLE public.big (id bigint PRIMARY KEY, v text); INSERT INTO public.big SELECT g * 3, 'v' || g FROM generate_series(1, 60000) g; ANALYZE public.big;");
-        await Sql.ExecAsync(db.TargetConnectionString, "UPDATE public.big SET v = 'drift' WHERE id = 100002");
+            await Sql.ExecAsync(cs, """
+                CREATE TABLE public.big (id bigint PRIMARY KEY, v text); INSERT INTO public.big SELECT g * 3, 'v' || g FROM generate_series(1, 60000) g;
+                CREATE TABLE public.composite (a int, b text, v text, PRIMARY KEY (a, b)); INSERT INTO public.composite SELECT g / 10, 'b' || g, 'v' || g FROM generate_series(1, 30000) g;
+                ANALYZE;
+                """);
+        await Sql.ExecAsync(db.TargetConnectionString, "UPDATE public.big SET v = 'drift' WHERE id = 100002; DELETE FROM public.composite WHERE a = 1234 AND b = 'b12345'");
 
         var report = await PassAsync(db, new VerifyRequest { ChunkRows = 5_000, BisectRows = 50 });
 
-        var big = Assert.Single(report.Tables);
+        // A composite key has no buckets: the differing chunk is bisected at median keys.
+        var composite = report.Tables.Single(t => t.Table == "public.composite");
+        Assert.InRange(composite.Chunks, 4, 8);
+        var missing = Assert.Single(composite.Rows);
+        Assert.Equal((RowDifference.Missing, "1234", "b12345"), (missing.Kind, missing.Key!["a"], missing.Key["b"]));
+        var big = report.Tables.Single(t => t.Table == "public.big");
         Assert.InRange(big.Chunks, 8, 16);
         Assert.Equal(1, big.ChunksDiffering);
         Assert.Equal(60_000, big.SourceRows);
