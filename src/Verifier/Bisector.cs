@@ -71,7 +71,7 @@ internal static class Bisector
         await using var cmd = new NpgsqlCommand { Connection = conn };
         var where = table.RangePredicate(range, cmd);
         cmd.Parameters.AddWithValue(offset);
-        cmd.CommandText = $"SELECT {table.KeyTextArray} FROM {table.QuotedTable} WHERE {where} ORDER BY {table.KeyOrder} OFFSET ${cmd.Parameters.Count} LIMIT 1";
+        cmd.CommandText = $"SELECT {table.KeyTextArray} FROM {table.FromItem} WHERE {where} ORDER BY {table.KeyOrder} OFFSET ${cmd.Parameters.Count} LIMIT 1";
         return await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) as string[];
     }
 
@@ -102,7 +102,7 @@ internal static class Bisector
     {
         await using var cmd = new NpgsqlCommand { Connection = conn };
         var where = predicate(cmd);
-        cmd.CommandText = $"SELECT {table.KeyTextArray}, {table.Hash} FROM {table.QuotedTable} WHERE {where}";
+        cmd.CommandText = $"SELECT {table.KeyTextArray}, {table.Hash} FROM {table.FromItem} WHERE {where}";
         var rows = new Dictionary<string, (string[], long)>(StringComparer.Ordinal);
         await using var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))

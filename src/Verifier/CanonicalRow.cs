@@ -19,14 +19,30 @@ internal sealed class CanonicalRow
     public const string SessionSettingsSql =
         "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; SET bytea_output = 'hex'; " +
         "SET extra_float_digits = 3; SET lc_monetary = 'C'; SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0; " +
-        "SET application_name = 'replicator-verify'";
+        "SET application_name = 'replicator-verify'; " +
+        // A bucketed chunk hash groups by width_bucket(key): the planner cannot estimate that
+        // expression's few groups and would sort every row of the chunk (to disk) before
+        // aggregating; with sorts discouraged it hashes into a handful of groups instead.
+        "SET enable_sort = off";
 
-    public CanonicalRow(TableInfo table, IReadOnlyList<string> columns, IReadOnlyList<string> keyColumns)
+    /// <summary>The alias every verifier query gives the table, so the whole row can be named.</summary>
+    public const string RowAlias = "_replicator_row";
+
+    /// <param name="wholeRow">
+    /// The compared columns are all of the table's columns in its own order, on both sides: the row
+    /// text is then the whole-row value <c>alias::text</c>, which prints exactly what
+    /// <c>ROW(a, b, …)::text</c> prints but without building a new row first (about 15% less work
+    /// per row). The caller checks both sides, and that no column is named like the alias.
+    /// </param>
+    public CanonicalRow(TableInfo table, IReadOnlyList<string> columns, IReadOnlyList<string> keyColumns, bool wholeRow)
     {
         Table = table;
         Columns = columns.Select(table.Column).ToList();
         Keys = keyColumns.Select(table.Column).ToList();
-        RowText = "ROW(" + string.Join(", ", Columns.Select(c => c.QuotedName)) + ")::text";
+        FromItem = table.QuotedName + " AS " + Identifier.Quote(RowAlias);
+        RowText = wholeRow
+            ? Identifier.Quote(RowAlias) + "::text"
+            : "ROW(" + string.Join(", ", Columns.Select(c => c.QuotedName)) + ")::text";
         Hash = $"hashtextextended({RowText}, 0)";
         KeyOrder = string.Join(", ", Keys.Select(c => c.QuotedName));
         KeyTuple = "(" + KeyOrder + ")";
@@ -44,7 +60,8 @@ internal sealed class CanonicalRow
 
     public bool HasKey => Keys.Count > 0;
 
-    public string QuotedTable => Table.QuotedName;
+    /// <summary><c>"schema"."table" AS "_replicator_row"</c>, for FROM (also valid in DELETE FROM and before TABLESAMPLE).</summary>
+    public string FromItem { get; }
 
     /// <summary><c>ROW("a", "b")::text</c>: the canonical row text.</summary>
     public string RowText { get; }

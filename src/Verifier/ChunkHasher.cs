@@ -23,8 +23,8 @@ internal static class ChunkHasher
         var where = table.RangePredicate(range, cmd);
         var bucketed = range.Buckets is { Count: > 0 } && table.CanBucket;
         cmd.CommandText = bucketed
-            ? $"SELECT {table.BucketExpression(range.Buckets!, cmd)}, count(*), coalesce(sum({table.Hash}), 0)::text FROM {table.QuotedTable} WHERE {where} GROUP BY 1"
-            : $"SELECT 0, count(*), coalesce(sum({table.Hash}), 0)::text FROM {table.QuotedTable} WHERE {where}";
+            ? $"SELECT {table.BucketExpression(range.Buckets!, cmd)}, count(*), coalesce(sum({table.Hash}), 0)::text FROM {table.FromItem} WHERE {where} GROUP BY 1"
+            : $"SELECT 0, count(*), coalesce(sum({table.Hash}), 0)::text FROM {table.FromItem} WHERE {where}";
         var buckets = new Dictionary<int, ChunkHash>();
         await using var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))

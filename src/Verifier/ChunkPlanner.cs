@@ -27,7 +27,7 @@ internal static class ChunkPlanner
         var rows = estimatedRows;
         if (rows < 0)
         {
-            await using var count = new NpgsqlCommand($"SELECT count(*) FROM {table.QuotedTable}", source);
+            await using var count = new NpgsqlCommand($"SELECT count(*) FROM {table.FromItem}", source);
             rows = (long)(await count.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
         }
 
@@ -39,7 +39,7 @@ internal static class ChunkPlanner
         var percent = Math.Min(100.0, Math.Max(MinSamples, (double)chunks * SamplesPerChunk) * 100.0 / Math.Max(1, rows));
         var samples = new List<string[]>();
         await using (var cmd = new NpgsqlCommand(
-            $"SELECT {table.KeyTextArray} FROM {table.QuotedTable} TABLESAMPLE SYSTEM ($1) REPEATABLE (7) ORDER BY {table.KeyOrder}", source))
+            $"SELECT {table.KeyTextArray} FROM {table.FromItem} TABLESAMPLE SYSTEM ($1) REPEATABLE (7) ORDER BY {table.KeyOrder}", source))
         {
             cmd.Parameters.AddWithValue((float)percent);
             await using var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);

@@ -36,4 +36,7 @@ internal static partial class LogMessages
 
     [LoggerMessage(EventId = 6011, Level = LogLevel.Error, Message = "Verifier pass failed: {Error}")]
     public static partial void PassFailed(ILogger logger, string error);
+
+    [LoggerMessage(EventId = 6012, Level = LogLevel.Debug, Message = "Phase {Phase} done after {Seconds} s")]
+    public static partial void Phase(ILogger logger, string phase, double seconds);
 }

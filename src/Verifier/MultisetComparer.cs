@@ -39,7 +39,7 @@ internal static class MultisetComparer
 
     private static async Task<Dictionary<long, long>> CountsAsync(NpgsqlConnection conn, CanonicalRow table, CancellationToken cancellationToken)
     {
-        await using var cmd = new NpgsqlCommand($"SELECT {table.Hash}, count(*) FROM {table.QuotedTable} GROUP BY 1", conn);
+        await using var cmd = new NpgsqlCommand($"SELECT {table.Hash}, count(*) FROM {table.FromItem} GROUP BY 1", conn);
         var counts = new Dictionary<long, long>();
         await using var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
@@ -51,7 +51,7 @@ internal static class MultisetComparer
     public static async Task<Dictionary<long, string?[]>> RowsByHashAsync(NpgsqlConnection conn, CanonicalRow table, IReadOnlyList<long> hashes, CancellationToken cancellationToken)
     {
         await using var cmd = new NpgsqlCommand(
-            $"SELECT DISTINCT ON (h) h, r.* FROM (SELECT {table.Hash} AS h, {table.ColumnTexts} FROM {table.QuotedTable}) r WHERE h = ANY($1)", conn);
+            $"SELECT DISTINCT ON (h) h, r.* FROM (SELECT {table.Hash} AS h, {table.ColumnTexts} FROM {table.FromItem}) r WHERE h = ANY($1)", conn);
         cmd.Parameters.AddWithValue(hashes.ToArray());
         var rows = new Dictionary<long, string?[]>();
         await using var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);

@@ -44,15 +44,15 @@ internal static class Repair
                 if (o.Match.Source.HasKey)
                 {
                     var keys = o.Keys.Select(k => k.Key).ToList();
-                    delete.CommandText = $"DELETE FROM {o.Match.Target.QuotedTable} WHERE {o.Match.Target.KeyInPredicate(keys, delete)}";
-                    select.CommandText = $"SELECT {texts} FROM {o.Match.Source.QuotedTable} WHERE {o.Match.Source.KeyInPredicate(keys, select)}";
+                    delete.CommandText = $"DELETE FROM {o.Match.Target.FromItem} WHERE {o.Match.Target.KeyInPredicate(keys, delete)}";
+                    select.CommandText = $"SELECT {texts} FROM {o.Match.Source.FromItem} WHERE {o.Match.Source.KeyInPredicate(keys, select)}";
                 }
                 else
                 {
                     var hashes = o.Hashes.Select(h => h.Hash).ToArray();
-                    delete.CommandText = $"DELETE FROM {o.Match.Target.QuotedTable} WHERE {o.Match.Target.Hash} = ANY($1)";
+                    delete.CommandText = $"DELETE FROM {o.Match.Target.FromItem} WHERE {o.Match.Target.Hash} = ANY($1)";
                     delete.Parameters.AddWithValue(hashes);
-                    select.CommandText = $"SELECT {texts} FROM {o.Match.Source.QuotedTable} WHERE {o.Match.Source.Hash} = ANY($1)";
+                    select.CommandText = $"SELECT {texts} FROM {o.Match.Source.FromItem} WHERE {o.Match.Source.Hash} = ANY($1)";
                     select.Parameters.AddWithValue(hashes);
                 }
 
@@ -146,7 +146,7 @@ internal static class Repair
     private static async Task<Dictionary<string, long>> KeyHashesAsync(NpgsqlConnection conn, CanonicalRow table, IReadOnlyList<string[]> keys, CancellationToken cancellationToken)
     {
         await using var cmd = new NpgsqlCommand { Connection = conn };
-        cmd.CommandText = $"SELECT {table.KeyTextArray}, {table.Hash} FROM {table.QuotedTable} WHERE {table.KeyInPredicate(keys, cmd)}";
+        cmd.CommandText = $"SELECT {table.KeyTextArray}, {table.Hash} FROM {table.FromItem} WHERE {table.KeyInPredicate(keys, cmd)}";
         var result = new Dictionary<string, long>(StringComparer.Ordinal);
         await using var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))

@@ -60,7 +60,7 @@ internal static class RowDetails
     {
         await using var cmd = new NpgsqlCommand { Connection = conn };
         var where = table.KeyInPredicate(keys, cmd);
-        cmd.CommandText = $"SELECT {table.KeyTextArray}, {table.ColumnTexts} FROM {table.QuotedTable} WHERE {where}";
+        cmd.CommandText = $"SELECT {table.KeyTextArray}, {table.ColumnTexts} FROM {table.FromItem} WHERE {where}";
         var rows = new Dictionary<string, string?[]>(StringComparer.Ordinal);
         await using var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))

@@ -12,8 +12,10 @@ internal sealed class TableMatch
         var targetColumns = target.Columns.Select(c => c.Name).ToHashSet(StringComparer.Ordinal);
         var columns = source.Columns.Select(c => c.Name).Where(targetColumns.Contains).ToList();
         var keys = source.KeyColumns.Count > 0 && source.KeyColumns.All(targetColumns.Contains) ? source.KeyColumns : [];
-        Source = new CanonicalRow(source, columns, keys);
-        Target = new CanonicalRow(target, columns, keys);
+        var wholeRow = source.Columns.Select(c => c.Name).SequenceEqual(columns) && target.Columns.Select(c => c.Name).SequenceEqual(columns)
+            && !columns.Contains(CanonicalRow.RowAlias);
+        Source = new CanonicalRow(source, columns, keys, wholeRow);
+        Target = new CanonicalRow(target, columns, keys, wholeRow);
     }
 
     public TableInfo SourceTable { get; }

@@ -68,7 +68,9 @@ public static class Verification
     private static async Task<List<TableOutcome>> CompareAsync(
         VerifyRequest request, ConnectionInfo source, ConnectionInfo target, VerifyReport report, ILogger logger, CancellationToken cancellationToken)
     {
+        var clock = Stopwatch.StartNew();
         await using var cut = await ConsistentCut.OpenAsync(source, target, request, request.Jobs, logger, null, cancellationToken).ConfigureAwait(false);
+        LogMessages.Phase(logger, "cut", clock.Elapsed.TotalSeconds);
         report.CutLsn = cut.SourceLsn.ToString();
         report.CutKind = cut.Kind;
         report.AppliedLsn = cut.TargetAppliedLsn?.ToString();
@@ -81,6 +83,7 @@ public static class Verification
         if (request.SchemaCheck)
             report.Schema.AddRange(await SchemaCompare.CompareAsync(cut.First, sourceTables, targetTables, cancellationToken).ConfigureAwait(false));
 
+        LogMessages.Phase(logger, "catalog and schema", clock.Elapsed.TotalSeconds);
         var selected = Select(request, sourceTables, targetTables);
         var targetByName = targetTables.ToDictionary(t => t.DisplayName, StringComparer.Ordinal);
         var outcomes = new List<TableOutcome>();
@@ -117,6 +120,7 @@ public static class Verification
             o.ChunksLeft = o.Ranges.Count;
         }).ConfigureAwait(false);
 
+        LogMessages.Phase(logger, "plan", clock.Elapsed.TotalSeconds);
         // Hash every chunk on both sides; the largest tables' chunks first so the tail is short.
         var work = outcomes.OrderByDescending(o => o.Match.SourceTable.SizeBytes).SelectMany(o => o.Ranges.Select(r => (Outcome: o, Range: r))).ToList();
         var differing = new ConcurrentBag<(TableOutcome Outcome, ChunkRange Range, ChunkHashes Source, ChunkHashes Target)>();

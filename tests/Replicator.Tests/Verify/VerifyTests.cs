@@ -22,6 +22,16 @@ public class VerifyTests(PostgresFixture fixture) : IClassFixture<PostgresFixtur
     {
         await using var db = await fixture.CreateDatabasesAsync("verify_same");
         await VerifyData.LoadBothAsync(db);
+        // Same rows, different physical layout: columns in another order, a dropped column on one side.
+        await Sql.ExecAsync(db.SourceConnectionString, """
+            CREATE TABLE public.reordered (id int PRIMARY KEY, a text, b int); INSERT INTO public.reordered SELECT g, 'a' || g, g FROM generate_series(1, 300) g;
+            CREATE TABLE public.dropped (id int PRIMARY KEY, junk text, v text); INSERT INTO public.dropped SELECT g, 'junk', 'v' || g FROM generate_series(1, 300) g;
+            ALTER TABLE public.dropped DROP COLUMN junk;
+            """);
+        await Sql.ExecAsync(db.TargetConnectionString, """
+            CREATE TABLE public.reordered (b int, id int PRIMARY KEY, a text); INSERT INTO public.reordered SELECT g, g, 'a' || g FROM generate_series(1, 300) g;
+            CREATE TABLE public.dropped (id int PRIMARY KEY, v text); INSERT INTO public.dropped SELECT g, 'v' || g FROM generate_series(1, 300) g;
+            """);
         var json = Path.Combine(Path.GetTempPath(), $"verify-{Guid.NewGuid():N}.json");
 
         var result = await ProcessRunner.ReplicatorAsync(["verify", "--source", db.SourceUri, "--target", db.TargetUri, "--chunk-rows", "100", "--report-json", json]);
@@ -33,7 +43,7 @@ public class VerifyTests(PostgresFixture fixture) : IClassFixture<PostgresFixtur
         Assert.Equal("identical", doc.RootElement.GetProperty("result").GetString());
         Assert.Equal("plain", doc.RootElement.GetProperty("cut").GetProperty("kind").GetString());
         var tables = doc.RootElement.GetProperty("tables").EnumerateArray().ToDictionary(t => t.GetProperty("table").GetString()!);
-        Assert.Equal(["Odd \"Schema\".x.Tä ble", "public.items", "public.nokey", "public.pairs"], tables.Keys.Order(StringComparer.Ordinal));
+        Assert.Equal(["Odd \"Schema\".x.Tä ble", "public.dropped", "public.items", "public.nokey", "public.pairs", "public.reordered"], tables.Keys.Order(StringComparer.Ordinal));
         Assert.Equal(1000, tables["public.items"].GetProperty("source_rows").GetInt64());
         Assert.True(tables["public.items"].GetProperty("chunks").GetInt32() >= 5, "1000 rows at 100 per chunk make several chunks");
         Assert.Equal("multiset", tables["public.nokey"].GetProperty("method").GetString());
