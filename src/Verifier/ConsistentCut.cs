@@ -112,10 +112,19 @@ internal sealed class ConsistentCut : IAsyncDisposable
         await using var control = await OpenSessionAsync(target, cancellationToken).ConfigureAwait(false);
         try
         {
-            for (var i = 0; i < workers; i++)
+            // Opened all at once: the round trips of 2 × workers logins overlap.
+            var opening = Enumerable.Range(0, workers).SelectMany(_ => new[] { OpenSessionAsync(source, cancellationToken), OpenSessionAsync(target, cancellationToken) }).ToList();
+            try
             {
-                sources.Add(await OpenSessionAsync(source, cancellationToken).ConfigureAwait(false));
-                targets.Add(await OpenSessionAsync(target, cancellationToken).ConfigureAwait(false));
+                await Task.WhenAll(opening).ConfigureAwait(false);
+            }
+            finally
+            {
+                for (var i = 0; i < opening.Count; i++)
+                {
+                    if (opening[i].IsCompletedSuccessfully)
+                        (i % 2 == 0 ? sources : targets).Add(opening[i].Result);
+                }
             }
 
             NpgsqlLogSequenceNumber cutLsn;

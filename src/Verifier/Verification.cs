@@ -80,18 +80,40 @@ public static class Verification
         var targetTablesTask = TableCatalog.LoadAsync(cut.First.Target, cancellationToken);
         var sourceTables = await sourceTablesTask.ConfigureAwait(false);
         var targetTables = await targetTablesTask.ConfigureAwait(false);
-        if (request.SchemaCheck)
-            report.Schema.AddRange(await SchemaCompare.CompareAsync(cut.First, sourceTables, targetTables, cancellationToken).ConfigureAwait(false));
 
-        LogMessages.Phase(logger, "catalog and schema", clock.Elapsed.TotalSeconds);
+        LogMessages.Phase(logger, "catalog", clock.Elapsed.TotalSeconds);
         var selected = Select(request, sourceTables, targetTables);
-        var targetByName = targetTables.ToDictionary(t => t.DisplayName, StringComparer.Ordinal);
         var outcomes = new List<TableOutcome>();
+        // The schema check runs beside the data comparison, on a pair of its own while it lasts.
+        var schemaCheck = request.SchemaCheck ? CheckSchemaAsync(cut, sourceTables, targetTables, cancellationToken) : Task.FromResult(new List<SchemaDifference>());
+        try
+        {
+            await CompareDataAsync(request, cut, selected, targetTables, report, outcomes, logger, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            // Let the schema check stop using its connections before the cut closes them.
+            await Task.WhenAny(schemaCheck).ConfigureAwait(false);
+            throw;
+        }
+
+        report.Schema.AddRange(await schemaCheck.ConfigureAwait(false));
+        return outcomes;
+    }
+
+    private static async Task CompareDataAsync(
+        VerifyRequest request, ConsistentCut cut, List<TableInfo> selected, IReadOnlyList<TableInfo> targetTables, VerifyReport report,
+        List<TableOutcome> outcomes, ILogger logger, CancellationToken cancellationToken)
+    {
+        var clock = Stopwatch.StartNew();
+        var targetByName = targetTables.ToDictionary(t => t.DisplayName, StringComparer.Ordinal);
         foreach (var table in selected)
         {
             if (!targetByName.TryGetValue(table.DisplayName, out var targetTable))
             {
-                var rows = await CountAsync(cut.First.Source, table, cancellationToken).ConfigureAwait(false);
+                long rows;
+                using (var lease = await cut.RentAsync(cancellationToken).ConfigureAwait(false))
+                    rows = await CountAsync(lease.Pair.Source, table, cancellationToken).ConfigureAwait(false);
                 report.Tables.Add(new TableReport { Table = table.DisplayName, Method = "none", SourceRows = rows, Differences = rows, Problem = "table missing on target: create it (replicator snapshot copies the schema)" });
                 continue;
             }
@@ -184,7 +206,13 @@ public static class Verification
         foreach (var o in outcomes)
             ReplicatorMetrics.VerifyDifferences.Record(o.Report.Differences, new KeyValuePair<string, object?>("table", o.Report.Table));
         ReplicatorMetrics.VerifyCoverage.Record(1);
-        return outcomes;
+    }
+
+    private static async Task<List<SchemaDifference>> CheckSchemaAsync(
+        ConsistentCut cut, IReadOnlyList<TableInfo> sourceTables, IReadOnlyList<TableInfo> targetTables, CancellationToken cancellationToken)
+    {
+        using var lease = await cut.RentAsync(cancellationToken).ConfigureAwait(false);
+        return await SchemaCompare.CompareAsync(lease.Pair, sourceTables, targetTables, cancellationToken).ConfigureAwait(false);
     }
 
     private static List<TableInfo> Select(VerifyRequest request, IReadOnlyList<TableInfo> sourceTables, IReadOnlyList<TableInfo> targetTables)
