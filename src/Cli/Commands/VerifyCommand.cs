@@ -16,16 +16,16 @@ public static class VerifyCommand
     {
         var defaults = new VerifyRequest();
         var reportJson = new Option<FileInfo?>("--report-json") { Description = "Also write the report as JSON to FILE." };
-        var format = new Option<string>("--format") { Description = "Report on stdout as text (default) or json.", DefaultValueFactory = _ => "text" };
+        var format = new Option<string>("--format") { Description = "Report on stdout as text or json.", DefaultValueFactory = _ => "text" };
         format.AcceptOnlyFromAmong("text", "json");
         var repair = new Option<bool>("--repair") { Description = "Recopy differing rows from the source inside a new consistent cut, then check them again." };
         var tables = new Option<string[]>("--table") { Description = "Verify only this table (schema.table, unquoted; repeatable). A partitioned table means its partitions.", AllowMultipleArgumentsPerToken = false };
-        var jobs = new Option<int>("--jobs", "-j") { Description = $"Parallel workers, each with one connection per side (default {defaults.Jobs}).", DefaultValueFactory = _ => defaults.Jobs };
-        var chunkRows = new Option<long>("--chunk-rows") { Description = $"Rows per hashed key range (default {defaults.ChunkRows}).", DefaultValueFactory = _ => defaults.ChunkRows };
-        var bisectRows = new Option<int>("--bisect-rows") { Description = $"Compare a differing range row by row once it holds at most this many rows (default {defaults.BisectRows}).", DefaultValueFactory = _ => defaults.BisectRows };
-        var maxListed = new Option<int>("--max-listed") { Description = $"Differences listed per table; more are counted (default {defaults.MaxListedDifferences}).", DefaultValueFactory = _ => defaults.MaxListedDifferences };
+        var jobs = new Option<int>("--jobs", "-j") { Description = "Parallel workers, each with one connection per side.", DefaultValueFactory = _ => defaults.Jobs };
+        var chunkRows = new Option<long>("--chunk-rows") { Description = "Rows per hashed key range.", DefaultValueFactory = _ => defaults.ChunkRows };
+        var bisectRows = new Option<int>("--bisect-rows") { Description = "Compare a differing range row by row once it holds at most this many rows.", DefaultValueFactory = _ => defaults.BisectRows };
+        var maxListed = new Option<int>("--max-listed") { Description = "Differences listed per table; more are counted.", DefaultValueFactory = _ => defaults.MaxListedDifferences };
         var noBarrier = new Option<bool>("--no-barrier") { Description = "Take a plain target snapshot even if replication runs (differences may then be replication lag)." };
-        var barrierTimeout = new Option<double>("--barrier-timeout") { Description = $"Seconds to wait for the applier to reach the cut (default {defaults.BarrierTimeout.TotalSeconds:0}).", DefaultValueFactory = _ => defaults.BarrierTimeout.TotalSeconds };
+        var barrierTimeout = new Option<double>("--barrier-timeout") { Description = "Seconds to wait for the applier to reach the cut.", DefaultValueFactory = _ => defaults.BarrierTimeout.TotalSeconds };
         var noSchema = new Option<bool>("--no-schema-check") { Description = "Skip comparing tables, columns, indexes, constraints and sequences." };
 
         var command = new Command("verify",
