@@ -17,10 +17,26 @@ internal readonly record struct ChunkHash(long Rows, BigInteger Sum)
 internal static class ChunkHasher
 {
     /// <summary>The range's total, and per bucket when the range has buckets (one scan either way).</summary>
-    public static async Task<ChunkHashes> HashAsync(NpgsqlConnection conn, CanonicalRow table, ChunkRange range, CancellationToken cancellationToken)
+    public static async Task<ChunkHashes> HashAsync(NpgsqlConnection conn, CanonicalRow table, ChunkRange range, CancellationToken cancellationToken, BlockSlice? slice = null)
     {
         await using var cmd = new NpgsqlCommand { Connection = conn };
         var where = table.RangePredicate(range, cmd);
+        if (slice is { } s)
+        {
+            // A TID range scan (PostgreSQL 14+) reads just these blocks, sequentially.
+            if (s.FromBlock > 0)
+            {
+                cmd.Parameters.Add(new NpgsqlParameter { Value = $"({s.FromBlock},0)", NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
+                where += $" AND ctid >= ${cmd.Parameters.Count}::tid";
+            }
+
+            if (s.ToBlock is { } to)
+            {
+                cmd.Parameters.Add(new NpgsqlParameter { Value = $"({to},0)", NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
+                where += $" AND ctid < ${cmd.Parameters.Count}::tid";
+            }
+        }
+
         var bucketed = range.Buckets is { Count: > 0 } && table.CanBucket;
         cmd.CommandText = bucketed
             ? $"SELECT {table.BucketExpression(range.Buckets!, cmd)}, count(*), coalesce(sum({table.Hash}), 0)::text FROM {table.FromItem} WHERE {where} GROUP BY 1"
@@ -38,6 +54,24 @@ internal static class ChunkHasher
         var source = HashAsync(pair.Source, table.Source, range, cancellationToken);
         var target = HashAsync(pair.Target, table.Target, range, cancellationToken);
         return (await source.ConfigureAwait(false), await target.ConfigureAwait(false));
+    }
+}
+
+/// <summary>Blocks [FromBlock, ToBlock) of one side's table; ToBlock null = to the end.</summary>
+internal readonly record struct BlockSlice(long FromBlock, long? ToBlock)
+{
+    /// <summary>
+    /// Splits a table of <paramref name="pages"/> blocks into <paramref name="count"/> slices. The
+    /// size is read inside the snapshot, so every visible row lies below it; the last slice is open
+    /// anyway.
+    /// </summary>
+    public static List<BlockSlice> Split(long pages, int count)
+    {
+        count = (int)Math.Max(1, Math.Min(count, pages));
+        var slices = new List<BlockSlice>(count);
+        for (var i = 0; i < count; i++)
+            slices.Add(new BlockSlice(pages * i / count, i == count - 1 ? null : pages * (i + 1) / count));
+        return slices;
     }
 }
 

@@ -9,15 +9,21 @@ namespace Replicator.Verifier;
 /// (lower, upper] with open ends at both extremes, so together they cover every possible key on
 /// either side — rows only the target has land in some range too. Equal quantiles collapse, so no
 /// range is empty by construction of the sample; sampling error makes sizes vary by a few percent.
-/// For a single-column key the samples inside each range become its buckets (at most
-/// <see cref="MaxBuckets"/>), hashed separately in the same scan, so that a difference is located to
-/// a bucket of about chunk/64 rows by the first pass itself.
+/// A single-column key (the common case) is not cut into key ranges at all: the sample gives the
+/// whole table's bucket thresholds, about <see cref="VerifyRequest.BisectRows"/> rows per bucket,
+/// and the table is scanned in physical block ranges that each return per-bucket sums (see
+/// <see cref="Verification"/>): sequential reads instead of index range scans (half the cost per
+/// row), and the first pass already locates a difference to one small bucket. Composite keys get
+/// key ranges, bisected when they differ.
 /// </summary>
 internal static class ChunkPlanner
 {
     private const int SamplesPerChunk = 64;
     private const int MinSamples = 10_000;
     private const int MaxBuckets = 128;
+
+    /// <summary>Cap on a table's buckets: the thresholds travel as one array parameter per scan.</summary>
+    private const int MaxTableBuckets = 16_384;
 
     public static async Task<IReadOnlyList<ChunkRange>> PlanAsync(
         NpgsqlConnection source, CanonicalRow table, long estimatedRows, long chunkRows, int bisectRows, CancellationToken cancellationToken)
@@ -36,7 +42,9 @@ internal static class ChunkPlanner
         if (chunks == 1 && (rows <= bisectRows || !table.CanBucket))
             return [ChunkRange.All];
 
-        var percent = Math.Min(100.0, Math.Max(MinSamples, (double)chunks * SamplesPerChunk) * 100.0 / Math.Max(1, rows));
+        var bucketCount = (int)Math.Clamp(rows / Math.Max(1, bisectRows), 1, MaxTableBuckets);
+        var wanted = Math.Max(MinSamples, table.CanBucket ? bucketCount * 4.0 : (double)chunks * SamplesPerChunk);
+        var percent = Math.Min(100.0, wanted * 100.0 / Math.Max(1, rows));
         var samples = new List<string[]>();
         await using (var cmd = new NpgsqlCommand(
             $"SELECT {table.KeyTextArray} FROM {table.FromItem} TABLESAMPLE SYSTEM ($1) REPEATABLE (7) ORDER BY {table.KeyOrder}", source))
@@ -49,6 +57,16 @@ internal static class ChunkPlanner
 
         if (samples.Count < 2)
             return [ChunkRange.All];
+        if (table.CanBucket)
+        {
+            // One logical range for the whole table, split into buckets of about bisectRows rows;
+            // the scan itself is split by block ranges (see Verification), not by key.
+            var distinct = samples.Select(k => k[0]).Distinct(StringComparer.Ordinal).ToList();
+            var stride = Math.Max(1, (distinct.Count + bucketCount - 1) / bucketCount);
+            var bounds = distinct.Where((_, i) => i > 0 && i % stride == 0).ToList();
+            return [bounds.Count > 0 ? ChunkRange.All with { Buckets = bounds } : ChunkRange.All];
+        }
+
         chunks = Math.Min(chunks, samples.Count);
         var ranges = new List<ChunkRange>(chunks);
         string[]? lower = null;
