@@ -18,10 +18,16 @@ public sealed record VerifyRequest
     /// <summary>Parallel workers; each holds one source and one target connection inside the cut.</summary>
     public int Jobs { get; init; } = 2;
 
-    /// <summary>Target rows per chunk; chunk bounds come from sampled key quantiles.</summary>
+    /// <summary>
+    /// Rows per unit of work: a physical block slice of a table with a single-column key, or a key
+    /// range (bounds from sampled key quantiles) of a table with a composite key.
+    /// </summary>
     public long ChunkRows { get; init; } = 250_000;
 
-    /// <summary>A differing key range with at most this many rows on either side is compared row by row.</summary>
+    /// <summary>
+    /// Rows per bucket of a single-column key (a differing bucket is compared row by row); a
+    /// differing composite-key range with at most this many rows on either side is compared row by row.
+    /// </summary>
     public int BisectRows { get; init; } = 2_000;
 
     /// <summary>Differences listed (with their columns) per table; more are counted, not listed.</summary>

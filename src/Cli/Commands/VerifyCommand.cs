@@ -21,8 +21,8 @@ public static class VerifyCommand
         var repair = new Option<bool>("--repair") { Description = "Recopy differing rows from the source inside a new consistent cut, then check them again." };
         var tables = new Option<string[]>("--table") { Description = "Verify only this table (schema.table, unquoted; repeatable). A partitioned table means its partitions.", AllowMultipleArgumentsPerToken = false };
         var jobs = new Option<int>("--jobs", "-j") { Description = "Parallel workers, each with one connection per side.", DefaultValueFactory = _ => defaults.Jobs };
-        var chunkRows = new Option<long>("--chunk-rows") { Description = "Rows per hashed key range.", DefaultValueFactory = _ => defaults.ChunkRows };
-        var bisectRows = new Option<int>("--bisect-rows") { Description = "Compare a differing range row by row once it holds at most this many rows.", DefaultValueFactory = _ => defaults.BisectRows };
+        var chunkRows = new Option<long>("--chunk-rows") { Description = "Rows per unit of work: a block slice of the table (single-column key) or a key range (composite key).", DefaultValueFactory = _ => defaults.ChunkRows };
+        var bisectRows = new Option<int>("--bisect-rows") { Description = "Rows per hashed bucket; a differing key range is compared row by row once it holds at most this many rows.", DefaultValueFactory = _ => defaults.BisectRows };
         var maxListed = new Option<int>("--max-listed") { Description = "Differences listed per table; more are counted.", DefaultValueFactory = _ => defaults.MaxListedDifferences };
         var noBarrier = new Option<bool>("--no-barrier") { Description = "Take a plain target snapshot even if replication runs (differences may then be replication lag)." };
         var barrierTimeout = new Option<double>("--barrier-timeout") { Description = "Seconds to wait for the applier to reach the cut.", DefaultValueFactory = _ => defaults.BarrierTimeout.TotalSeconds };
