@@ -52,18 +52,15 @@ internal static class Bisector
     }
 
     /// <summary>
-    /// A chunk hashed per bucket: each differing bucket (about chunk/64 rows) is compared row by row
-    /// straight away, with an index range scan of just that bucket.
+    /// A differing bucket (about BisectRows rows) is compared row by row straight away, with an
+    /// index range scan of just that bucket.
     /// </summary>
-    public static async Task CompareBucketsAsync(
-        ConnectionPair pair, TableMatch table, ChunkRange range, ChunkHashes source, ChunkHashes target, DifferenceCollector collector, CancellationToken cancellationToken)
+    public static async Task CompareBucketAsync(
+        ConnectionPair pair, TableMatch table, ChunkRange range, int bucket, DifferenceCollector collector, CancellationToken cancellationToken)
     {
-        foreach (var bucket in ChunkHashes.DifferingBuckets(source, target))
-        {
-            var s = RowHashesAsync(pair.Source, table.Source, cmd => table.Source.BucketPredicate(range, bucket, cmd), cancellationToken);
-            var t = RowHashesAsync(pair.Target, table.Target, cmd => table.Target.BucketPredicate(range, bucket, cmd), cancellationToken);
-            Collect(await s.ConfigureAwait(false), await t.ConfigureAwait(false), collector);
-        }
+        var s = RowHashesAsync(pair.Source, table.Source, cmd => table.Source.BucketPredicate(range, bucket, cmd), cancellationToken);
+        var t = RowHashesAsync(pair.Target, table.Target, cmd => table.Target.BucketPredicate(range, bucket, cmd), cancellationToken);
+        Collect(await s.ConfigureAwait(false), await t.ConfigureAwait(false), collector);
     }
 
     private static async Task<string[]?> MedianKeyAsync(NpgsqlConnection conn, CanonicalRow table, ChunkRange range, long offset, CancellationToken cancellationToken)

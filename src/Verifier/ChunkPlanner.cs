@@ -26,7 +26,7 @@ internal static class ChunkPlanner
     private const int MaxTableBuckets = 16_384;
 
     public static async Task<IReadOnlyList<ChunkRange>> PlanAsync(
-        NpgsqlConnection source, CanonicalRow table, long estimatedRows, long chunkRows, int bisectRows, CancellationToken cancellationToken)
+        NpgsqlConnection source, CanonicalRow table, long estimatedRows, long sizeBytes, long chunkRows, int bisectRows, CancellationToken cancellationToken)
     {
         if (!table.HasKey)
             return [ChunkRange.All];
@@ -45,9 +45,20 @@ internal static class ChunkPlanner
         var bucketCount = (int)Math.Clamp(rows / Math.Max(1, bisectRows), 1, MaxTableBuckets);
         var wanted = Math.Max(MinSamples, table.CanBucket ? bucketCount * 4.0 : (double)chunks * SamplesPerChunk);
         var percent = Math.Min(100.0, wanted * 100.0 / Math.Max(1, rows));
+        var sql = $"SELECT {table.KeyTextArray} FROM {table.FromItem} TABLESAMPLE SYSTEM ($1) REPEATABLE (7) ORDER BY {table.KeyOrder}";
+        if (table.CanBucket)
+        {
+            // A block sample returns whole pages: keys in clumps, so thresholds taken from it make
+            // tiny buckets inside a clump and huge ones between clumps. One key per sampled page
+            // (its smallest) spreads the thresholds evenly; sample twice as many pages as buckets.
+            var pages = Math.Max(1.0, sizeBytes / 8192.0);
+            percent = Math.Min(100.0, Math.Max(MinSamples / Math.Max(1.0, rows / pages), bucketCount * 2.0) * 100.0 / pages);
+            sql = $"SELECT ARRAY[min({table.Keys[0].QuotedName})::text] FROM {table.FromItem} TABLESAMPLE SYSTEM ($1) REPEATABLE (7) " +
+                  $"GROUP BY (ctid::text::point)[0] ORDER BY min({table.Keys[0].QuotedName})";
+        }
+
         var samples = new List<string[]>();
-        await using (var cmd = new NpgsqlCommand(
-            $"SELECT {table.KeyTextArray} FROM {table.FromItem} TABLESAMPLE SYSTEM ($1) REPEATABLE (7) ORDER BY {table.KeyOrder}", source))
+        await using (var cmd = new NpgsqlCommand(sql, source))
         {
             cmd.Parameters.AddWithValue((float)percent);
             await using var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);

@@ -147,7 +147,7 @@ public static class Verification
         await Parallel.ForEachAsync(outcomes, parallel, async (o, ct) =>
         {
             using var lease = await cut.RentAsync(ct).ConfigureAwait(false);
-            o.Ranges = await ChunkPlanner.PlanAsync(lease.Pair.Source, o.Match.Source, o.Match.SourceTable.EstimatedRows, request.ChunkRows, request.BisectRows, ct).ConfigureAwait(false);
+            o.Ranges = await ChunkPlanner.PlanAsync(lease.Pair.Source, o.Match.Source, o.Match.SourceTable.EstimatedRows, o.Match.SourceTable.SizeBytes, request.ChunkRows, request.BisectRows, ct).ConfigureAwait(false);
             o.Report.Chunks = o.Ranges.Count;
             o.ChunksLeft = o.Ranges.Count;
         }).ConfigureAwait(false);
@@ -236,12 +236,15 @@ public static class Verification
         }).ConfigureAwait(false);
         LogMessages.ChunksHashed(logger, work.Count, differing.Count, hashing.Elapsed.TotalSeconds);
 
-        // Narrow differing chunks to rows (keyed) or to row hashes (multiset).
-        await Parallel.ForEachAsync(differing, parallel, async (item, ct) =>
+        // Narrow differing chunks to rows (keyed) or to row hashes (multiset); each differing bucket on its own.
+        var narrowing = differing.SelectMany(d => d.Source.Buckets is not null && d.Target.Buckets is not null
+            ? ChunkHashes.DifferingBuckets(d.Source, d.Target).Select(b => (d.Outcome, d.Range, d.Source, d.Target, Bucket: (int?)b))
+            : [(d.Outcome, d.Range, d.Source, d.Target, Bucket: (int?)null)]).ToList();
+        await Parallel.ForEachAsync(narrowing, parallel, async (item, ct) =>
         {
             using var lease = await cut.RentAsync(ct).ConfigureAwait(false);
-            if (item.Source.Buckets is not null && item.Target.Buckets is not null)
-                await Bisector.CompareBucketsAsync(lease.Pair, item.Outcome.Match, item.Range, item.Source, item.Target, item.Outcome.Collector, ct).ConfigureAwait(false);
+            if (item.Bucket is { } bucket)
+                await Bisector.CompareBucketAsync(lease.Pair, item.Outcome.Match, item.Range, bucket, item.Outcome.Collector, ct).ConfigureAwait(false);
             else if (item.Outcome.Match.Source.HasKey)
                 await Bisector.BisectAsync(lease.Pair, item.Outcome.Match, item.Range, item.Source.Total, item.Target.Total, request.BisectRows, item.Outcome.Collector, ct).ConfigureAwait(false);
             else
