@@ -50,9 +50,9 @@ internal static class ChunkPlanner
         {
             // A block sample returns whole pages: keys in clumps, so thresholds taken from it make
             // tiny buckets inside a clump and huge ones between clumps. One key per sampled page
-            // (its smallest) spreads the thresholds evenly; sample twice as many pages as buckets.
+            // (its smallest) spreads the thresholds evenly; sample as many pages as buckets wanted.
             var pages = Math.Max(1.0, sizeBytes / 8192.0);
-            percent = Math.Min(100.0, Math.Max(MinSamples / Math.Max(1.0, rows / pages), bucketCount * 2.0) * 100.0 / pages);
+            percent = Math.Min(100.0, Math.Max(MinSamples / Math.Max(1.0, rows / pages), bucketCount * 1.0) * 100.0 / pages);
             sql = $"SELECT ARRAY[min({table.Keys[0].QuotedName})::text] FROM {table.FromItem} TABLESAMPLE SYSTEM ($1) REPEATABLE (7) " +
                   $"GROUP BY (ctid::text::point)[0] ORDER BY min({table.Keys[0].QuotedName})";
         }
