@@ -22,7 +22,7 @@ public static class CliApp
         root.Subcommands.Add(RunCommand.Create(globals));
         root.Subcommands.Add(RunCommand.CreateCapture(globals));
         root.Subcommands.Add(RunCommand.CreateApply(globals));
-        root.Subcommands.Add(NotImplementedCommand.Create("verify", "Compare source and target content at a consistent cut.", "issue #6, verifier"));
+        root.Subcommands.Add(VerifyCommand.Create(globals));
         root.Subcommands.Add(NotImplementedCommand.Create("cutover", "Fence writes on the source, drain, sync sequences, verify, switch.", "issue #7, cutover"));
         root.Subcommands.Add(StatusCommand.Create(globals));
         root.Subcommands.Add(ConfigCommand.Create(globals));

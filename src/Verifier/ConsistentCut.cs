@@ -1,0 +1,308 @@
+using System.Diagnostics;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using Npgsql.Replication;
+using NpgsqlTypes;
+using Replicator.Core.Configuration;
+using Replicator.Core.State;
+
+namespace Replicator.Verifier;
+
+/// <summary>One worker's two connections, each inside its side's snapshot of the cut.</summary>
+internal sealed class ConnectionPair(NpgsqlConnection source, NpgsqlConnection target)
+{
+    public NpgsqlConnection Source { get; } = source;
+
+    public NpgsqlConnection Target { get; } = target;
+}
+
+/// <summary>
+/// Both databases seen at the same logical point C (DESIGN, Verifier: consistent cuts).
+/// <para>Source: a TEMPORARY logical slot created with <c>SNAPSHOT 'export'</c> gives the consistent
+/// point C and a snapshot that contains exactly the transactions committed before C. Every source
+/// worker imports it (<c>SET TRANSACTION SNAPSHOT</c> in REPEATABLE READ); then the replication
+/// connection closes, which drops the slot — the imported snapshots live on in the transactions.</para>
+/// <para>Target, with replication running (a <c>replicator.position</c> row for the slot): the
+/// barrier protocol of <see cref="TargetState"/>. Insert a barrier row with cut_lsn = C; the applier,
+/// once it has applied everything below C and nothing at or above, sets <c>reached_at</c> and waits.
+/// Now the target holds exactly the source's state at C: one target worker opens REPEATABLE READ and
+/// exports its snapshot, the others import it, and <c>released_at</c> is set. The pause lasts a few
+/// statements because every target connection is opened before the barrier row is written. An applier
+/// that reports an <c>applied_lsn</c> at or above C has overshot: that cut is discarded and a new one
+/// taken. Without replication (or with <see cref="VerifyRequest.UseBarrier"/> off) the target snapshot
+/// is taken right away.</para>
+/// <para>Safety: every query of a pass runs on a pair's two connections, so every source read sees C
+/// and every target read sees the target at C; the transactions only read, so they cannot block the
+/// applier (the applier's writes do not touch the snapshots).</para>
+/// </summary>
+internal sealed class ConsistentCut : IAsyncDisposable
+{
+    private const int MaxOvershootRetries = 3;
+
+    private readonly List<ConnectionPair> _pairs;
+    private readonly Channel<ConnectionPair> _free;
+
+    private ConsistentCut(List<ConnectionPair> pairs, NpgsqlLogSequenceNumber sourceLsn, string kind, NpgsqlLogSequenceNumber? appliedLsn, TimeSpan pause)
+    {
+        _pairs = pairs;
+        SourceLsn = sourceLsn;
+        Kind = kind;
+        TargetAppliedLsn = appliedLsn;
+        ApplierPause = pause;
+        _free = Channel.CreateUnbounded<ConnectionPair>();
+        foreach (var pair in pairs)
+            _free.Writer.TryWrite(pair);
+    }
+
+    /// <summary>The source's consistent point C.</summary>
+    public NpgsqlLogSequenceNumber SourceLsn { get; }
+
+    /// <summary><c>barrier</c> (the applier was held at C) or <c>plain</c> (target snapshot taken as is).</summary>
+    public string Kind { get; }
+
+    /// <summary>The applier's last applied commit LSN at the barrier; null for a plain cut.</summary>
+    public NpgsqlLogSequenceNumber? TargetAppliedLsn { get; }
+
+    /// <summary>How long the applier was held (barrier reached → released).</summary>
+    public TimeSpan ApplierPause { get; }
+
+    public ConnectionPair First => _pairs[0];
+
+    /// <summary>Takes a free pair; dispose the lease to give it back.</summary>
+    public async ValueTask<Lease> RentAsync(CancellationToken cancellationToken) =>
+        new(this, await _free.Reader.ReadAsync(cancellationToken).ConfigureAwait(false));
+
+    public readonly struct Lease(ConsistentCut owner, ConnectionPair pair) : IDisposable
+    {
+        public ConnectionPair Pair { get; } = pair;
+
+        public void Dispose() => owner._free.Writer.TryWrite(Pair);
+    }
+
+    /// <summary>
+    /// Opens a cut with <paramref name="workers"/> pairs. <paramref name="whileHeld"/>, if given, runs
+    /// after the source snapshot exists and the applier is held at C, before the target snapshot is
+    /// taken — the place where <c>--repair</c> writes, so its rows are the source's rows at C and the
+    /// applier resumes on top of them.
+    /// </summary>
+    public static async Task<ConsistentCut> OpenAsync(
+        ConnectionInfo source, ConnectionInfo target, VerifyRequest request, int workers, ILogger logger,
+        Func<IReadOnlyList<NpgsqlConnection>, CancellationToken, Task>? whileHeld, CancellationToken cancellationToken)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            var cut = await TryOpenAsync(source, target, request, workers, logger, whileHeld, cancellationToken).ConfigureAwait(false);
+            if (cut is not null)
+                return cut;
+            if (attempt >= MaxOvershootRetries)
+                throw new VerifyException($"the applier for slot '{request.SlotName}' was already past the cut point {MaxOvershootRetries} times; it does not honour the barrier (is it an older version?)");
+        }
+    }
+
+    private static async Task<ConsistentCut?> TryOpenAsync(
+        ConnectionInfo source, ConnectionInfo target, VerifyRequest request, int workers, ILogger logger,
+        Func<IReadOnlyList<NpgsqlConnection>, CancellationToken, Task>? whileHeld, CancellationToken cancellationToken)
+    {
+        var sources = new List<NpgsqlConnection>();
+        var targets = new List<NpgsqlConnection>();
+        var ok = false;
+        // The barrier is driven from its own connection, never inside a snapshot transaction, so its
+        // INSERT and UPDATE commit at once and the applier sees them.
+        await using var control = await OpenSessionAsync(target, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            // Opened all at once: the round trips of 2 × workers logins overlap.
+            var opening = Enumerable.Range(0, workers).SelectMany(_ => new[] { OpenSessionAsync(source, cancellationToken), OpenSessionAsync(target, cancellationToken) }).ToList();
+            try
+            {
+                await Task.WhenAll(opening).ConfigureAwait(false);
+            }
+            finally
+            {
+                for (var i = 0; i < opening.Count; i++)
+                {
+                    if (opening[i].IsCompletedSuccessfully)
+                        (i % 2 == 0 ? sources : targets).Add(opening[i].Result);
+                }
+            }
+
+            NpgsqlLogSequenceNumber cutLsn;
+            var slotName = $"replicator_verify_{Guid.NewGuid():N}";
+            await using (var replication = new LogicalReplicationConnection(source.ToNpgsqlConnectionString()))
+            {
+                try
+                {
+                    await replication.Open(cancellationToken).ConfigureAwait(false);
+                }
+                catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.InsufficientPrivilege or PostgresErrorCodes.InvalidAuthorizationSpecification)
+                {
+                    throw new VerifyException($"the source refused a replication connection for {source}: {e.MessageText}; the verifier's user needs the REPLICATION attribute (ALTER ROLE … REPLICATION)", e);
+                }
+
+                var slot = await replication.CreatePgOutputReplicationSlot(
+                    slotName, temporarySlot: true, slotSnapshotInitMode: LogicalSlotSnapshotInitMode.Export, cancellationToken: cancellationToken).ConfigureAwait(false);
+                cutLsn = slot.ConsistentPoint;
+                var snapshot = slot.SnapshotName ?? throw new VerifyException("the source created the slot but exported no snapshot");
+                foreach (var conn in sources)
+                    await BeginInSnapshotAsync(conn, snapshot, cancellationToken).ConfigureAwait(false);
+            }
+
+            // The slot is gone with its connection; the source transactions keep the snapshot.
+            LogMessages.SourceCut(logger, cutLsn.ToString());
+
+            NpgsqlLogSequenceNumber? appliedLsn = null;
+            var kind = "plain";
+            var pause = TimeSpan.Zero;
+            long? barrierId = null;
+            if (request.UseBarrier && await TargetState.ReadPositionAsync(control, request.SlotName, cancellationToken).ConfigureAwait(false) is { } position)
+            {
+                LogMessages.BarrierRequested(logger, request.SlotName, cutLsn.ToString(), position.ToString());
+                barrierId = await InsertBarrierAsync(control, request.SlotName, cutLsn, cancellationToken).ConfigureAwait(false);
+                (appliedLsn, pause) = await WaitForBarrierAsync(control, barrierId.Value, request, cutLsn, cancellationToken).ConfigureAwait(false);
+                kind = "barrier";
+                if (appliedLsn is { } applied && applied >= cutLsn)
+                {
+                    await ReleaseBarrierAsync(control, barrierId.Value, cancellationToken).ConfigureAwait(false);
+                    LogMessages.BarrierOvershot(logger, request.SlotName, cutLsn.ToString(), applied.ToString());
+                    return null;
+                }
+            }
+            else
+            {
+                LogMessages.PlainCut(logger, request.SlotName);
+            }
+
+            var held = Stopwatch.StartNew();
+            try
+            {
+                if (whileHeld is not null)
+                    await whileHeld(sources, cancellationToken).ConfigureAwait(false);
+                await BeginTargetSnapshotAsync(targets, cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                if (barrierId is { } id)
+                    await ReleaseBarrierAsync(control, id, CancellationToken.None).ConfigureAwait(false);
+            }
+
+            if (barrierId is not null)
+            {
+                pause += held.Elapsed;
+                LogMessages.BarrierReleased(logger, request.SlotName, pause.TotalMilliseconds);
+            }
+
+            ok = true;
+            return new ConsistentCut(sources.Zip(targets, (s, t) => new ConnectionPair(s, t)).ToList(), cutLsn, kind, appliedLsn, pause);
+        }
+        finally
+        {
+            if (!ok)
+            {
+                foreach (var conn in sources.Concat(targets))
+                    await conn.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>Opens a connection with the canonical session settings and no transaction yet.</summary>
+    public static async Task<NpgsqlConnection> OpenSessionAsync(ConnectionInfo info, CancellationToken cancellationToken)
+    {
+        var conn = new NpgsqlConnection(info.ToNpgsqlConnectionString(b =>
+        {
+            b.Pooling = false;
+            b.CommandTimeout = 0;
+        }));
+        try
+        {
+            await conn.OpenAsync(cancellationToken).ConfigureAwait(false);
+            await using var cmd = new NpgsqlCommand(CanonicalRow.SessionSettingsSql, conn);
+            await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            return conn;
+        }
+        catch
+        {
+            await conn.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private static async Task BeginInSnapshotAsync(NpgsqlConnection conn, string snapshot, CancellationToken cancellationToken)
+    {
+        await using (var begin = new NpgsqlCommand("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", conn))
+            await begin.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        // SET TRANSACTION SNAPSHOT takes a literal, not a parameter; the name comes from the server
+        // and is quoted as a string literal anyway.
+        await using var set = new NpgsqlCommand($"SET TRANSACTION SNAPSHOT '{snapshot.Replace("'", "''", StringComparison.Ordinal)}'", conn);
+        await set.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private static async Task BeginTargetSnapshotAsync(List<NpgsqlConnection> targets, CancellationToken cancellationToken)
+    {
+        await using (var begin = new NpgsqlCommand("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", targets[0]))
+            await begin.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        string snapshot;
+        await using (var export = new NpgsqlCommand("SELECT pg_export_snapshot()", targets[0]))
+            snapshot = (string)(await export.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+        foreach (var conn in targets.Skip(1))
+            await BeginInSnapshotAsync(conn, snapshot, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static async Task<long> InsertBarrierAsync(NpgsqlConnection conn, string slot, NpgsqlLogSequenceNumber cutLsn, CancellationToken cancellationToken)
+    {
+        await using var cmd = new NpgsqlCommand("INSERT INTO replicator.barrier (slot_name, cut_lsn) VALUES ($1, $2) RETURNING id", conn);
+        cmd.Parameters.AddWithValue(slot);
+        cmd.Parameters.Add(new NpgsqlParameter { Value = cutLsn, NpgsqlDbType = NpgsqlDbType.PgLsn });
+        return (long)(await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+    }
+
+    private static async Task<(NpgsqlLogSequenceNumber? Applied, TimeSpan Pause)> WaitForBarrierAsync(
+        NpgsqlConnection conn, long id, VerifyRequest request, NpgsqlLogSequenceNumber cutLsn, CancellationToken cancellationToken)
+    {
+        var waited = Stopwatch.StartNew();
+        var delay = TimeSpan.FromMilliseconds(2);
+        await using var cmd = new NpgsqlCommand(
+            "SELECT applied_lsn, clock_timestamp() - reached_at FROM replicator.barrier WHERE id = $1 AND reached_at IS NOT NULL", conn);
+        cmd.Parameters.AddWithValue(id);
+        while (true)
+        {
+            await using (var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+            {
+                if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    NpgsqlLogSequenceNumber? applied = reader.IsDBNull(0) ? null : reader.GetFieldValue<NpgsqlLogSequenceNumber>(0);
+                    var pause = reader.IsDBNull(1) ? TimeSpan.Zero : reader.GetFieldValue<TimeSpan>(1);
+                    return (applied, pause);
+                }
+            }
+
+            if (waited.Elapsed >= request.BarrierTimeout)
+            {
+                await ReleaseBarrierAsync(conn, id, CancellationToken.None).ConfigureAwait(false);
+                throw new VerifyException(
+                    $"the applier for slot '{request.SlotName}' did not reach the verifier's barrier at {cutLsn} within {request.BarrierTimeout.TotalSeconds:0} s: " +
+                    "replication is not running or not keeping up. Start `replicator run`, wait for the lag to drop, raise --barrier-timeout, " +
+                    "or use --no-barrier when nothing writes to the target");
+            }
+
+            await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
+            delay = TimeSpan.FromMilliseconds(Math.Min(50, delay.TotalMilliseconds * 2));
+        }
+    }
+
+    private static async Task ReleaseBarrierAsync(NpgsqlConnection control, long id, CancellationToken cancellationToken)
+    {
+        await using var cmd = new NpgsqlCommand("UPDATE replicator.barrier SET released_at = clock_timestamp() WHERE id = $1 AND released_at IS NULL", control);
+        cmd.Parameters.AddWithValue(id);
+        await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var pair in _pairs)
+        {
+            await pair.Source.DisposeAsync().ConfigureAwait(false);
+            await pair.Target.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+}

@@ -1,0 +1,167 @@
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.Logging.Abstractions;
+using Replicator.Core.Configuration;
+using Replicator.Core.Metrics;
+using Replicator.Tests.Fixtures;
+using Replicator.Verifier;
+
+namespace Replicator.Tests.Verify;
+
+public class VerifySchemaAndInputTests(PostgresFixture fixture) : IClassFixture<PostgresFixture>
+{
+    private static Task<VerifyReport> PassAsync(TestDatabases db, VerifyRequest request) =>
+        Verification.RunPassAsync(request,
+            ConnectionInfo.Parse(db.SourceUri, "Source:ConnectionString"), ConnectionInfo.Parse(db.TargetUri, "Target:ConnectionString"),
+            NullLoggerFactory.Instance, CancellationToken.None);
+
+    [Fact]
+    public async Task Schema_differences_are_reported_and_a_lagging_sequence_value_is_only_info()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("verify_schema");
+        await VerifyData.LoadBothAsync(db);
+        await Sql.ExecAsync(db.SourceConnectionString, "SELECT nextval(pg_get_serial_sequence('\"Odd \"\"Schema\"\".x\".\"Tä ble\"', 'Id'))");
+
+        var lagging = await PassAsync(db, new VerifyRequest());
+
+        Assert.True(lagging.Identical, lagging.ToText());
+        var info = Assert.Single(lagging.Schema);
+        Assert.Equal(("sequence", SchemaDifference.Info), (info.ObjectKind, info.Severity));
+        Assert.Contains("value: source 51, target 50", info.Problem, StringComparison.Ordinal);
+
+        await Sql.ExecAsync(db.TargetConnectionString, """
+            DROP INDEX public.items_name;
+            ALTER TABLE public.items ADD CONSTRAINT price_positive CHECK (price >= 0);
+            ALTER TABLE public.pairs ALTER COLUMN v TYPE varchar(50);
+            ALTER TABLE public.nokey ADD COLUMN c int;
+            CREATE TABLE public.only_target (x int);
+            CREATE SEQUENCE public.items_seq INCREMENT 5;
+            """);
+        await Sql.ExecAsync(db.SourceConnectionString, "CREATE SEQUENCE public.items_seq INCREMENT 1");
+
+        var report = await PassAsync(db, new VerifyRequest());
+
+        Assert.False(report.Identical);
+        var differences = report.Schema.Where(s => s.Severity == SchemaDifference.Difference).Select(s => $"{s.ObjectKind} {s.Object}").Order(StringComparer.Ordinal).ToList();
+        Assert.Equal(
+            ["column public.nokey.c", "column public.pairs.v", "constraint public.items price_positive", "index public.items_name", "sequence public.items_seq", "table public.only_target"],
+            differences);
+        Assert.Contains("missing on target (CREATE INDEX items_name ON public.items USING btree (name))", report.Schema.Single(s => s.Object == "public.items_name").Problem, StringComparison.Ordinal);
+        Assert.Equal("source text, target character varying(50)", report.Schema.Single(s => s.Object == "public.pairs.v").Problem);
+        // The data is still compared on the columns both sides have, and is equal.
+        Assert.Equal(0, report.RowDifferences);
+    }
+
+    [Fact]
+    public async Task Large_tables_are_cut_into_sampled_chunks_and_one_differing_row_is_narrowed_down_by_bucket_or_bisection()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("verify_bisect");
+        foreach (var cs in new[] { db.SourceConnectionString, db.TargetConnectionString })
+            await Sql.ExecAsync(cs, """
+                CREATE TABLE public.big (id bigint PRIMARY KEY, v text); INSERT INTO public.big SELECT g * 3, 'v' || g FROM generate_series(1, 60000) g;
+                CREATE TABLE public.composite (a int, b text, v text, PRIMARY KEY (a, b)); INSERT INTO public.composite SELECT g / 10, 'b' || g, 'v' || g FROM generate_series(1, 30000) g;
+                ANALYZE;
+                """);
+        await Sql.ExecAsync(db.TargetConnectionString, "UPDATE public.big SET v = 'drift' WHERE id = 100002; DELETE FROM public.composite WHERE a = 1234 AND b = 'b12345'");
+
+        var report = await PassAsync(db, new VerifyRequest { ChunkRows = 5_000, BisectRows = 50 });
+
+        // A composite key has no buckets: the differing chunk is bisected at median keys.
+        var composite = report.Tables.Single(t => t.Table == "public.composite");
+        Assert.InRange(composite.Chunks, 4, 8);
+        var missing = Assert.Single(composite.Rows);
+        Assert.Equal((RowDifference.Missing, "1234", "b12345"), (missing.Kind, missing.Key!["a"], missing.Key["b"]));
+        var big = report.Tables.Single(t => t.Table == "public.big");
+        // A single-column key: buckets of about --bisect-rows rows, scanned in block slices.
+        Assert.InRange(big.Chunks, 200, 1300);
+        Assert.Equal(1, big.ChunksDiffering);
+        Assert.Equal(60_000, big.SourceRows);
+        var row = Assert.Single(big.Rows);
+        Assert.Equal(("100002", "v"), (row.Key!["id"], Assert.Single(row.Columns!)));
+    }
+
+    [Fact]
+    public async Task An_unknown_table_exits_2_naming_the_table_and_how_to_name_it()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("verify_badtable");
+        await Sql.ExecAsync(db.SourceConnectionString, "CREATE TABLE public.orders (id int PRIMARY KEY)");
+        await Sql.ExecAsync(db.TargetConnectionString, "CREATE TABLE public.orders (id int PRIMARY KEY)");
+
+        var result = await ProcessRunner.ReplicatorAsync(["verify", "--source", db.SourceUri, "--target", db.TargetUri, "--table", "public.Orders"]);
+
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("table 'public.Orders' not found on the source; name tables as schema.table, unquoted and case-sensitive", result.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Bad_numbers_and_a_missing_target_exit_2_with_the_setting_named()
+    {
+        var jobs = await ProcessRunner.ReplicatorAsync(["verify", "--source", "postgres://u:Pw1@127.0.0.1:1/a", "--target", "postgres://u@127.0.0.1:1/b", "--jobs", "0"]);
+        Assert.Equal(2, jobs.ExitCode);
+        Assert.Contains("jobs must be at least 1 (got 0); set --jobs", jobs.Stderr, StringComparison.Ordinal);
+
+        var noTarget = await ProcessRunner.ReplicatorAsync(["verify", "--source", "postgres://u:Pw1@127.0.0.1:1/a"]);
+        Assert.Equal(2, noTarget.ExitCode);
+        Assert.Contains("Target:ConnectionString", noTarget.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("Pw1", jobs.Output + noTarget.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task The_continuous_verifier_runs_passes_reports_its_status_and_updates_the_metrics()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("verify_continuous");
+        foreach (var cs in new[] { db.SourceConnectionString, db.TargetConnectionString })
+            await Sql.ExecAsync(cs, "CREATE TABLE public.t (id int PRIMARY KEY, v int); INSERT INTO public.t SELECT g, g FROM generate_series(1, 100) g;");
+        var passes = new List<string>();
+        var differences = new List<long>();
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == ReplicatorMetrics.MeterName && instrument.Name is "replicator_verify_passes_total" or "replicator_verify_differences")
+                l.EnableMeasurementEvents(instrument);
+        };
+        listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) =>
+        {
+            var label = tags.ToArray().FirstOrDefault(t => t.Key is "result" or "table");
+            lock (passes)
+            {
+                if (instrument.Name == "replicator_verify_passes_total")
+                    passes.Add((string)label.Value!);
+                else if ((string?)label.Value == "public.t")
+                    differences.Add(value);
+            }
+        });
+        listener.Start();
+        var verifier = new ContinuousVerifier(new VerifyRequest(),
+            ConnectionInfo.Parse(db.SourceUri, "Source:ConnectionString"), ConnectionInfo.Parse(db.TargetUri, "Target:ConnectionString"),
+            TimeSpan.FromMilliseconds(100), NullLoggerFactory.Instance);
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var loop = verifier.RunAsync(stop.Token);
+
+        await WaitUntilAsync(() => verifier.Status.Passes >= 2);
+        Assert.Equal("identical", verifier.Status.LastResult);
+        Assert.NotNull(verifier.Status.LastCleanPassAt);
+        await Sql.ExecAsync(db.TargetConnectionString, "DELETE FROM public.t WHERE id = 42");
+        await WaitUntilAsync(() => verifier.Status.LastResult == "different");
+        Assert.Contains("(1 rows differ)", verifier.Status.Describe(), StringComparison.Ordinal);
+        await stop.CancelAsync();
+        await loop;
+
+        Assert.Equal("stopped", verifier.Status.State);
+        lock (passes)
+        {
+            Assert.Contains("clean", passes);
+            Assert.Contains("differences", passes);
+            Assert.Equal(0, differences[0]);
+            Assert.Equal(1, differences[^1]);
+        }
+
+        async Task WaitUntilAsync(Func<bool> condition)
+        {
+            while (!condition())
+            {
+                stop.Token.ThrowIfCancellationRequested();
+                await Task.Delay(20);
+            }
+        }
+    }
+}
