@@ -24,7 +24,7 @@ internal sealed class ConnectionPair(NpgsqlConnection source, NpgsqlConnection t
 /// worker imports it (<c>SET TRANSACTION SNAPSHOT</c> in REPEATABLE READ); then the replication
 /// connection closes, which drops the slot — the imported snapshots live on in the transactions.</para>
 /// <para>Target, with replication running (a <c>replicator.position</c> row for the slot): the
-/// barrier protocol of <see cref="TargetState"/>. Insert a barrier row with cut_lsn = C; the applier,
+/// barrier protocol of <see cref="TargetState"/> (two steps: hold, then cut at C). The applier,
 /// once it has applied everything below C and nothing at or above, sets <c>reached_at</c> and waits.
 /// Now the target holds exactly the source's state at C: one target worker opens REPEATABLE READ and
 /// exports its snapshot, the others import it, and <c>released_at</c> is set. The pause lasts a few
@@ -127,6 +127,21 @@ internal sealed class ConsistentCut : IAsyncDisposable
                 }
             }
 
+            // Two steps with a running applier (see TargetState): first hold it between two batches,
+            // then take the source snapshot, whose consistent point C is therefore after everything
+            // applied, then let it apply exactly up to C. Taking C first would race with an applier
+            // that is only milliseconds behind, and it would usually be past C already.
+            NpgsqlLogSequenceNumber? appliedLsn = null;
+            var kind = "plain";
+            var pause = TimeSpan.Zero;
+            long? barrierId = null;
+            var useBarrier = request.UseBarrier && await TargetState.ReadPositionAsync(control, request.SlotName, cancellationToken).ConfigureAwait(false) is not null;
+            if (useBarrier)
+            {
+                barrierId = await InsertBarrierAsync(control, request.SlotName, null, cancellationToken).ConfigureAwait(false);
+                await WaitForHoldAsync(control, barrierId.Value, request, cancellationToken).ConfigureAwait(false);
+            }
+
             NpgsqlLogSequenceNumber cutLsn;
             var slotName = $"replicator_verify_{Guid.NewGuid():N}";
             await using (var replication = new LogicalReplicationConnection(source.ToNpgsqlConnectionString()))
@@ -151,19 +166,16 @@ internal sealed class ConsistentCut : IAsyncDisposable
             // The slot is gone with its connection; the source transactions keep the snapshot.
             LogMessages.SourceCut(logger, cutLsn.ToString());
 
-            NpgsqlLogSequenceNumber? appliedLsn = null;
-            var kind = "plain";
-            var pause = TimeSpan.Zero;
-            long? barrierId = null;
-            if (request.UseBarrier && await TargetState.ReadPositionAsync(control, request.SlotName, cancellationToken).ConfigureAwait(false) is { } position)
+            if (barrierId is { } held0)
             {
-                LogMessages.BarrierRequested(logger, request.SlotName, cutLsn.ToString(), position.ToString());
-                barrierId = await InsertBarrierAsync(control, request.SlotName, cutLsn, cancellationToken).ConfigureAwait(false);
-                (appliedLsn, pause) = await WaitForBarrierAsync(control, barrierId.Value, request, cutLsn, cancellationToken).ConfigureAwait(false);
+                var position = await TargetState.ReadPositionAsync(control, request.SlotName, cancellationToken).ConfigureAwait(false);
+                LogMessages.BarrierRequested(logger, request.SlotName, cutLsn.ToString(), position?.ToString() ?? "-");
+                await SetCutAsync(control, held0, cutLsn, cancellationToken).ConfigureAwait(false);
+                (appliedLsn, pause) = await WaitForBarrierAsync(control, held0, request, cutLsn, cancellationToken).ConfigureAwait(false);
                 kind = "barrier";
                 if (appliedLsn is { } applied && applied >= cutLsn)
                 {
-                    await ReleaseBarrierAsync(control, barrierId.Value, cancellationToken).ConfigureAwait(false);
+                    await ReleaseBarrierAsync(control, held0, cancellationToken).ConfigureAwait(false);
                     LogMessages.BarrierOvershot(logger, request.SlotName, cutLsn.ToString(), applied.ToString());
                     return null;
                 }
@@ -248,12 +260,44 @@ internal sealed class ConsistentCut : IAsyncDisposable
             await BeginInSnapshotAsync(conn, snapshot, cancellationToken).ConfigureAwait(false);
     }
 
-    private static async Task<long> InsertBarrierAsync(NpgsqlConnection conn, string slot, NpgsqlLogSequenceNumber cutLsn, CancellationToken cancellationToken)
+    private static async Task<long> InsertBarrierAsync(NpgsqlConnection conn, string slot, NpgsqlLogSequenceNumber? cutLsn, CancellationToken cancellationToken)
     {
         await using var cmd = new NpgsqlCommand("INSERT INTO replicator.barrier (slot_name, cut_lsn) VALUES ($1, $2) RETURNING id", conn);
         cmd.Parameters.AddWithValue(slot);
-        cmd.Parameters.Add(new NpgsqlParameter { Value = cutLsn, NpgsqlDbType = NpgsqlDbType.PgLsn });
+        cmd.Parameters.Add(new NpgsqlParameter { Value = cutLsn is { } lsn ? lsn : DBNull.Value, NpgsqlDbType = NpgsqlDbType.PgLsn });
         return (long)(await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+    }
+
+    /// <summary>Step 1: waits until the applier holds still between two batches (<c>held_at</c>).</summary>
+    private static async Task WaitForHoldAsync(NpgsqlConnection conn, long id, VerifyRequest request, CancellationToken cancellationToken)
+    {
+        var waited = Stopwatch.StartNew();
+        var delay = TimeSpan.FromMilliseconds(2);
+        await using var cmd = new NpgsqlCommand("SELECT held_at IS NOT NULL FROM replicator.barrier WHERE id = $1", conn);
+        cmd.Parameters.AddWithValue(id);
+        while (await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is not true)
+        {
+            if (waited.Elapsed >= request.BarrierTimeout)
+            {
+                await ReleaseBarrierAsync(conn, id, CancellationToken.None).ConfigureAwait(false);
+                throw new VerifyException(
+                    $"the applier for slot '{request.SlotName}' did not reach the verifier's barrier (to hold between two batches) within {request.BarrierTimeout.TotalSeconds:0} s: " +
+                    "replication is not running or not keeping up. Start `replicator run`, wait for the lag to drop, raise --barrier-timeout, " +
+                    "or use --no-barrier when nothing writes to the target");
+            }
+
+            await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
+            delay = TimeSpan.FromMilliseconds(Math.Min(50, delay.TotalMilliseconds * 2));
+        }
+    }
+
+    /// <summary>Step 2: tells the held applier where the source snapshot stands.</summary>
+    private static async Task SetCutAsync(NpgsqlConnection conn, long id, NpgsqlLogSequenceNumber cutLsn, CancellationToken cancellationToken)
+    {
+        await using var cmd = new NpgsqlCommand("UPDATE replicator.barrier SET cut_lsn = $2 WHERE id = $1", conn);
+        cmd.Parameters.AddWithValue(id);
+        cmd.Parameters.Add(new NpgsqlParameter { Value = cutLsn, NpgsqlDbType = NpgsqlDbType.PgLsn });
+        await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
     private static async Task<(NpgsqlLogSequenceNumber? Applied, TimeSpan Pause)> WaitForBarrierAsync(

@@ -5,7 +5,7 @@ namespace Replicator.Tests.Verify;
 
 /// <summary>
 /// Plays the applier's side of the barrier protocol (TargetState): sees a barrier row for its slot,
-/// runs <c>beforeReach</c> (the transactions below the cut it still has to apply), sets
+/// holds (<c>held_at</c>) until the verifier sets the cut, runs <c>beforeReach</c> (the transactions below the cut it still has to apply), sets
 /// <c>reached_at</c> and <c>applied_lsn</c>, waits for <c>released_at</c>, then runs
 /// <c>afterRelease</c> (transactions at or above the cut). <c>appliedOffset</c> is added to the cut
 /// LSN for the reported applied_lsn: negative honours the protocol, positive plays an overshooting applier.
@@ -30,7 +30,7 @@ internal sealed class BarrierParticipant : IAsyncDisposable
         while (!ct.IsCancellationRequested)
         {
             long id;
-            NpgsqlLogSequenceNumber cut;
+            NpgsqlLogSequenceNumber? cutOrNull;
             await using (var find = new NpgsqlCommand("SELECT id, cut_lsn FROM replicator.barrier WHERE slot_name = $1 AND reached_at IS NULL AND released_at IS NULL ORDER BY id LIMIT 1", conn))
             {
                 find.Parameters.AddWithValue(slot);
@@ -42,8 +42,28 @@ internal sealed class BarrierParticipant : IAsyncDisposable
                     continue;
                 }
 
-                (id, cut) = (reader.GetInt64(0), reader.GetFieldValue<NpgsqlLogSequenceNumber>(1));
+                (id, cutOrNull) = (reader.GetInt64(0), reader.IsDBNull(1) ? null : reader.GetFieldValue<NpgsqlLogSequenceNumber>(1));
             }
+
+            if (cutOrNull is null)
+            {
+                // Step 1: hold between two (imaginary) batches until the verifier has its source cut.
+                await using (var hold = new NpgsqlCommand("UPDATE replicator.barrier SET held_at = clock_timestamp() WHERE id = $1", conn))
+                {
+                    hold.Parameters.AddWithValue(id);
+                    await hold.ExecuteNonQueryAsync(ct);
+                }
+
+                await using var poll = new NpgsqlCommand("SELECT cut_lsn FROM replicator.barrier WHERE id = $1 AND cut_lsn IS NOT NULL", conn);
+                poll.Parameters.AddWithValue(id);
+                var until = DateTime.UtcNow.AddSeconds(30);
+                while ((cutOrNull = await poll.ExecuteScalarAsync(ct) as NpgsqlLogSequenceNumber?) is null && DateTime.UtcNow < until)
+                    await Task.Delay(2, ct);
+                if (cutOrNull is null)
+                    continue;
+            }
+
+            var cut = cutOrNull.Value;
 
             var n = seen++;
             await beforeReach(n);
