@@ -6,7 +6,9 @@
 #   (2) live lag: pgbench at $RATE tps for $LIVE_SECONDS with one consumer running; a probe row with
 #       clock_timestamp() is written every 100 ms and the target is sampled every 100 ms for the
 #       age of the newest probe it has (includes up to 100 ms of probe spacing).
-# Usage: bench/cdc.sh [scale]      (default 50; env BACKLOG_SECONDS=30 RATE=1000 LIVE_SECONDS=30)
+# A third consumer, replicator with the Kafka buffer (capture → Kafka → apply in one process),
+# runs against a local Kafka-protocol broker ('replicator dev-kafka', librdkafka's mock cluster).
+# Usage: bench/cdc.sh [scale]      (default 50; env BACKLOG_SECONDS=30 RATE=1000 LIVE_SECONDS=30 KAFKA=1)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/scripts/lib/install.sh"
@@ -16,7 +18,8 @@ SCALE=${1:-50}
 BACKLOG_SECONDS=${BACKLOG_SECONDS:-30}
 RATE=${RATE:-1000}
 LIVE_SECONDS=${LIVE_SECONDS:-30}
-trap stop_clusters EXIT
+KAFKA=${KAFKA:-1}
+trap 'kill ${kafka_pid:-} 2>/dev/null; stop_clusters' EXIT
 
 echo "building replicator..." >&2
 "$root/replicator" --help >/dev/null
@@ -26,8 +29,8 @@ echo "clusters: source :$SRC_PORT, target :$TGT_PORT (scale $SCALE)" >&2
 
 psql_at "$SRC_PORT" postgres -c "CREATE DATABASE bench"
 "$PG_BIN/pgbench" -i -q -s "$SCALE" -h 127.0.0.1 -p "$SRC_PORT" -U postgres bench >/dev/null 2>&1
-psql_at "$SRC_PORT" bench -c "ALTER TABLE pgbench_history REPLICA IDENTITY FULL; CREATE TABLE lag_probe (id bigserial PRIMARY KEY, at timestamptz NOT NULL); CREATE PUBLICATION replicator FOR ALL TABLES"
-for db in rep native; do
+psql_at "$SRC_PORT" bench -c "ALTER TABLE pgbench_history ADD COLUMN hid bigserial; ALTER TABLE pgbench_history REPLICA IDENTITY FULL; CREATE TABLE lag_probe (id bigserial PRIMARY KEY, at timestamptz NOT NULL); CREATE PUBLICATION replicator FOR ALL TABLES"
+for db in rep native kaf; do
   psql_at "$TGT_PORT" postgres -c "CREATE DATABASE $db"
   "$PG_BIN/pg_dump" -h 127.0.0.1 -p "$SRC_PORT" -U postgres --no-publications --no-subscriptions bench | psql_at "$TGT_PORT" "$db" >/dev/null
 done
@@ -35,6 +38,8 @@ done
 # Both slots exist before the backlog is written, so both must replay the same WAL.
 lsn=$(psql_at "$SRC_PORT" bench -c "SELECT lsn FROM pg_create_logical_replication_slot('rep_slot', 'pgoutput')")
 psql_at "$TGT_PORT" rep -c "CREATE SCHEMA replicator; CREATE TABLE replicator.position (slot_name text PRIMARY KEY, commit_lsn pg_lsn NOT NULL, commit_time timestamptz, kafka_offsets jsonb, updated_at timestamptz NOT NULL DEFAULT clock_timestamp()); INSERT INTO replicator.position (slot_name, commit_lsn) VALUES ('rep_slot', '$lsn')"
+lsn_k=$(psql_at "$SRC_PORT" bench -c "SELECT lsn FROM pg_create_logical_replication_slot('kaf_slot', 'pgoutput')")
+psql_at "$TGT_PORT" kaf -c "CREATE SCHEMA replicator; CREATE TABLE replicator.position (slot_name text PRIMARY KEY, commit_lsn pg_lsn NOT NULL, commit_time timestamptz, kafka_offsets jsonb, updated_at timestamptz NOT NULL DEFAULT clock_timestamp()); INSERT INTO replicator.position (slot_name, commit_lsn) VALUES ('kaf_slot', '$lsn_k')"
 psql_at "$TGT_PORT" native -c "CREATE SUBSCRIPTION native_sub CONNECTION 'host=127.0.0.1 port=$SRC_PORT user=postgres dbname=bench' PUBLICATION replicator WITH (copy_data = false, create_slot = true, slot_name = 'native_slot', enabled = false)"
 
 echo "backlog: pgbench for ${BACKLOG_SECONDS}s with both consumers stopped..." >&2
@@ -58,6 +63,24 @@ psql_at "$TGT_PORT" native -c "ALTER SUBSCRIPTION native_sub ENABLE"
 wait_slot_caught_up "$SRC_PORT" bench native_slot "$goal"
 t_native=$(elapsed "$t0" "$(now)")
 echo "native caught up in ${t_native}s" >&2
+
+t_kafka="-"
+if [ "$KAFKA" = 1 ]; then
+  "$root/replicator" dev-kafka >"$BENCH_DIR/kafka.out" 2>/dev/null &
+  kafka_pid=$!
+  until [ -s "$BENCH_DIR/kafka.out" ]; do sleep 0.1; done
+  bootstrap=$(head -1 "$BENCH_DIR/kafka.out")
+  t0=$(now)
+  "$root/replicator" run --buffer kafka --kafka-bootstrap "$bootstrap" --topic-prefix bench --source "postgres://postgres@127.0.0.1:$SRC_PORT/bench" \
+    --target "postgres://postgres@127.0.0.1:$TGT_PORT/kaf" --slot kaf_slot --metrics-listen 127.0.0.1:0 --log-level Warning >>"$BENCH_DIR/kafka-run.log" 2>&1 &
+  kaf_pid=$!
+  # Through Kafka the slot is confirmed when Kafka has the events, before they are applied: wait for the target itself.
+  last_commit=$(psql_at "$SRC_PORT" bench -c "SELECT max(hid) FROM pgbench_history")
+  until [ "$(psql_at "$TGT_PORT" kaf -c "SELECT count(*) FROM pgbench_history WHERE hid = $last_commit" 2>/dev/null || echo 0)" = 1 ]; do sleep 0.05; done
+  t_kafka=$(elapsed "$t0" "$(now)")
+  kill -TERM "$kaf_pid"; wait "$kaf_pid" || true
+  echo "replicator through kafka caught up in ${t_kafka}s" >&2
+fi
 
 check_same() {
   local a b
@@ -102,6 +125,7 @@ CDC benchmark — pgbench scale $SCALE, $(nproc) cores; backlog of $txns transac
 |---|---|---|---|---|
 | native logical replication | $t_native | 1.00× | $nat_p50 | $nat_p99 |
 | replicator (embedded buffer) | $t_rep | $(ratio "$t_native" "$t_rep")× | $rep_p50 | $rep_p99 |
+| replicator (Kafka buffer, mock broker) | $t_kafka | $([ "$t_kafka" = - ] && echo - || ratio "$t_native" "$t_kafka")× | - | - |
 
 live: pgbench -R $RATE (achieved ${live_tps} tps) for ${LIVE_SECONDS}s, lag sampled every 100 ms ($rep_n / $nat_n samples); target content equal to source after the run: $same
 TABLE

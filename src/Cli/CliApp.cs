@@ -27,7 +27,7 @@ public static class CliApp
         root.Subcommands.Add(StatusCommand.Create(globals));
         root.Subcommands.Add(ConfigCommand.Create(globals));
         root.Subcommands.Add(DevKafkaCommand.Create());
-        root.Subcommands.Add(NotImplementedCommand.Create("sync", "Apply everything up to the source's current position, verify what changed, and exit (for a CronJob).", "issue #8, periodic sync"));
+        root.Subcommands.Add(SyncCommand.Create(globals));
         return root;
     }
 

@@ -81,6 +81,10 @@ public sealed class KafkaChangeSource : IDisposable
             EnableAutoOffsetStore = false,
             AutoOffsetReset = AutoOffsetReset.Earliest,
             TopicMetadataRefreshIntervalMs = 5000,
+            // A restarted applier (pod rescheduled, process killed) gets the partitions only once the
+            // group evicts its dead predecessor: 10 s instead of the 45 s default.
+            SessionTimeoutMs = 10_000,
+            HeartbeatIntervalMs = 3_000,
         };
         if (options.SaslUsername is not null)
         {

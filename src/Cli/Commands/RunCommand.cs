@@ -36,8 +36,13 @@ public static class RunCommand
             globals.Flag("--kafka-bootstrap", "Buffer:Kafka:Bootstrap", "Kafka bootstrap servers, host:port[,host:port].", recursive: false),
             globals.Flag("--topic-prefix", "Buffer:Kafka:TopicPrefix", "Topic prefix (Debezium's topic.prefix; default replicator).", recursive: false),
         };
+        Option<string?>? verifyInterval = null;
         if (role == PipelineRole.Embedded)
+        {
             flags.Insert(0, globals.Flag("--buffer", "Buffer:Kind", "embedded (default) or kafka.", recursive: false));
+            verifyInterval = new Option<string?>("--verify-interval") { Description = "Also run the verifier beside replication, a pass every INTERVAL (e.g. 30m); off by default." };
+            flags.Add(verifyInterval);
+        }
         foreach (var flag in flags)
             command.Options.Add(flag);
         command.SetAction(async (parse, cancellationToken) =>
@@ -58,7 +63,22 @@ public static class RunCommand
                     KafkaSink = kafka && role != PipelineRole.Apply ? KafkaBufferOptions.Sink(options, source!.Database) : null,
                     KafkaSource = kafka && role != PipelineRole.Capture ? KafkaBufferOptions.Source(options) : null,
                 };
-                await pipeline.RunAsync(ct).ConfigureAwait(false);
+                using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                var verifier = verifyInterval is not null && parse.GetValue(verifyInterval) is { } every
+                    ? VerifyCommand.RunContinuouslyAsync(
+                        new Replicator.Verifier.ContinuousVerifier(new Replicator.Verifier.VerifyRequest { SlotName = options.SlotName, SchemaCheck = false },
+                            source!, target!, Durations.Parse(every, "--verify-interval"), host.Loggers), host, stop.Token)
+                    : Task.CompletedTask;
+                try
+                {
+                    await pipeline.RunAsync(ct).ConfigureAwait(false);
+                }
+                finally
+                {
+                    await stop.CancelAsync().ConfigureAwait(false);
+                    await verifier.ConfigureAwait(false);
+                }
+
                 return ExitCodes.Ok;
             }, cancellationToken).ConfigureAwait(false);
         });
@@ -69,7 +89,7 @@ public static class RunCommand
     /// The first phase of <c>run</c>: the initial copy, unless the target already holds the
     /// position that a finished snapshot writes. Returns an exit code when the snapshot failed.
     /// </summary>
-    private static async Task<int?> SnapshotFirstAsync(ReplicatorOptions options, ConnectionInfo source, ConnectionInfo target, CommandHost host, CancellationToken cancellationToken)
+    internal static async Task<int?> SnapshotFirstAsync(ReplicatorOptions options, ConnectionInfo source, ConnectionInfo target, CommandHost host, CancellationToken cancellationToken)
     {
         await using (var connection = new NpgsqlConnection(target.ToNpgsqlConnectionString()))
         {

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using System.CommandLine;
 using Npgsql;
 using Replicator.Core.Configuration;
@@ -27,12 +28,13 @@ public static class VerifyCommand
         var noBarrier = new Option<bool>("--no-barrier") { Description = "Take a plain target snapshot even if replication runs (differences may then be replication lag)." };
         var barrierTimeout = new Option<double>("--barrier-timeout") { Description = "Seconds to wait for the applier to reach the cut.", DefaultValueFactory = _ => defaults.BarrierTimeout.TotalSeconds };
         var noSchema = new Option<bool>("--no-schema-check") { Description = "Skip comparing tables, columns, indexes, constraints and sequences." };
+        var interval = new Option<string?>("--interval") { Description = "Run continuously: a pass every INTERVAL (e.g. 15m, 6h) until stopped, serving /metrics; exit codes as for one pass do not apply." };
 
         var command = new Command("verify",
             "Compare source and target content at a consistent cut: chunk hashes inside both databases, bisected to the differing rows.\n" +
             "Exit 0 identical (or all differences repaired by --repair), 1 different (see the report), 2 error.")
         {
-            reportJson, format, repair, tables, jobs, chunkRows, bisectRows, maxListed, noBarrier, barrierTimeout, noSchema,
+            reportJson, format, repair, tables, jobs, chunkRows, bisectRows, maxListed, noBarrier, barrierTimeout, noSchema, interval,
         };
 
         command.SetAction(async (parse, cancellationToken) =>
@@ -53,6 +55,16 @@ public static class VerifyCommand
                 SchemaCheck = !parse.GetValue(noSchema),
                 Repair = parse.GetValue(repair),
             };
+            if (parse.GetValue(interval) is { } every)
+            {
+                var period = Durations.Parse(every, "--interval");
+                return await CommandHost.RunAsync(options, monitoring: true, async (host, ct) =>
+                {
+                    await RunContinuouslyAsync(new ContinuousVerifier(request, source, target, period, host.Loggers), host, ct).ConfigureAwait(false);
+                    return ExitCodes.Ok;
+                }, cancellationToken).ConfigureAwait(false);
+            }
+
             using var loggerFactory = ReplicatorLogging.CreateFactory(options.Logging.Level);
             VerifyReport report;
             try
@@ -86,5 +98,20 @@ public static class VerifyCommand
             return report.Identical || report.Repaired ? ExitCodes.Ok : ExitCodes.Failed;
         });
         return command;
+    }
+
+    /// <summary>Runs passes until cancelled, logging each result and keeping /readyz honest.</summary>
+    public static async Task RunContinuouslyAsync(ContinuousVerifier verifier, CommandHost host, CancellationToken cancellationToken)
+    {
+        var logger = host.Loggers.CreateLogger("Replicator.Verifier");
+        verifier.PassCompleted += _ => logger.LogInformation("Verifier: {Status}", verifier.Status.Describe());
+        host.Health.Set("verifier", ready: true, $"a pass every {verifier.Interval}");
+        try
+        {
+            await verifier.RunAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
     }
 }

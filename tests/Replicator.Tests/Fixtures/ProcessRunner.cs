@@ -42,8 +42,40 @@ public static class ProcessRunner
         return new ProcessResult(process.ExitCode, await stdout, await stderr);
     }
 
-    /// <summary>Starts the replicator CLI in the background; its output goes to <paramref name="log"/>.</summary>
+    private static readonly List<Process> Started = [];
+
+    static ProcessRunner()
+    {
+        // A failed test must not leave replicators running against servers that are gone.
+        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+        {
+            lock (Started)
+            {
+                foreach (var process in Started)
+                {
+                    try
+                    {
+                        if (!process.HasExited)
+                            process.Kill(entireProcessTree: true);
+                    }
+                    catch (InvalidOperationException)
+                    {
+                    }
+                }
+            }
+        };
+    }
+
+    /// <summary>Starts the replicator CLI in the background; its output goes to <paramref name="log"/>. Killed at the latest when the test run ends.</summary>
     public static Process StartReplicator(IEnumerable<string> args, string log)
+    {
+        var process = StartReplicatorProcess(args, log);
+        lock (Started)
+            Started.Add(process);
+        return process;
+    }
+
+    private static Process StartReplicatorProcess(IEnumerable<string> args, string log)
     {
         var start = new ProcessStartInfo("bash", ["-c", "exec dotnet \"$0\" \"$@\" >>\"$LOG\" 2>&1", Path.Combine(AppContext.BaseDirectory, "replicator.dll"), .. args])
         {

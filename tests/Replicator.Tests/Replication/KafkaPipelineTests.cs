@@ -85,10 +85,11 @@ public class KafkaPipelineTests(PostgresFixture fixture, KafkaFixture kafka) : I
 
         await writer;
         var goal = await Sql.ScalarAsync<int>(db.SourceConnectionString, "SELECT max(n) FROM ledger");
-        var deadline = DateTime.UtcNow.AddMinutes(3);
-        while (await Sql.ScalarAsync<long?>(db.TargetConnectionString, $"SELECT count(*) FROM ledger WHERE n = {goal}") != 1 && DateTime.UtcNow < deadline)
+        var deadline = DateTime.UtcNow.AddMinutes(4);
+        while (await Sql.ScalarAsync<long?>(db.TargetConnectionString, $"SELECT count(*) FROM ledger WHERE n = {goal}") != 1)
         {
             Assert.False(apply.HasExited || capture.HasExited, File.ReadAllText(log));
+            Assert.True(DateTime.UtcNow < deadline, $"the target did not catch up in 4 minutes:\n{File.ReadAllText(log)}");
             await Task.Delay(200);
         }
 

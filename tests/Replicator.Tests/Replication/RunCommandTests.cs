@@ -57,6 +57,13 @@ public class RunCommandTests(PostgresFixture fixture) : IClassFixture<PostgresFi
         await writer;
         var attach = Fixtures.Replication.Attach(db, setup.Slot);
         await attach.CatchUpAsync(TimeSpan.FromMinutes(3));
+        // The last process must itself be streaming (not merely started) before it is asked to stop.
+        var streaming = DateTime.UtcNow.AddMinutes(1);
+        while (await Sql.ScalarAsync<bool>(db.SourceConnectionString, $"SELECT active FROM pg_replication_slots WHERE slot_name = '{setup.Slot}'") is false)
+        {
+            Assert.True(DateTime.UtcNow < streaming, File.ReadAllText(log));
+            await Task.Delay(100);
+        }
         Assert.Equal(0, await ProcessRunner.TerminateAsync(final, TimeSpan.FromSeconds(30)));
 
         await Compare.AssertSameAsync(db);
@@ -95,6 +102,23 @@ public class RunCommandTests(PostgresFixture fixture) : IClassFixture<PostgresFi
         Assert.Equal(written, await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM ledger"));
         Assert.Contains("taking the initial snapshot first", File.ReadAllText(log), StringComparison.Ordinal);
         File.Delete(log);
+    }
+
+    [Fact]
+    public async Task Sync_copies_then_catches_up_verifies_and_exits_and_a_later_sync_brings_new_changes()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("sync");
+        await Sql.ExecAsync(db.SourceConnectionString, Schema);
+        var slot = "s_" + Guid.NewGuid().ToString("N")[..12];
+        string[] args = ["sync", "--source", db.SourceUri, "--target", db.TargetUri, "--slot", slot, "--metrics-listen", "127.0.0.1:0"];
+
+        var first = await ProcessRunner.ReplicatorAsync(args, timeout: TimeSpan.FromMinutes(3));
+        Assert.True(first.ExitCode == 0, first.Output);
+        await WriteAsync(db.SourceConnectionString, 200, CancellationToken.None);
+        var second = await ProcessRunner.ReplicatorAsync(args, timeout: TimeSpan.FromMinutes(3));
+        Assert.True(second.ExitCode == 0, second.Output);
+        Assert.Contains("identical", second.Stdout, StringComparison.OrdinalIgnoreCase);
+        await Compare.AssertSameAsync(db);
     }
 
     [Fact]
