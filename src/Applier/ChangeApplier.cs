@@ -134,10 +134,11 @@ internal sealed class ChangeApplier
                 {
                     // Nothing waiting. A batch that is still young waits a few milliseconds for more
                     // (fewer, larger commits); then what is complete is committed now (latency).
-                    if (_inBatch && _current is null && _batchClock.Elapsed < MinBatchAge)
+                    var young = MinBatchAge - _batchClock.Elapsed; // read the clock once: it keeps moving
+                    if (_inBatch && _current is null && young > TimeSpan.Zero)
                     {
                         var more = reader.WaitToReadAsync(cancellationToken).AsTask();
-                        if (await Task.WhenAny(more, Task.Delay(MinBatchAge - _batchClock.Elapsed, cancellationToken)).ConfigureAwait(false) == more)
+                        if (await Task.WhenAny(more, Task.Delay(young, cancellationToken)).ConfigureAwait(false) == more)
                         {
                             if (!await more.ConfigureAwait(false))
                                 return;

@@ -88,16 +88,7 @@ public sealed class KafkaChangeSink : IDisposable
             QueueBufferingMaxMessages = options.MaxInFlightRecords,
             MessageTimeoutMs = 300_000,
         };
-        if (options.SaslUsername is not null)
-        {
-            config.SaslUsername = options.SaslUsername;
-            config.SaslPassword = options.SaslPassword;
-            config.SaslMechanism = SaslMechanism.Plain;
-            config.SecurityProtocol = SecurityProtocol.SaslSsl;
-        }
-
-        foreach (var (key, value) in options.Extra ?? new Dictionary<string, string>())
-            config.Set(key, value);
+        KafkaClientSecurity.Apply(config, options.SaslUsername, options.SaslPassword, options.Extra);
         return config;
     }
 

@@ -1,4 +1,5 @@
 using Npgsql;
+using Replicator.Core.State;
 using NpgsqlTypes;
 using Replicator.Core.Catalog;
 
@@ -57,15 +58,8 @@ public sealed class SnapshotState(NpgsqlConnection target, string slotName)
 
     public string SlotName { get; } = slotName;
 
-    public static async Task EnsureAsync(NpgsqlConnection target, CancellationToken cancellationToken)
-    {
-        await using var tx = await target.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-        await using (var lockCmd = new NpgsqlCommand("SELECT pg_advisory_xact_lock(hashtextextended('replicator.state', 0))", target, tx))
-            await lockCmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        await using (var cmd = new NpgsqlCommand(CreateSql, target, tx))
-            await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
-    }
+    public static Task EnsureAsync(NpgsqlConnection target, CancellationToken cancellationToken) =>
+        TargetState.EnsureAsync(target, CreateSql, cancellationToken);
 
     /// <summary>The run for a slot, or null (also when the schema does not exist yet).</summary>
     public static async Task<SnapshotRun?> LoadRunAsync(NpgsqlConnection target, string slotName, CancellationToken cancellationToken)

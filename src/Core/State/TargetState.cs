@@ -67,13 +67,20 @@ public static class TargetState
         """;
 
     /// <summary>Creates the schema and tables if missing (idempotent; concurrent callers are safe).</summary>
-    public static async Task EnsureAsync(NpgsqlConnection target, CancellationToken cancellationToken)
+    public static Task EnsureAsync(NpgsqlConnection target, CancellationToken cancellationToken) =>
+        EnsureAsync(target, CreateSql, cancellationToken);
+
+    /// <summary>
+    /// Runs idempotent DDL for tables in the <c>replicator</c> schema (this one's, or a component's own),
+    /// serialised with every other caller: two processes creating the schema at once would race on the catalog.
+    /// </summary>
+    public static async Task EnsureAsync(NpgsqlConnection target, string createSql, CancellationToken cancellationToken)
     {
         await using var tx = await target.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
         // Two processes creating the schema at once would race on the catalog: serialise them.
         await using (var lockCmd = new NpgsqlCommand("SELECT pg_advisory_xact_lock(hashtextextended('replicator.state', 0))", target, tx))
             await lockCmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        await using (var cmd = new NpgsqlCommand(CreateSql, target, tx))
+        await using (var cmd = new NpgsqlCommand(createSql, target, tx))
             await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
     }

@@ -1,0 +1,22 @@
+using Confluent.Kafka;
+
+namespace Replicator.Kafka;
+
+/// <summary>What the producer and the consumer set alike: SASL credentials and extra librdkafka properties.</summary>
+internal static class KafkaClientSecurity
+{
+    /// <summary>SASL/PLAIN over TLS when a user name is given (Event Hubs, Confluent Cloud); then the extra properties, which win.</summary>
+    public static void Apply(ClientConfig config, string? saslUsername, string? saslPassword, IReadOnlyDictionary<string, string>? extra)
+    {
+        if (saslUsername is not null)
+        {
+            config.SaslUsername = saslUsername;
+            config.SaslPassword = saslPassword;
+            config.SaslMechanism = SaslMechanism.Plain;
+            config.SecurityProtocol = SecurityProtocol.SaslSsl;
+        }
+
+        foreach (var (key, value) in extra ?? new Dictionary<string, string>())
+            config.Set(key, value);
+    }
+}
