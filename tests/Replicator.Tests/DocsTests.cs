@@ -49,3 +49,45 @@ public class DocsTests
             Assert.Contains(command, commands);
     }
 }
+
+/// <summary>The Kubernetes manifests run the CLI: every argument list they give must parse.</summary>
+public class ManifestArgumentsTests
+{
+    public static TheoryData<string, string> ArgumentLists()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (!File.Exists(Path.Combine(dir!.FullName, "Replicator.sln")))
+            dir = dir.Parent;
+        var data = new TheoryData<string, string>();
+        foreach (var file in Directory.GetFiles(Path.Combine(dir.FullName, "deploy", "k8s"), "*.yaml", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
+        {
+            foreach (Match args in Regex.Matches(File.ReadAllText(file), @"^\s*args:\s*(\[.*\])\s*$", RegexOptions.Multiline))
+                data.Add(Path.GetRelativePath(dir.FullName, file), args.Groups[1].Value);
+        }
+
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(ArgumentLists))]
+    public void A_manifests_arguments_parse_with_the_replicator_command(string file, string json)
+    {
+        var args = System.Text.Json.JsonSerializer.Deserialize<string[]>(json)!;
+        var parse = Replicator.Cli.CliApp.Build().Parse(args);
+        Assert.True(parse.Errors.Count == 0, $"{file}: replicator {string.Join(' ', args)}: {string.Join("; ", parse.Errors.Select(e => e.Message))}");
+        Assert.NotEqual("replicator", parse.CommandResult.Command.Name);
+    }
+
+    [Fact]
+    public void Every_deployment_kind_is_covered()
+    {
+        var commands = ArgumentLists().Select(row => System.Text.Json.JsonSerializer.Deserialize<string[]>((string)row[1])![0]).ToHashSet();
+        Assert.Superset(new HashSet<string> { "run", "capture", "apply", "snapshot", "verify", "sync" }, commands);
+    }
+
+    [Fact]
+    public void An_unknown_flag_in_a_manifest_would_be_caught()
+    {
+        Assert.NotEmpty(Replicator.Cli.CliApp.Build().Parse(["verify", "--intervall", "6h"]).Errors);
+    }
+}
