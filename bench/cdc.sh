@@ -115,6 +115,10 @@ wait_slot_caught_up "$SRC_PORT" bench rep_slot "$goal"
 kill -TERM "$rep_pid"; wait "$rep_pid" || true
 check_same && same=yes || same=NO
 psql_at "$TGT_PORT" native -c "ALTER SUBSCRIPTION native_sub ENABLE"
+# Native's slot kept what was written during replicator's live window: let it catch up first, so
+# both live windows start from zero lag.
+goal=$(psql_at "$SRC_PORT" bench -c "SELECT pg_current_wal_insert_lsn()")
+wait_slot_caught_up "$SRC_PORT" bench native_slot "$goal"
 read -r nat_p50 nat_p99 nat_n < <(live_lag native)
 live_tps=$(grep -Eo 'tps = [0-9.]+' "$BENCH_DIR/pgbench-live-rep.log" | head -1 | grep -Eo '[0-9.]+')
 
