@@ -293,8 +293,7 @@ internal sealed class ChangeApplier
     /// </summary>
     private async Task CommitBatchAsync(CancellationToken cancellationToken)
     {
-        await FlushAsync(cancellationToken).ConfigureAwait(false);
-        await DrainAsync().ConfigureAwait(false);
+        await FlushAndWaitAsync(cancellationToken).ConfigureAwait(false);
         ulong flushed;
         var batch = new NpgsqlBatch(_target);
         await using (batch.ConfigureAwait(false))
@@ -461,7 +460,7 @@ internal sealed class ChangeApplier
             }
             else
             {
-                await FlushTableAsync(plan, cancellationToken).ConfigureAwait(false);
+                await FlushAndWaitAsync(cancellationToken).ConfigureAwait(false);
                 await ApplyKeylessAsync(plan, row, cancellationToken).ConfigureAwait(false);
             }
         }
@@ -486,7 +485,7 @@ internal sealed class ChangeApplier
                     else if (row.New!.Any(v => v.Kind == ValueKind.UnchangedToast))
                     {
                         // The key moved and some values were not sent: move the row in place so it keeps them.
-                        await FlushTableAsync(plan, cancellationToken).ConfigureAwait(false);
+                        await FlushAndWaitAsync(cancellationToken).ConfigureAwait(false);
                         await ApplyKeyChangeAsync(plan, row, cancellationToken).ConfigureAwait(false);
                         return;
                     }
@@ -518,8 +517,7 @@ internal sealed class ChangeApplier
 
     private async Task ApplyTruncateAsync(TruncateChange truncate, CancellationToken cancellationToken)
     {
-        await FlushAsync(cancellationToken).ConfigureAwait(false);
-        await DrainAsync().ConfigureAwait(false);
+        await FlushAndWaitAsync(cancellationToken).ConfigureAwait(false);
         var names = new List<string>();
         foreach (var relation in truncate.Relations)
         {
@@ -538,10 +536,13 @@ internal sealed class ChangeApplier
             ReplicatorMetrics.ApplyRows.Add(1, Tag(relation.DisplayName), new("op", "truncate"));
     }
 
-    /// <summary>Writes pending rows and waits for them: a direct statement on <paramref name="plan"/>'s table comes next.</summary>
-    private async Task FlushTableAsync(TableApplyPlan plan, CancellationToken cancellationToken)
+    /// <summary>
+    /// Writes every table's pending rows and waits for them, before a statement that must see them
+    /// (a keyless update or delete, a key move). All tables, not just the one concerned: one round
+    /// trip either way, and the order of writes stays the source's.
+    /// </summary>
+    private async Task FlushAndWaitAsync(CancellationToken cancellationToken)
     {
-        _ = plan; // all tables are written: one round trip either way, and the order stays simple
         await FlushAsync(cancellationToken).ConfigureAwait(false);
         await DrainAsync().ConfigureAwait(false);
     }

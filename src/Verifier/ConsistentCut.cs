@@ -269,27 +269,9 @@ internal sealed class ConsistentCut : IAsyncDisposable
     }
 
     /// <summary>Step 1: waits until the applier holds still between two batches (<c>held_at</c>).</summary>
-    private static async Task WaitForHoldAsync(NpgsqlConnection conn, long id, VerifyRequest request, CancellationToken cancellationToken)
-    {
-        var waited = Stopwatch.StartNew();
-        var delay = TimeSpan.FromMilliseconds(2);
-        await using var cmd = new NpgsqlCommand("SELECT held_at IS NOT NULL FROM replicator.barrier WHERE id = $1", conn);
-        cmd.Parameters.AddWithValue(id);
-        while (await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is not true)
-        {
-            if (waited.Elapsed >= request.BarrierTimeout)
-            {
-                await ReleaseBarrierAsync(conn, id, CancellationToken.None).ConfigureAwait(false);
-                throw new VerifyException(
-                    $"the applier for slot '{request.SlotName}' did not reach the verifier's barrier (to hold between two batches) within {request.BarrierTimeout.TotalSeconds:0} s: " +
-                    "replication is not running or not keeping up. Start `replicator run`, wait for the lag to drop, raise --barrier-timeout, " +
-                    "or use --no-barrier when nothing writes to the target");
-            }
-
-            await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
-            delay = TimeSpan.FromMilliseconds(Math.Min(50, delay.TotalMilliseconds * 2));
-        }
-    }
+    private static Task<bool> WaitForHoldAsync(NpgsqlConnection conn, long id, VerifyRequest request, CancellationToken cancellationToken) =>
+        WaitForBarrierRowAsync(conn, id, request, "SELECT true FROM replicator.barrier WHERE id = $1 AND held_at IS NOT NULL",
+            _ => true, "(to hold between two batches)", cancellationToken);
 
     /// <summary>Step 2: tells the held applier where the source snapshot stands.</summary>
     private static async Task SetCutAsync(NpgsqlConnection conn, long id, NpgsqlLogSequenceNumber cutLsn, CancellationToken cancellationToken)
@@ -300,31 +282,40 @@ internal sealed class ConsistentCut : IAsyncDisposable
         await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    private static async Task<(NpgsqlLogSequenceNumber? Applied, TimeSpan Pause)> WaitForBarrierAsync(
-        NpgsqlConnection conn, long id, VerifyRequest request, NpgsqlLogSequenceNumber cutLsn, CancellationToken cancellationToken)
+    /// <summary>Step 3: waits until the applier has applied exactly up to the cut (<c>reached_at</c>).</summary>
+    private static Task<(NpgsqlLogSequenceNumber? Applied, TimeSpan Pause)> WaitForBarrierAsync(
+        NpgsqlConnection conn, long id, VerifyRequest request, NpgsqlLogSequenceNumber cutLsn, CancellationToken cancellationToken) =>
+        WaitForBarrierRowAsync(conn, id, request,
+            "SELECT applied_lsn, clock_timestamp() - reached_at FROM replicator.barrier WHERE id = $1 AND reached_at IS NOT NULL",
+            reader => (reader.IsDBNull(0) ? (NpgsqlLogSequenceNumber?)null : reader.GetFieldValue<NpgsqlLogSequenceNumber>(0),
+                       reader.IsDBNull(1) ? TimeSpan.Zero : reader.GetFieldValue<TimeSpan>(1)),
+            $"at {cutLsn}", cancellationToken);
+
+    /// <summary>
+    /// Polls the barrier row with <paramref name="sql"/> (backoff 2 ms → 50 ms) until it returns a row;
+    /// past the barrier timeout the row is released, so a late applier does not pause for it, and the
+    /// wait fails saying what to do.
+    /// </summary>
+    private static async Task<T> WaitForBarrierRowAsync<T>(NpgsqlConnection conn, long id, VerifyRequest request, string sql,
+        Func<NpgsqlDataReader, T> read, string step, CancellationToken cancellationToken)
     {
         var waited = Stopwatch.StartNew();
         var delay = TimeSpan.FromMilliseconds(2);
-        await using var cmd = new NpgsqlCommand(
-            "SELECT applied_lsn, clock_timestamp() - reached_at FROM replicator.barrier WHERE id = $1 AND reached_at IS NOT NULL", conn);
+        await using var cmd = new NpgsqlCommand(sql, conn);
         cmd.Parameters.AddWithValue(id);
         while (true)
         {
             await using (var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
             {
                 if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                {
-                    NpgsqlLogSequenceNumber? applied = reader.IsDBNull(0) ? null : reader.GetFieldValue<NpgsqlLogSequenceNumber>(0);
-                    var pause = reader.IsDBNull(1) ? TimeSpan.Zero : reader.GetFieldValue<TimeSpan>(1);
-                    return (applied, pause);
-                }
+                    return read(reader);
             }
 
             if (waited.Elapsed >= request.BarrierTimeout)
             {
                 await ReleaseBarrierAsync(conn, id, CancellationToken.None).ConfigureAwait(false);
                 throw new VerifyException(
-                    $"the applier for slot '{request.SlotName}' did not reach the verifier's barrier at {cutLsn} within {request.BarrierTimeout.TotalSeconds:0} s: " +
+                    $"the applier for slot '{request.SlotName}' did not reach the verifier's barrier {step} within {request.BarrierTimeout.TotalSeconds:0} s: " +
                     "replication is not running or not keeping up. Start `replicator run`, wait for the lag to drop, raise --barrier-timeout, " +
                     "or use --no-barrier when nothing writes to the target");
             }

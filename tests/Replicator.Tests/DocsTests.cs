@@ -6,18 +6,10 @@ namespace Replicator.Tests;
 /// <summary>Reference pages quote the commands' --help: these tests keep the two from drifting.</summary>
 public class DocsTests
 {
-    private static string RepositoryRoot()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Replicator.sln")))
-            dir = dir.Parent;
-        return dir?.FullName ?? throw new InvalidOperationException("repository root not found");
-    }
-
     public static TheoryData<string, string> UsageBlocks()
     {
         var data = new TheoryData<string, string>();
-        foreach (var page in Directory.GetFiles(Path.Combine(RepositoryRoot(), "docs"), "*.md").Order(StringComparer.Ordinal))
+        foreach (var page in Directory.GetFiles(Path.Combine(Repository.Root, "docs"), "*.md").Order(StringComparer.Ordinal))
         {
             foreach (Match block in Regex.Matches(File.ReadAllText(page), "```\n(Description:\n.*?)```", RegexOptions.Singleline))
             {
@@ -33,7 +25,7 @@ public class DocsTests
     [MemberData(nameof(UsageBlocks))]
     public async Task A_usage_block_in_the_docs_is_exactly_the_commands_help(string page, string command)
     {
-        var text = File.ReadAllText(Path.Combine(RepositoryRoot(), "docs", page));
+        var text = File.ReadAllText(Path.Combine(Repository.Root, "docs", page));
         var help = await ProcessRunner.ReplicatorAsync([.. command.Split(' '), "--help"]);
         Assert.Equal(0, help.ExitCode);
         var blocks = Regex.Matches(text, "```\n(Description:\n.*?)```", RegexOptions.Singleline).Select(b => b.Groups[1].Value.TrimEnd());
@@ -55,14 +47,11 @@ public class ManifestArgumentsTests
 {
     public static TheoryData<string, string> ArgumentLists()
     {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (!File.Exists(Path.Combine(dir!.FullName, "Replicator.sln")))
-            dir = dir.Parent;
         var data = new TheoryData<string, string>();
-        foreach (var file in Directory.GetFiles(Path.Combine(dir.FullName, "deploy", "k8s"), "*.yaml", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
+        foreach (var file in Directory.GetFiles(Path.Combine(Repository.Root, "deploy", "k8s"), "*.yaml", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
         {
             foreach (Match args in Regex.Matches(File.ReadAllText(file), @"^\s*args:\s*(\[.*\])\s*$", RegexOptions.Multiline))
-                data.Add(Path.GetRelativePath(dir.FullName, file), args.Groups[1].Value);
+                data.Add(Path.GetRelativePath(Repository.Root, file), args.Groups[1].Value);
         }
 
         return data;

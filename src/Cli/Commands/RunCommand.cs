@@ -55,7 +55,7 @@ public static class RunCommand
             var target = role == PipelineRole.Capture ? null : ConfigLoader.ResolveTarget(options);
             return await CommandHost.RunAsync(options, monitoring: true, async (host, ct) =>
             {
-                if (role == PipelineRole.Embedded && await SnapshotFirstAsync(options, source!, target!, host, ct).ConfigureAwait(false) is { } failed)
+                if (role == PipelineRole.Embedded && await SnapshotFirstAsync("run", options, source!, target!, host, ct).ConfigureAwait(false) is { } failed)
                     return failed;
                 var pipeline = new ReplicationPipeline(source, target, ApplierSettingsFrom(options), options.PublicationName, host.Loggers, host.Health)
                 {
@@ -89,7 +89,7 @@ public static class RunCommand
     /// The first phase of <c>run</c>: the initial copy, unless the target already holds the
     /// position that a finished snapshot writes. Returns an exit code when the snapshot failed.
     /// </summary>
-    internal static async Task<int?> SnapshotFirstAsync(ReplicatorOptions options, ConnectionInfo source, ConnectionInfo target, CommandHost host, CancellationToken cancellationToken)
+    internal static async Task<int?> SnapshotFirstAsync(string command, ReplicatorOptions options, ConnectionInfo source, ConnectionInfo target, CommandHost host, CancellationToken cancellationToken)
     {
         await using (var connection = new NpgsqlConnection(target.ToNpgsqlConnectionString()))
         {
@@ -100,28 +100,9 @@ public static class RunCommand
 
         host.Health.Set("replication", ready: false, "initial snapshot");
         host.Loggers.CreateLogger("Replicator.Cli").LogInformation("No replication position on the target for slot {Slot}: taking the initial snapshot first", options.SlotName);
-        try
-        {
-            var result = await SnapshotRunner.RunAsync(options, source, target, host.Loggers, null, cancellationToken).ConfigureAwait(false);
-            SnapshotCommand.PrintSummary(result);
-            return null;
-        }
-        catch (PreflightException e)
-        {
-            await Console.Error.WriteLineAsync($"replicator run: {e.Message}\nNothing was changed.").ConfigureAwait(false);
-            return ExitCodes.Failed;
-        }
-        catch (SnapshotMismatchException e)
-        {
-            SnapshotCommand.PrintSummary(e.Result);
-            await Console.Error.WriteLineAsync($"replicator run: {e.Message}. Replication was not started.").ConfigureAwait(false);
-            return ExitCodes.Failed;
-        }
-        catch (SnapshotException e)
-        {
-            await Console.Error.WriteLineAsync($"replicator run: {e.Message}").ConfigureAwait(false);
-            return ExitCodes.Error;
-        }
+        var code = await SnapshotCommand.RunReportedAsync(command, "Replication was not started.",
+            () => SnapshotRunner.RunAsync(options, source, target, host.Loggers, null, cancellationToken)).ConfigureAwait(false);
+        return code == ExitCodes.Ok ? null : code;
     }
 
     public static ApplierSettings ApplierSettingsFrom(ReplicatorOptions options) => new(options.SlotName)

@@ -43,42 +43,49 @@ public static class SnapshotCommand
             using var loggerFactory = ReplicatorLogging.CreateFactory(level);
             var logger = loggerFactory.CreateLogger("Replicator.Cli");
             await using var monitoring = await StartMonitoringAsync(options, logger, cancellationToken).ConfigureAwait(false);
-            try
-            {
-                SnapshotResult result;
-                if (interactive)
-                {
-                    var tracker = new SnapshotProgressTracker();
-                    var run = SnapshotRunner.RunAsync(options, source, target, loggerFactory, tracker, parse.GetValue(noSlot), cancellationToken);
-                    await ProgressDisplay.ShowAsync(tracker, run).ConfigureAwait(false);
-                    result = await run.ConfigureAwait(false);
-                }
-                else
-                {
-                    result = await SnapshotRunner.RunAsync(options, source, target, loggerFactory, null, parse.GetValue(noSlot), cancellationToken).ConfigureAwait(false);
-                }
-
-                PrintSummary(result);
-                return ExitCodes.Ok;
-            }
-            catch (PreflightException e)
-            {
-                await Console.Error.WriteLineAsync($"replicator snapshot: {e.Message}\nNothing was changed.").ConfigureAwait(false);
-                return ExitCodes.Failed;
-            }
-            catch (SnapshotMismatchException e)
-            {
-                PrintSummary(e.Result);
-                await Console.Error.WriteLineAsync($"replicator snapshot: {e.Message}. The snapshot was not handed over to replication.").ConfigureAwait(false);
-                return ExitCodes.Failed;
-            }
-            catch (SnapshotException e)
-            {
-                await Console.Error.WriteLineAsync($"replicator snapshot: {e.Message}").ConfigureAwait(false);
-                return ExitCodes.Error;
-            }
+            return await RunReportedAsync("snapshot", "The snapshot was not handed over to replication.", () => interactive
+                ? ShowProgressAsync(options, source, target, loggerFactory, parse.GetValue(noSlot), cancellationToken)
+                : SnapshotRunner.RunAsync(options, source, target, loggerFactory, null, parse.GetValue(noSlot), cancellationToken)).ConfigureAwait(false);
         });
         return command;
+    }
+
+    private static async Task<SnapshotResult> ShowProgressAsync(ReplicatorOptions options, ConnectionInfo source, ConnectionInfo target,
+        ILoggerFactory loggerFactory, bool noSlot, CancellationToken cancellationToken)
+    {
+        var tracker = new SnapshotProgressTracker();
+        var run = SnapshotRunner.RunAsync(options, source, target, loggerFactory, tracker, noSlot, cancellationToken);
+        await ProgressDisplay.ShowAsync(tracker, run).ConfigureAwait(false);
+        return await run.ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Runs a snapshot and prints its summary; turns its failures into the messages and exit codes
+    /// that 'snapshot' and 'run' share: preflight refused or row counts differ → 1, anything else → 2.
+    /// </summary>
+    internal static async Task<int> RunReportedAsync(string command, string notHandedOver, Func<Task<SnapshotResult>> snapshot)
+    {
+        try
+        {
+            PrintSummary(await snapshot().ConfigureAwait(false));
+            return ExitCodes.Ok;
+        }
+        catch (PreflightException e)
+        {
+            await Console.Error.WriteLineAsync($"replicator {command}: {e.Message}\nNothing was changed.").ConfigureAwait(false);
+            return ExitCodes.Failed;
+        }
+        catch (SnapshotMismatchException e)
+        {
+            PrintSummary(e.Result);
+            await Console.Error.WriteLineAsync($"replicator {command}: {e.Message}. {notHandedOver}").ConfigureAwait(false);
+            return ExitCodes.Failed;
+        }
+        catch (SnapshotException e)
+        {
+            await Console.Error.WriteLineAsync($"replicator {command}: {e.Message}").ConfigureAwait(false);
+            return ExitCodes.Error;
+        }
     }
 
     internal static async Task<MonitoringServer?> StartMonitoringAsync(ReplicatorOptions options, ILogger logger, CancellationToken cancellationToken)

@@ -33,7 +33,7 @@ public static class SyncCommand
             return await CommandHost.RunAsync(options, monitoring: true, async (host, ct) =>
             {
                 var logger = host.Loggers.CreateLogger("Replicator.Cli");
-                if (await RunCommand.SnapshotFirstAsync(options, source, target, host, ct).ConfigureAwait(false) is { } failed)
+                if (await RunCommand.SnapshotFirstAsync("sync", options, source, target, host, ct).ConfigureAwait(false) is { } failed)
                     return failed;
                 await using var sourceData = NpgsqlDataSource.Create(source.ToNpgsqlConnectionString());
                 var goal = await ScalarAsync<NpgsqlLogSequenceNumber>(sourceData, "SELECT pg_current_wal_insert_lsn()", null, ct).ConfigureAwait(false);

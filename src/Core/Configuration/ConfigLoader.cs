@@ -118,12 +118,9 @@ public static class ConfigLoader
             throw new ConfigurationException("Metrics:Listen", $"'{o.Metrics.Listen}' is not host:port (e.g. 127.0.0.1:9187 or 0.0.0.0:9187)");
         if (!Enum.TryParse<Microsoft.Extensions.Logging.LogLevel>(o.Logging.Level, ignoreCase: true, out _))
             throw new ConfigurationException("Logging:Level", $"'{o.Logging.Level}' is not a log level (Trace, Debug, Information, Warning, Error)");
-        foreach (var (name, key) in new[] { (o.SlotName, "SlotName") })
-        {
-            // Slot names are restricted by PostgreSQL itself: lower-case letters, digits, underscore.
-            if (name.Length is 0 or > 63 || name.Any(c => !(c is >= 'a' and <= 'z' or >= '0' and <= '9' or '_')))
-                throw new ConfigurationException(key, $"'{name}' is not a valid slot name (lower-case letters, digits and underscores, at most 63)");
-        }
+        // Slot names are restricted by PostgreSQL itself: lower-case letters, digits, underscore.
+        if (o.SlotName.Length is 0 or > 63 || o.SlotName.Any(c => !(c is >= 'a' and <= 'z' or >= '0' and <= '9' or '_')))
+            throw new ConfigurationException("SlotName", $"'{o.SlotName}' is not a valid slot name (lower-case letters, digits and underscores, at most 63)");
 
         if (string.IsNullOrWhiteSpace(o.PublicationName))
             throw new ConfigurationException("PublicationName", "is empty");

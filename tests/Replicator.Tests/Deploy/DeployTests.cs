@@ -18,7 +18,7 @@ namespace Replicator.Tests.Deploy;
 /// </summary>
 public partial class DeployTests(PostgresFixture postgres) : IClassFixture<PostgresFixture>
 {
-    private static readonly string Root = FindRoot();
+    private static readonly string Root = Repository.Root;
     private static readonly string K8s = Path.Combine(Root, "deploy", "k8s");
     private static readonly string RulesFile = Path.Combine(K8s, "monitoring", "prometheus-rules.yaml");
     private static readonly string DashboardFile = Path.Combine(K8s, "monitoring", "grafana-dashboard.json");
@@ -502,17 +502,6 @@ public partial class DeployTests(PostgresFixture postgres) : IClassFixture<Postg
         var result = await ProcessRunner.RunAsync("python3", ["-c", script], stdin: yaml);
         Assert.True(result.ExitCode == 0, $"python3 with PyYAML is needed (apt-get install yamllint brings it): {result.Stderr}");
         return JsonNode.Parse(result.Stdout)!;
-    }
-
-    private static string FindRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "Replicator.sln")))
-                return dir.FullName;
-        }
-
-        throw new InvalidOperationException($"Replicator.sln not found above {AppContext.BaseDirectory}");
     }
 
     [GeneratedRegex("\"(?:[^\"\\\\]|\\\\.)*\"|'(?:[^'\\\\]|\\\\.)*'|`[^`]*`")]

@@ -111,7 +111,8 @@ public sealed class PostgresCluster
         await RunAsync(BinDirectory, "pg_ctl", ["-D", DataDirectory, "-m", "fast", "-w", "-t", "60", "restart", "-l", Path.Combine(DataDirectory, "server.log")], cancellationToken).ConfigureAwait(false);
     }
 
-    private static int FreePort()
+    /// <summary>A TCP port on 127.0.0.1 that was free a moment ago.</summary>
+    public static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();

@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Sockets;
 using System.Text.RegularExpressions;
 using Replicator.Tests.Fixtures;
 
@@ -29,7 +28,7 @@ public class MonitoringTests(PostgresFixture fixture) : IClassFixture<PostgresFi
     {
         await using var db = await fixture.CreateDatabasesAsync("metrics");
         await using var setup = await Fixtures.Replication.PrepareAsync(db, "CREATE TABLE t (id int PRIMARY KEY, v text)");
-        var port = FreePort();
+        var port = PostgresCluster.FreePort();
         var log = Path.Combine(Path.GetTempPath(), $"replicator-metrics-{db.Name}.log");
         using var process = ProcessRunner.StartReplicator(["run", "--source", db.SourceUri, "--target", db.TargetUri, "--slot", setup.Slot, "--metrics-listen", $"127.0.0.1:{port}"], log);
         await Sql.ExecAsync(db.SourceConnectionString, "INSERT INTO t SELECT g, 'v' FROM generate_series(1, 500) g");
@@ -51,12 +50,5 @@ public class MonitoringTests(PostgresFixture fixture) : IClassFixture<PostgresFi
         Assert.Equal(HttpStatusCode.OK, (await http.GetAsync(new Uri("/readyz", UriKind.Relative))).StatusCode);
         Assert.Equal(0, await ProcessRunner.TerminateAsync(process, TimeSpan.FromSeconds(30)));
         File.Delete(log);
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }
