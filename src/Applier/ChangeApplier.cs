@@ -62,7 +62,8 @@ internal sealed class ChangeApplier
     private int _batchChanges;
     private int _pendingRows;
     private long _syntheticKey;
-    private (long Id, ulong Cut)? _barrier;
+    private (long Id, ulong Cut, bool Cutover)? _barrier;
+    private ulong _heard;
     private long _barrierCheckedAt;
 
     public ChangeApplier(NpgsqlConnection target, NpgsqlDataSource? source, ApplierSettings settings, ILogger logger,
@@ -76,6 +77,9 @@ internal sealed class ChangeApplier
         _receivedLsn = receivedLsn;
         _strictUntil = strictUntil;
     }
+
+    /// <summary>A cutover released its barrier as switched: the application writes to the target now, and this applier has stopped.</summary>
+    public bool Switched { get; private set; }
 
     /// <summary>Commit LSN of the last source transaction this applier saw (for a strict replay after a clash).</summary>
     public ulong LastBegunCommitLsn { get; private set; }
@@ -165,6 +169,10 @@ internal sealed class ChangeApplier
 
                 await HandleAsync(change, cancellationToken).ConfigureAwait(false);
             }
+        }
+        catch (SwitchedException)
+        {
+            // The cutover is done: stop here, with nothing open.
         }
         finally
         {
@@ -259,6 +267,7 @@ internal sealed class ChangeApplier
 
             case Heartbeat heartbeat:
                 _pendingAck = Math.Max(_pendingAck, (ulong)heartbeat.WalEnd);
+                _heard = Math.Max(_heard, (ulong)heartbeat.WalEnd);
                 if (!_inBatch)
                 {
                     QueueAcknowledgement();
@@ -709,8 +718,9 @@ internal sealed class ChangeApplier
         _barrierCheckedAt = now;
         long id;
         NpgsqlLogSequenceNumber? cut;
+        bool cutover;
         await using (var cmd = new NpgsqlCommand("""
-            SELECT id, cut_lsn FROM replicator.barrier
+            SELECT id, cut_lsn, purpose = 'cutover' FROM replicator.barrier
             WHERE slot_name = $1 AND reached_at IS NULL AND released_at IS NULL AND requested_at > clock_timestamp() - interval '10 minutes'
             ORDER BY id LIMIT 1
             """, _target))
@@ -721,6 +731,7 @@ internal sealed class ChangeApplier
                 return;
             id = reader.GetInt64(0);
             cut = reader.IsDBNull(1) ? null : reader.GetFieldValue<NpgsqlLogSequenceNumber>(1);
+            cutover = reader.GetBoolean(2);
         }
 
         if (cut is null)
@@ -735,20 +746,68 @@ internal sealed class ChangeApplier
             }
         }
 
-        _barrier = (id, (ulong)cut.Value);
-        if (_position >= (ulong)cut.Value)
-            await ReachBarrierAsync(cancellationToken).ConfigureAwait(false); // already past it: the verifier sees applied_lsn >= cut and retries
+        _barrier = (id, (ulong)cut.Value, cutover);
+        // Already past it (a verifier sees applied_lsn >= cut and retries), or, between batches, a
+        // heartbeat already said that everything below the cut has arrived, and so has been applied.
+        if (_position >= (ulong)cut.Value || (!_inBatch && _current is null && _heard >= (ulong)cut.Value))
+            await ReachBarrierAsync(cancellationToken).ConfigureAwait(false);
     }
 
     private async Task ReachBarrierAsync(CancellationToken cancellationToken)
     {
-        var (id, cut) = _barrier!.Value;
+        var (id, cut, cutover) = _barrier!.Value;
         _barrier = null;
         await ExecAsync("UPDATE replicator.barrier SET reached_at = clock_timestamp(), applied_lsn = $2 WHERE id = $1", id, cancellationToken).ConfigureAwait(false);
         _logger.BarrierReached(id, new NpgsqlLogSequenceNumber(cut), new NpgsqlLogSequenceNumber(_position));
+        if (cutover)
+        {
+            await WaitForCutoverAsync(id, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
         if (await PollAsync<DateTime>("SELECT released_at FROM replicator.barrier WHERE id = $1 AND released_at IS NOT NULL", id, cancellationToken).ConfigureAwait(false) is null)
             _logger.BarrierTimedOut(id, _settings.BarrierTimeout.TotalSeconds);
     }
+
+    /// <summary>
+    /// Held at a cutover's drain point: waits as long as the cutover's session lives and has not
+    /// released the barrier (its steps have their own timeouts). Switched: stop for good; aborted, or
+    /// the cutover gone: go on replicating (the source is writable again).
+    /// </summary>
+    private async Task WaitForCutoverAsync(long id, CancellationToken cancellationToken)
+    {
+        await using var cmd = new NpgsqlCommand("""
+            SELECT outcome, released_at IS NOT NULL OR holder_pid IS NULL OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = b.holder_pid)
+            FROM replicator.barrier b WHERE id = $1
+            """, _target);
+        cmd.Parameters.AddWithValue(id);
+        while (true)
+        {
+            await using (var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+            {
+                if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                    return;
+                if (reader.GetBoolean(1))
+                {
+                    var outcome = reader.IsDBNull(0) ? null : reader.GetString(0);
+                    if (outcome == "switched")
+                    {
+                        _logger.CutoverSwitched(id, new NpgsqlLogSequenceNumber(_position));
+                        Switched = true;
+                        throw new SwitchedException();
+                    }
+
+                    _logger.CutoverAbandoned(id, outcome ?? "its session ended");
+                    return;
+                }
+            }
+
+            await Task.Delay(10, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Unwinds <see cref="RunAsync"/> after a cutover switched.</summary>
+    private sealed class SwitchedException : Exception;
 
     private async Task ExecAsync(string sql, long id, CancellationToken cancellationToken)
     {

@@ -23,7 +23,7 @@ internal static partial class LogMessages
     [LoggerMessage(EventId = 3005, Level = LogLevel.Information, Message = "Verifier barrier {Id}: held at {Lsn}")]
     public static partial void BarrierHeld(this ILogger logger, long id, NpgsqlLogSequenceNumber lsn);
 
-    [LoggerMessage(EventId = 3006, Level = LogLevel.Information, Message = "Verifier barrier {Id}: paused at the cut {CutLsn} (last applied {Lsn})")]
+    [LoggerMessage(EventId = 3006, Level = LogLevel.Information, Message = "Barrier {Id}: paused at the cut {CutLsn} (last applied {Lsn})")]
     public static partial void BarrierReached(this ILogger logger, long id, NpgsqlLogSequenceNumber cutLsn, NpgsqlLogSequenceNumber lsn);
 
     [LoggerMessage(EventId = 3007, Level = LogLevel.Warning, Message = "Verifier barrier {Id} was not answered within {Seconds} s: going on without it")]
@@ -40,4 +40,13 @@ internal static partial class LogMessages
 
     [LoggerMessage(EventId = 3012, Level = LogLevel.Warning, Message = "A unique constraint clashed while applying a coalesced batch; replaying it change by change")]
     public static partial void StrictReplay(this ILogger logger);
+
+    [LoggerMessage(EventId = 3015, Level = LogLevel.Warning, Message = "Cutover {Id} switched the application to the target after source commit {Lsn}: replication from the old source stops here")]
+    public static partial void CutoverSwitched(this ILogger logger, long id, NpgsqlLogSequenceNumber lsn);
+
+    [LoggerMessage(EventId = 3016, Level = LogLevel.Warning, Message = "Cutover {Id} did not switch ({Outcome}): replication goes on")]
+    public static partial void CutoverAbandoned(this ILogger logger, long id, string outcome);
+
+    [LoggerMessage(EventId = 3017, Level = LogLevel.Warning, Message = "A cutover switched the application to the target: replication of slot {Slot} has stopped")]
+    public static partial void PipelineSwitched(this ILogger logger, string slot);
 }

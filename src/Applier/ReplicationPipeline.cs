@@ -44,7 +44,10 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
     /// <summary>Capacity of the channel between capture and applier, in events.</summary>
     public int BufferCapacity { get; init; } = 20_000;
 
-    /// <summary>Runs until cancelled (returns normally) or a permanent error (throws <see cref="ReplicationException"/>).</summary>
+    /// <summary>True once a cutover has switched the application to the target and replication stopped for good.</summary>
+    public bool Switched { get; private set; }
+
+    /// <summary>Runs until cancelled or switched by a cutover (returns normally), or a permanent error (throws <see cref="ReplicationException"/>).</summary>
     public async Task RunAsync(CancellationToken cancellationToken)
     {
         var delay = TimeSpan.FromSeconds(1);
@@ -142,6 +145,10 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
         if (apply)
         {
             await targetConnection!.OpenAsync(cancellationToken).ConfigureAwait(false);
+            // The applier writes even where the database is fenced read-only (the old source, written
+            // by reverse replication after a cutover): it is the one writer that must go on.
+            await using (var readWrite = new NpgsqlCommand("SET default_transaction_read_only = off", targetConnection))
+                await readWrite.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             await TargetState.EnsureAsync(targetConnection, cancellationToken).ConfigureAwait(false);
             (start, offsets) = await ReadPositionAsync(targetConnection, cancellationToken).ConfigureAwait(false);
             received = (ulong)start;
@@ -225,6 +232,14 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
             }
 
             throw;
+        }
+
+        if (applier?.Switched == true)
+        {
+            Switched = true;
+            health?.Set("replication", ready: false, "stopped: a cutover switched the application to the target", live: true);
+            _logger.PipelineSwitched(settings.Slot);
+            return;
         }
 
         if (!cancellationToken.IsCancellationRequested)

@@ -5,6 +5,7 @@ using Npgsql.Replication;
 using Npgsql.Replication.PgOutput;
 using Npgsql.Replication.PgOutput.Messages;
 using NpgsqlTypes;
+using Replicator.Core.Catalog;
 using Replicator.Core.Changes;
 using Replicator.Core.Configuration;
 using Replicator.Core.Errors;
@@ -44,7 +45,7 @@ public sealed class PgOutputCapture
         _slot = slot;
         _publication = publication;
         _logger = logger;
-        _heartbeatInterval = heartbeatInterval ?? TimeSpan.FromSeconds(1);
+        _heartbeatInterval = heartbeatInterval ?? TimeSpan.FromMilliseconds(200);
         _slotTag = new("slot", slot);
     }
 
@@ -258,6 +259,13 @@ public sealed class PgOutputCapture
                     throw new ReplicationException(ReplicationErrorKind.Permanent,
                         $"unexpected logical replication message {message.GetType().Name} at {message.WalStart} from slot \"{_slot}\" (streaming and two-phase are not requested)");
             }
+
+            // Replicator's own state never travels: a database that was a target (reverse replication
+            // after a cutover) has a replicator schema, and a FOR ALL TABLES publication includes it.
+            if (change is RowChange { Relation.Schema: TableCatalog.StateSchema })
+                change = null;
+            else if (change is TruncateChange truncated && truncated.Relations.Any(r => r.Schema == TableCatalog.StateSchema))
+                change = truncated.Relations.All(r => r.Schema == TableCatalog.StateSchema) ? null : truncated with { Relations = truncated.Relations.Where(r => r.Schema != TableCatalog.StateSchema).ToArray() };
 
             if (change is not null)
                 await output.WriteAsync(change, cancellationToken).ConfigureAwait(false);

@@ -23,7 +23,8 @@ public static class CliApp
         root.Subcommands.Add(RunCommand.CreateCapture(globals));
         root.Subcommands.Add(RunCommand.CreateApply(globals));
         root.Subcommands.Add(VerifyCommand.Create(globals));
-        root.Subcommands.Add(NotImplementedCommand.Create("cutover", "Fence writes on the source, drain, sync sequences, verify, switch.", "issue #7, cutover"));
+        root.Subcommands.Add(CutoverCommand.Create(globals));
+        root.Subcommands.Add(CutoverCommand.CreateRollback(globals));
         root.Subcommands.Add(StatusCommand.Create(globals));
         root.Subcommands.Add(ConfigCommand.Create(globals));
         root.Subcommands.Add(DevKafkaCommand.Create());

@@ -11,9 +11,6 @@ public static class ExitCodes
     /// <summary>Bad configuration, unreachable server, or another error that stopped the job.</summary>
     public const int Error = 2;
 
-    /// <summary>The subcommand exists in the design but is not built yet.</summary>
-    public const int NotImplemented = 3;
-
     /// <summary>Stopped by Ctrl-C or SIGTERM before the job finished (nothing lost; rerun resumes).</summary>
     public const int Interrupted = 130;
 }

@@ -135,6 +135,19 @@ internal sealed class ConsistentCut : IAsyncDisposable
             var kind = "plain";
             var pause = TimeSpan.Zero;
             long? barrierId = null;
+            if (request.Quiescent)
+            {
+                // Nothing moves on either side (the cutover fenced the source and holds the applier):
+                // any snapshot of each side is the cut; no slot, no barrier.
+                await BeginSharedSnapshotAsync(sources, cancellationToken).ConfigureAwait(false);
+                NpgsqlLogSequenceNumber here;
+                await using (var lsn = new NpgsqlCommand("SELECT pg_current_wal_lsn()", sources[0]))
+                    here = (NpgsqlLogSequenceNumber)(await lsn.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+                await BeginSharedSnapshotAsync(targets, cancellationToken).ConfigureAwait(false);
+                ok = true;
+                return new ConsistentCut(sources.Zip(targets, (s, t) => new ConnectionPair(s, t)).ToList(), here, "quiescent", null, TimeSpan.Zero);
+            }
+
             var useBarrier = request.UseBarrier && await TargetState.ReadPositionAsync(control, request.SlotName, cancellationToken).ConfigureAwait(false) is not null;
             if (useBarrier)
             {
@@ -190,7 +203,7 @@ internal sealed class ConsistentCut : IAsyncDisposable
             {
                 if (whileHeld is not null)
                     await whileHeld(sources, cancellationToken).ConfigureAwait(false);
-                await BeginTargetSnapshotAsync(targets, cancellationToken).ConfigureAwait(false);
+                await BeginSharedSnapshotAsync(targets, cancellationToken).ConfigureAwait(false);
             }
             finally
             {
@@ -249,14 +262,15 @@ internal sealed class ConsistentCut : IAsyncDisposable
         await set.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    private static async Task BeginTargetSnapshotAsync(List<NpgsqlConnection> targets, CancellationToken cancellationToken)
+    /// <summary>One REPEATABLE READ snapshot, exported by the first connection and imported by the others.</summary>
+    private static async Task BeginSharedSnapshotAsync(List<NpgsqlConnection> connections, CancellationToken cancellationToken)
     {
-        await using (var begin = new NpgsqlCommand("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", targets[0]))
+        await using (var begin = new NpgsqlCommand("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", connections[0]))
             await begin.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         string snapshot;
-        await using (var export = new NpgsqlCommand("SELECT pg_export_snapshot()", targets[0]))
+        await using (var export = new NpgsqlCommand("SELECT pg_export_snapshot()", connections[0]))
             snapshot = (string)(await export.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
-        foreach (var conn in targets.Skip(1))
+        foreach (var conn in connections.Skip(1))
             await BeginInSnapshotAsync(conn, snapshot, cancellationToken).ConfigureAwait(false);
     }
 

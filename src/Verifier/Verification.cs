@@ -29,6 +29,8 @@ public static class Verification
         var report = new VerifyReport { StartedAt = DateTimeOffset.UtcNow, Source = source.ToString(), Target = target.ToString() };
         try
         {
+            // Read before the cut: a fingerprint may then only under-state what the cut holds (see TableFingerprints).
+            var fingerprints = await VerificationHistory.ReadFingerprintsAsync(request, source, target, cancellationToken).ConfigureAwait(false);
             var outcomes = await CompareAsync(request, source, target, report, logger, cancellationToken).ConfigureAwait(false);
             if (request.Repair && outcomes.Any(o => o.Keys.Count > 0 || o.Hashes.Count > 0))
                 report.Repair = await Repair.RunAsync(request, source, target, outcomes, logger, cancellationToken).ConfigureAwait(false);
@@ -38,6 +40,8 @@ public static class Verification
             if (clean && request.Tables.Count == 0)
                 ReplicatorMetrics.VerifyLastCleanPass.Record(report.FinishedAt.ToUnixTimeMilliseconds() / 1000.0);
             LogMessages.PassFinished(logger, report.Identical ? "identical" : "different", report.RowsChecked, report.RowDifferences, report.SchemaDifferences, report.Seconds);
+            if (fingerprints is { } taken)
+                await VerificationHistory.WriteAsync(request, target, report, taken, cancellationToken).ConfigureAwait(false);
             return report;
         }
         catch (Exception e) when (e is not OperationCanceledException)

@@ -42,6 +42,18 @@ public sealed record VerifyRequest
     /// <summary>Recopy differing rows from the source inside a new consistent cut, then verify them again.</summary>
     public bool Repair { get; init; }
 
+    /// <summary>
+    /// Record a full pass (no <see cref="Tables"/> filter) in <c>replicator.verification</c> on the
+    /// target, with per-table change fingerprints, when the target holds replication state.
+    /// </summary>
+    public bool Record { get; init; } = true;
+
+    /// <summary>
+    /// Both sides are known to be still (the cutover has fenced the source and holds the applier):
+    /// the snapshots are taken as they are, with no temporary slot and no barrier.
+    /// </summary>
+    public bool Quiescent { get; init; }
+
     internal void Validate()
     {
         if (Jobs < 1)

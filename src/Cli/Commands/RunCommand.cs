@@ -105,7 +105,10 @@ public static class RunCommand
         return code == ExitCodes.Ok ? null : code;
     }
 
-    public static ApplierSettings ApplierSettingsFrom(ReplicatorOptions options) => new(options.SlotName)
+    public static ApplierSettings ApplierSettingsFrom(ReplicatorOptions options) => ApplierSettingsFrom(options, options.SlotName);
+
+    /// <summary>The configured apply tuning, for the applier of <paramref name="slot"/>.</summary>
+    public static ApplierSettings ApplierSettingsFrom(ReplicatorOptions options, string slot) => new(slot)
     {
         MaxBatchTransactions = options.Apply.MaxBatchTransactions,
         MaxBatchChanges = options.Apply.MaxBatchChanges,

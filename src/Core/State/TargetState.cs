@@ -25,6 +25,15 @@ namespace Replicator.Core.State;
 /// <c>released_at</c> (having taken its target snapshot). Each wait lasts at most 30 s; an
 /// <c>applied_lsn</c> at or above <c>cut_lsn</c> at <c>reached_at</c> means the cut was missed
 /// (retry).</item>
+/// <item>A barrier with <c>purpose</c> = <c>cutover</c> is the cutover's drain: it is written with
+/// <c>cut_lsn</c> set (the source is fenced, nothing commits after it), and the applier, having reached
+/// it, waits while the cutover's session (<c>holder_pid</c>) lives and the row is not released. Released
+/// with <c>outcome</c> = <c>switched</c>, the applier stops for good: the application now writes to the
+/// target.</item>
+/// <item><c>verification</c> — one row per finished verifier pass (and one written by a cutover for the
+/// reverse direction): when, whether clean, and per-table change fingerprints taken just before its cut
+/// (<see cref="TableFingerprints"/>), so a cutover knows which tables changed since.</item>
+/// <item><c>cutover</c> — one row per cutover or rollback attempt, with its outcome and measured outage.</item>
 /// <item><c>disabled_triggers</c> — user triggers the applier disabled on the target because its role
 /// may not set <c>session_replication_role = replica</c> (managed servers): they would fire a second
 /// time for changes the source's own triggers already made. The cutover enables them again
@@ -58,6 +67,32 @@ public static class TargetState
             reached_at   timestamptz,
             applied_lsn  pg_lsn,
             released_at  timestamptz);
+        ALTER TABLE replicator.barrier ADD COLUMN IF NOT EXISTS purpose text NOT NULL DEFAULT 'verify';
+        ALTER TABLE replicator.barrier ADD COLUMN IF NOT EXISTS holder_pid integer;
+        ALTER TABLE replicator.barrier ADD COLUMN IF NOT EXISTS outcome text;
+        CREATE TABLE IF NOT EXISTS replicator.verification (
+            id                 bigserial PRIMARY KEY,
+            slot_name          text NOT NULL,
+            kind               text NOT NULL,
+            started_at         timestamptz NOT NULL,
+            finished_at        timestamptz NOT NULL,
+            cut_lsn            pg_lsn,
+            clean              boolean NOT NULL,
+            tables             integer NOT NULL,
+            rows_checked       bigint NOT NULL,
+            row_differences    bigint NOT NULL,
+            schema_differences integer NOT NULL,
+            fingerprints       jsonb);
+        CREATE TABLE IF NOT EXISTS replicator.cutover (
+            id          bigserial PRIMARY KEY,
+            slot_name   text NOT NULL,
+            direction   text NOT NULL,
+            started_at  timestamptz NOT NULL,
+            finished_at timestamptz,
+            fence_lsn   pg_lsn,
+            outcome     text,
+            outage_ms   double precision,
+            report      jsonb);
         CREATE TABLE IF NOT EXISTS replicator.disabled_triggers (
             schema_name  text NOT NULL,
             table_name   text NOT NULL,

@@ -1,0 +1,467 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using NpgsqlTypes;
+using Replicator.Core.Catalog;
+using Replicator.Core.Configuration;
+using Replicator.Core.Sql;
+using Replicator.Core.State;
+using Replicator.Snapshotter;
+using Replicator.Verifier;
+
+namespace Replicator.Cutover;
+
+/// <summary>
+/// The blue-green switch (DESIGN, Cutover), from the side being left (<c>from</c>) to the side whose
+/// applier replays its changes (<c>to</c>): preconditions → write fence on <c>from</c> → drain (the
+/// applier applies everything below the fence LSN, then holds) → sequences → final verification →
+/// [reverse replication prepared] → target ready (triggers, NOT VALID constraints, read-only lifted)
+/// → switch hook. The write outage is measured from the fence to the end of the hook. Every step
+/// registers how to undo it; any failure before the switch undoes them in reverse order, so the side
+/// being left is writable again and replication goes on. After the switch the applier is released as
+/// <c>switched</c> and stops; <c>from</c> stays read-only.
+/// <para>A cutover is <c>from</c> = source, <c>to</c> = target, slot = the forward slot. A rollback is
+/// the same with the sides swapped and the reverse slot.</para>
+/// </summary>
+public sealed class CutoverRunner(CutoverOptions options, ConnectionInfo from, ConnectionInfo to, string direction, ILoggerFactory loggers)
+{
+    private readonly ILogger _logger = loggers.CreateLogger<CutoverRunner>();
+
+    public async Task<CutoverReport> RunAsync(CancellationToken cancellationToken)
+    {
+        var report = new CutoverReport { Direction = direction, From = from.ToString(), To = to.ToString() };
+        await using var fromConnection = await OpenAsync(from, cancellationToken).ConfigureAwait(false);
+        await using var toConnection = await OpenAsync(to, cancellationToken).ConfigureAwait(false);
+
+        report.Preconditions.AddRange(await Preconditions.CheckAsync(options, fromConnection, toConnection, cancellationToken).ConfigureAwait(false));
+        foreach (var check in report.Preconditions)
+            _logger.LogInformation("Precondition {Name}: {Result} — {Detail}", check.Name, check.Ok ? "ok" : "FAILED", check.Detail);
+        if (options.DryRun || report.Preconditions.Any(p => !p.Ok))
+        {
+            report.Outcome = options.DryRun ? "dry-run" : "preconditions-failed";
+            return report;
+        }
+
+        await TargetState.EnsureAsync(toConnection, cancellationToken).ConfigureAwait(false);
+        var cutoverId = await RecordStartAsync(toConnection, cancellationToken).ConfigureAwait(false);
+        var estimatedRows = await EstimateRowsAsync(fromConnection, cancellationToken).ConfigureAwait(false);
+        var baseline = await VerificationHistory.LastAsync(toConnection, options.Slot, cleanOnly: true, cancellationToken).ConfigureAwait(false);
+
+        var undo = new Stack<(string What, Func<Task> Action)>();
+        var outage = Stopwatch.StartNew();
+        var phase = Stopwatch.StartNew();
+        void Done(string name)
+        {
+            report.Phases.Add(new CutoverReport.PhaseTime(name, phase.Elapsed.TotalMilliseconds));
+            _logger.LogInformation("Cutover step {Phase} done in {Milliseconds:0.0} ms", name, phase.Elapsed.TotalMilliseconds);
+            phase.Restart();
+        }
+
+        long? barrierId = null;
+        (Dictionary<string, string> From, Dictionary<string, string> To)? reverseFingerprints = null;
+        try
+        {
+            // 1. Fence: nothing new commits on the side being left.
+            var fence = await WriteFence.RaiseAsync(fromConnection, options, ShellHook.Environment(from, direction, null), _logger, cancellationToken).ConfigureAwait(false);
+            undo.Push(("lift the write fence", () => fence.LiftAsync(CancellationToken.None)));
+            var fenceLsn = await fence.MarkAsync(cancellationToken).ConfigureAwait(false);
+            report.FenceLsn = fenceLsn.ToString();
+            report.SessionsEnded = fence.SessionsEnded;
+            Done("fence");
+
+            // 2. Drain: the applier applies everything below the fence LSN, then holds.
+            barrierId = await InsertBarrierAsync(toConnection, fenceLsn, cancellationToken).ConfigureAwait(false);
+            var held = barrierId.Value;
+            undo.Push(("release the applier", () => ReleaseAsync(toConnection, held, "aborted", CancellationToken.None)));
+            await WaitForDrainAsync(toConnection, held, fenceLsn, cancellationToken).ConfigureAwait(false);
+            Done("drain");
+
+            // 3. Sequences.
+            report.SequencesSet = await SequenceSync.SyncAsync(fromConnection, toConnection, cancellationToken).ConfigureAwait(false);
+            Done("sequences");
+
+            // 4. Final verification of what changed since the last clean pass.
+            await VerifyAsync(report, fromConnection, toConnection, baseline, estimatedRows, cancellationToken).ConfigureAwait(false);
+            Done("verify");
+
+            // 5. Replication back, set up before the target takes its first write.
+            if (options.Reverse)
+            {
+                reverseFingerprints = (await TableFingerprints.ReadAsync(fromConnection, cancellationToken).ConfigureAwait(false),
+                    await TableFingerprints.ReadAsync(toConnection, cancellationToken).ConfigureAwait(false));
+                await PrepareReverseAsync(report, fromConnection, toConnection, undo, cancellationToken).ConfigureAwait(false);
+                Done("reverse");
+            }
+
+            // 6. Target ready for the application.
+            await MakeReadyAsync(report, fromConnection, toConnection, undo, cancellationToken).ConfigureAwait(false);
+            Done("ready");
+
+            // 7. Switch.
+            await SwitchAsync(report, fenceLsn, cancellationToken).ConfigureAwait(false);
+            Done("switch");
+            outage.Stop();
+            report.OutageMilliseconds = outage.Elapsed.TotalMilliseconds;
+            report.Outcome = "switched";
+            Replicator.Core.Metrics.ReplicatorMetrics.CutoverWriteOutage.Record(outage.Elapsed.TotalSeconds);
+        }
+        catch (Exception e)
+        {
+            report.Outcome = "aborted";
+            report.AbortReason = Reason(e);
+            _logger.LogError("Cutover aborted: {Reason}. Undoing {Steps} step(s)", report.AbortReason, undo.Count);
+            var failures = await UndoAsync(undo).ConfigureAwait(false);
+            await RecordEndAsync(toConnection, cutoverId, report, CancellationToken.None).ConfigureAwait(false);
+            var writable = failures.Count == 0;
+            if (!writable)
+                report.AbortReason += $". UNDO FAILED for: {string.Join("; ", failures)} — lift the fence by hand (ALTER DATABASE {Identifier.Quote(from.Database)} RESET default_transaction_read_only on {from})";
+            throw new CutoverException(report.AbortReason, writable, e) { Report = report };
+        }
+
+        // After the switch: the old applier stops, the old side stays read-only.
+        await ReleaseAsync(toConnection, barrierId!.Value, "switched", CancellationToken.None).ConfigureAwait(false);
+        if (reverseFingerprints is { } fingerprints)
+        {
+            // The reverse direction's first "clean pass": both sides were equal at the switch.
+            await using var state = await OpenAsync(from, cancellationToken).ConfigureAwait(false);
+            await VerificationHistory.InsertAsync(state, options.ReverseSlot, "cutover", DateTimeOffset.UtcNow, DateTimeOffset.UtcNow,
+                report.ReverseStartLsn is { } start ? NpgsqlLogSequenceNumber.Parse(start) : null, true, fingerprints.To.Count, 0, 0, 0,
+                TableFingerprints.ToJson(fingerprints.To, fingerprints.From), CancellationToken.None).ConfigureAwait(false);
+        }
+
+        if (!options.KeepSlot)
+            report.SlotDropped = await DropSlotAsync(fromConnection, cancellationToken).ConfigureAwait(false);
+        await RecordEndAsync(toConnection, cutoverId, report, CancellationToken.None).ConfigureAwait(false);
+        return report;
+    }
+
+    private static async Task<NpgsqlConnection> OpenAsync(ConnectionInfo info, CancellationToken cancellationToken)
+    {
+        var connection = new NpgsqlConnection(info.ToNpgsqlConnectionString(b =>
+        {
+            b.Pooling = false;
+            b.ApplicationName = "replicator-cutover";
+            b.CommandTimeout = 0;
+        }));
+        try
+        {
+            await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+            // This session keeps writing where the fence makes new sessions read-only.
+            await using var readWrite = new NpgsqlCommand("SET default_transaction_read_only = off", connection);
+            await readWrite.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            return connection;
+        }
+        catch
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private async Task<long> InsertBarrierAsync(NpgsqlConnection toConnection, NpgsqlLogSequenceNumber fenceLsn, CancellationToken cancellationToken)
+    {
+        await using var cmd = new NpgsqlCommand("""
+            INSERT INTO replicator.barrier (slot_name, cut_lsn, purpose, holder_pid) VALUES ($1, $2, 'cutover', pg_backend_pid()) RETURNING id
+            """, toConnection);
+        cmd.Parameters.AddWithValue(options.Slot);
+        cmd.Parameters.Add(Parameters.Lsn(fenceLsn));
+        return (long)(await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+    }
+
+    private async Task WaitForDrainAsync(NpgsqlConnection toConnection, long id, NpgsqlLogSequenceNumber fenceLsn, CancellationToken cancellationToken)
+    {
+        var waited = Stopwatch.StartNew();
+        await using var poll = new NpgsqlCommand("SELECT reached_at IS NOT NULL FROM replicator.barrier WHERE id = $1", toConnection);
+        poll.Parameters.AddWithValue(id);
+        while (!(bool)(await poll.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!)
+        {
+            if (waited.Elapsed >= options.DrainTimeout)
+            {
+                var applied = await TargetState.ReadPositionAsync(toConnection, options.Slot, cancellationToken).ConfigureAwait(false);
+                throw new CutoverException(
+                    $"the applier for slot {options.Slot} did not apply everything up to the fence ({fenceLsn}) within {options.DrainTimeout.TotalSeconds:0} s " +
+                    $"(applied through {applied?.ToString() ?? "-"}): is 'replicator run' (or apply) running and keeping up? Raise --drain-timeout if it is just slow");
+            }
+
+            await Task.Delay(2, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private static async Task ReleaseAsync(NpgsqlConnection toConnection, long id, string outcome, CancellationToken cancellationToken)
+    {
+        await using var cmd = new NpgsqlCommand("UPDATE replicator.barrier SET released_at = clock_timestamp(), outcome = $2 WHERE id = $1", toConnection);
+        cmd.Parameters.AddWithValue(id);
+        cmd.Parameters.AddWithValue(outcome);
+        await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task VerifyAsync(CutoverReport report, NpgsqlConnection fromConnection, NpgsqlConnection toConnection, VerificationEntry? baseline,
+        long estimatedRows, CancellationToken cancellationToken)
+    {
+        if (options.FinalVerify == FinalVerification.None)
+        {
+            report.VerifyScope = "skipped (--final-verify none)";
+            return;
+        }
+
+        IReadOnlyList<string> tables = [];
+        if (options.FinalVerify == FinalVerification.Full || estimatedRows <= options.FullVerifyRows)
+        {
+            report.VerifyScope = options.FinalVerify == FinalVerification.Full ? "every table (--final-verify full)" : $"every table (about {estimatedRows} rows, at most {options.FullVerifyRows})";
+        }
+        else if (TableFingerprints.FromJson(baseline?.FingerprintsJson) is ({ } thenFrom, { } thenTo))
+        {
+            var nowFrom = await TableFingerprints.ReadAsync(fromConnection, cancellationToken).ConfigureAwait(false);
+            var nowTo = await TableFingerprints.ReadAsync(toConnection, cancellationToken).ConfigureAwait(false);
+            tables = TableFingerprints.Changed(thenFrom, nowFrom).Union(TableFingerprints.Changed(thenTo, nowTo))
+                .Where(nowFrom.ContainsKey).Order(StringComparer.Ordinal).ToList();
+            report.VerifyScope = $"tables changed since clean pass #{baseline!.Id}";
+            if (tables.Count == 0)
+            {
+                report.VerifyScope = $"nothing changed since clean pass #{baseline.Id}";
+                return;
+            }
+        }
+        else
+        {
+            report.VerifyScope = "every table (no clean pass with change fingerprints recorded)";
+        }
+
+        var request = new VerifyRequest
+        {
+            SlotName = options.Slot,
+            Quiescent = true,
+            Record = false,
+            SchemaCheck = false,
+            Tables = tables,
+            Jobs = options.VerifyJobs,
+        };
+        var result = await Verification.RunPassAsync(request, from, to, loggers, cancellationToken).ConfigureAwait(false);
+        report.VerifiedTables.AddRange(result.Tables.Select(t => t.Table));
+        report.RowsVerified = result.RowsChecked;
+        if (!result.Identical)
+        {
+            var differing = result.Tables.Where(t => t.Differences > 0 || t.Problem is not null)
+                .Select(t => $"{t.Table}: {(t.Problem ?? t.Differences + " row(s) differ")}").Take(5);
+            throw new CutoverException($"the final verification found differences ({string.Join("; ", differing)}): run 'replicator verify' for the full report, repair (--repair), and cut over again");
+        }
+    }
+
+    private async Task PrepareReverseAsync(CutoverReport report, NpgsqlConnection fromConnection, NpgsqlConnection toConnection,
+        Stack<(string What, Func<Task> Action)> undo, CancellationToken cancellationToken)
+    {
+        // The publication lists the user tables (never FOR ALL TABLES: replicator's own tables must not travel back).
+        var tables = (await TableCatalog.LoadAsync(toConnection, cancellationToken).ConfigureAwait(false)).Where(t => t.Parent is null).ToList();
+        var publication = Identifier.Quote(options.ReverseSlot);
+        await using (var exists = new NpgsqlCommand("SELECT 1 FROM pg_publication WHERE pubname = $1", toConnection))
+        {
+            exists.Parameters.AddWithValue(options.ReverseSlot);
+            if (await exists.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is null)
+            {
+                await using var create = new NpgsqlCommand(tables.Count == 0
+                    ? $"CREATE PUBLICATION {publication}"
+                    : $"CREATE PUBLICATION {publication} FOR TABLE {string.Join(", ", tables.Select(t => t.QuotedName))}", toConnection);
+                await create.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                undo.Push(("drop the reverse publication", () => ExecuteAsync(toConnection, $"DROP PUBLICATION IF EXISTS {publication}")));
+            }
+        }
+
+        NpgsqlLogSequenceNumber start;
+        await using (var slot = await SnapshotSession.CreateSlotAsync(to.ToNpgsqlConnectionString(), options.ReverseSlot, temporary: false, cancellationToken).ConfigureAwait(false))
+            start = slot.Lsn;
+        undo.Push(("drop the reverse slot", () => ExecuteAsync(toConnection, $"SELECT pg_drop_replication_slot({Literal(options.ReverseSlot)})")));
+
+        // The old source becomes the reverse applier's target: its state says "snapshot done at the slot's start".
+        await TargetState.EnsureAsync(fromConnection, cancellationToken).ConfigureAwait(false);
+        await using (var position = new NpgsqlCommand("""
+            INSERT INTO replicator.position (slot_name, commit_lsn, commit_time) VALUES ($1, $2, clock_timestamp())
+            ON CONFLICT (slot_name) DO UPDATE SET commit_lsn = EXCLUDED.commit_lsn, commit_time = EXCLUDED.commit_time, kafka_offsets = NULL, updated_at = clock_timestamp()
+            """, fromConnection))
+        {
+            position.Parameters.AddWithValue(options.ReverseSlot);
+            position.Parameters.Add(Parameters.Lsn(start));
+            await position.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        undo.Push(("forget the reverse position", () => ExecuteAsync(fromConnection, $"DELETE FROM replicator.position WHERE slot_name = {Literal(options.ReverseSlot)}")));
+        report.ReverseSlot = options.ReverseSlot;
+        report.ReverseStartLsn = start.ToString();
+    }
+
+    private static async Task MakeReadyAsync(CutoverReport report, NpgsqlConnection fromConnection, NpgsqlConnection toConnection,
+        Stack<(string What, Func<Task> Action)> undo, CancellationToken cancellationToken)
+    {
+        report.TriggersRestored = await TargetState.RestoreTriggersAsync(toConnection, cancellationToken).ConfigureAwait(false);
+        if (report.TriggersRestored > 0)
+            undo.Push(("disable the triggers again", () => TargetState.DisableUserTriggersAsync(toConnection, CancellationToken.None)));
+        report.ConstraintsValidated = await ValidateConstraintsAsync(fromConnection, toConnection, cancellationToken).ConfigureAwait(false);
+
+        // A rollback switches to a side an earlier cutover fenced.
+        if (await WriteFence.IsDatabaseFencedAsync(toConnection, cancellationToken).ConfigureAwait(false))
+        {
+            string database;
+            await using (var name = new NpgsqlCommand("SELECT current_database()", toConnection))
+                database = (string)(await name.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+            await WriteFence.LiftDatabaseAsync(toConnection, database, cancellationToken).ConfigureAwait(false);
+            report.DestinationUnfenced = true;
+            undo.Push(("fence the switch-to side again", () => WriteFence.FenceDatabaseAsync(toConnection, database, CancellationToken.None)));
+        }
+    }
+
+    /// <summary>Constraints valid on the side being left but NOT VALID on the side switched to are validated there.</summary>
+    private static async Task<int> ValidateConstraintsAsync(NpgsqlConnection fromConnection, NpgsqlConnection toConnection, CancellationToken cancellationToken)
+    {
+        const string sql = """
+            SELECT n.nspname, c.relname, k.conname, k.convalidated
+            FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE k.contype IN ('c', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'replicator') AND n.nspname NOT LIKE 'pg\_%'
+            """;
+        var validOnSource = new HashSet<(string, string, string)>();
+        await using (var cmd = new NpgsqlCommand(sql, fromConnection))
+        await using (var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                if (reader.GetBoolean(3))
+                    validOnSource.Add((reader.GetString(0), reader.GetString(1), reader.GetString(2)));
+            }
+        }
+
+        var toValidate = new List<(string Schema, string Table, string Constraint)>();
+        await using (var cmd = new NpgsqlCommand(sql, toConnection))
+        await using (var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                var key = (reader.GetString(0), reader.GetString(1), reader.GetString(2));
+                if (!reader.GetBoolean(3) && validOnSource.Contains(key))
+                    toValidate.Add(key);
+            }
+        }
+
+        foreach (var (schema, table, constraint) in toValidate)
+            await ExecuteAsync(toConnection, $"ALTER TABLE {Identifier.Quote(schema, table)} VALIDATE CONSTRAINT {Identifier.Quote(constraint)}").ConfigureAwait(false);
+        return toValidate.Count;
+    }
+
+    private async Task SwitchAsync(CutoverReport report, NpgsqlLogSequenceNumber fenceLsn, CancellationToken cancellationToken)
+    {
+        var environment = ShellHook.Environment(to, direction, fenceLsn.ToString());
+        if (options.SwitchCommand is { } command)
+            report.SwitchHookOutput = await ShellHook.RunAsync("the switch hook (--switch-command)", command, environment, options.HookTimeout, cancellationToken).ConfigureAwait(false);
+        if (options.SwitchUrl is { } url)
+            report.SwitchHookOutput += await ShellHook.PostAsync(url, environment, options.HookTimeout, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Drops the slot of the direction just left (its capture stops with it), so the old side keeps no WAL for it.</summary>
+    private async Task<bool> DropSlotAsync(NpgsqlConnection fromConnection, CancellationToken cancellationToken)
+    {
+        var waited = Stopwatch.StartNew();
+        await using var drop = new NpgsqlCommand("""
+            SELECT CASE WHEN active AND $2 THEN pg_terminate_backend(active_pid) = false
+                        WHEN active THEN false
+                        ELSE pg_drop_replication_slot(slot_name) IS NULL END
+            FROM pg_replication_slots WHERE slot_name = $1
+            """, fromConnection);
+        drop.Parameters.AddWithValue(options.Slot);
+        var force = drop.Parameters.Add(new NpgsqlParameter { Value = false, NpgsqlDbType = NpgsqlDbType.Boolean });
+        while (waited.Elapsed < TimeSpan.FromSeconds(30))
+        {
+            // Give the stopping capture a few seconds to let go; then end its walsender.
+            force.Value = waited.Elapsed > TimeSpan.FromSeconds(5);
+            try
+            {
+                var result = await drop.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+                if (result is null || result is true)
+                {
+                    _logger.LogInformation("Dropped slot {Slot} on {From}: the old direction keeps no WAL", options.Slot, from);
+                    return true;
+                }
+            }
+            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.ObjectInUse)
+            {
+                // Became active between the check and the drop: look again.
+            }
+
+            await Task.Delay(100, cancellationToken).ConfigureAwait(false);
+        }
+
+        _logger.LogWarning("Slot {Slot} on {From} is still in use; drop it when its capture has stopped: SELECT pg_drop_replication_slot('{Slot}')", options.Slot, from, options.Slot);
+        return false;
+    }
+
+    private async Task<List<string>> UndoAsync(Stack<(string What, Func<Task> Action)> undo)
+    {
+        var failures = new List<string>();
+        while (undo.TryPop(out var step))
+        {
+            try
+            {
+                await step.Action().ConfigureAwait(false);
+                _logger.LogInformation("Undone: {Step}", step.What);
+            }
+            catch (Exception e) when (e is NpgsqlException or CutoverException or InvalidOperationException)
+            {
+                _logger.LogError("Could not {Step}: {Error}", step.What, e.Message);
+                failures.Add($"{step.What} ({e.Message})");
+            }
+        }
+
+        return failures;
+    }
+
+    private async Task<long> RecordStartAsync(NpgsqlConnection toConnection, CancellationToken cancellationToken)
+    {
+        await using var cmd = new NpgsqlCommand(
+            "INSERT INTO replicator.cutover (slot_name, direction, started_at) VALUES ($1, $2, clock_timestamp()) RETURNING id", toConnection);
+        cmd.Parameters.AddWithValue(options.Slot);
+        cmd.Parameters.AddWithValue(direction);
+        return (long)(await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+    }
+
+    private static async Task RecordEndAsync(NpgsqlConnection toConnection, long id, CutoverReport report, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await using var cmd = new NpgsqlCommand("""
+                UPDATE replicator.cutover SET finished_at = clock_timestamp(), outcome = $2, outage_ms = $3, fence_lsn = $4, report = $5::jsonb WHERE id = $1
+                """, toConnection);
+            cmd.Parameters.AddWithValue(id);
+            cmd.Parameters.AddWithValue(report.Outcome);
+            cmd.Parameters.Add(new NpgsqlParameter { Value = (object?)report.OutageMilliseconds ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Double });
+            cmd.Parameters.Add(new NpgsqlParameter { Value = report.FenceLsn is { } lsn ? NpgsqlLogSequenceNumber.Parse(lsn) : DBNull.Value, NpgsqlDbType = NpgsqlDbType.PgLsn });
+            cmd.Parameters.AddWithValue(report.ToJson());
+            await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (NpgsqlException)
+        {
+            // The record is for 'status'; the report on stdout is what counts.
+        }
+    }
+
+    private static async Task<long> EstimateRowsAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    {
+        await using var cmd = new NpgsqlCommand("""
+            SELECT coalesce(sum(CASE WHEN c.reltuples < 0 THEN pg_relation_size(c.oid) / 100 ELSE c.reltuples END), 0)::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'replicator') AND n.nspname NOT LIKE 'pg\_%'
+            """, connection);
+        return (long)(await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+    }
+
+    private static async Task ExecuteAsync(NpgsqlConnection connection, string sql)
+    {
+        await using var cmd = new NpgsqlCommand(sql, connection);
+        await cmd.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+    }
+
+    private static string Literal(string value) => "'" + value.Replace("'", "''", StringComparison.Ordinal) + "'";
+
+    private static string Reason(Exception e) => e switch
+    {
+        CutoverException c => c.Message,
+        VerifyException v => "the final verification could not run: " + v.Message,
+        PostgresException p => $"{p.MessageText} (SQLSTATE {p.SqlState})",
+        OperationCanceledException => "interrupted",
+        _ => e.Message,
+    };
+}

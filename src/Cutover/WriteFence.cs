@@ -1,0 +1,151 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using NpgsqlTypes;
+using Replicator.Core.Sql;
+
+namespace Replicator.Cutover;
+
+/// <summary>
+/// Stops writes to the side being left. Database fence (default): new sessions start read-only
+/// (<c>ALTER DATABASE … SET default_transaction_read_only = on</c>); idle sessions are ended at once
+/// (they started before and would still write); sessions inside a transaction get a grace period to
+/// commit, and are ended when they go idle or when it runs out. Walsenders, this session and the
+/// allowed roles stay. Or a pooler fence: <c>--fence-command</c> (e.g. PgBouncer <c>PAUSE</c>).
+/// Lifting undoes exactly what was done.
+/// </summary>
+internal sealed class WriteFence
+{
+    private readonly NpgsqlConnection _connection;
+    private readonly CutoverOptions _options;
+    private readonly string _database;
+
+    private readonly IReadOnlyDictionary<string, string> _hookEnvironment;
+
+    private WriteFence(NpgsqlConnection connection, CutoverOptions options, string database, IReadOnlyDictionary<string, string> hookEnvironment)
+    {
+        _hookEnvironment = hookEnvironment;
+        _connection = connection;
+        _options = options;
+        _database = database;
+    }
+
+    public int SessionsEnded { get; private set; }
+
+    public static async Task<WriteFence> RaiseAsync(NpgsqlConnection connection, CutoverOptions options, IReadOnlyDictionary<string, string> hookEnvironment, ILogger logger, CancellationToken cancellationToken)
+    {
+        string database;
+        await using (var name = new NpgsqlCommand("SELECT current_database()", connection))
+            database = (string)(await name.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+        var fence = new WriteFence(connection, options, database, hookEnvironment);
+        if (options.FenceCommand is { } command)
+        {
+            var output = await ShellHook.RunAsync("--fence-command", command, hookEnvironment, options.HookTimeout, cancellationToken).ConfigureAwait(false);
+            logger.LogInformation("Fence command done: {Output}", output.Trim());
+            return fence;
+        }
+
+        await using (var readOnly = new NpgsqlCommand($"ALTER DATABASE {Identifier.Quote(database)} SET default_transaction_read_only = on", connection))
+            await readOnly.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await EndSessionsAsync(fence, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            await fence.LiftAsync(CancellationToken.None).ConfigureAwait(false);
+            throw;
+        }
+
+        return fence;
+    }
+
+    /// <summary>Ends idle sessions now and busy ones once idle, all of them at the end of the grace period; returns when none is left.</summary>
+    private static async Task EndSessionsAsync(WriteFence fence, CancellationToken cancellationToken)
+    {
+        var grace = Stopwatch.StartNew();
+        await using var end = new NpgsqlCommand("""
+            SELECT array_remove(array_agg(CASE WHEN (state IN ('idle', 'disabled') OR $2) AND pg_terminate_backend(pid) THEN pid END), NULL), count(*)
+            FROM pg_stat_activity
+            WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+              AND NOT (usename = ANY ($1))
+            """, fence._connection);
+        end.Parameters.Add(new NpgsqlParameter { Value = fence._options.AllowRoles.ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+        var all = end.Parameters.Add(new NpgsqlParameter { Value = false, NpgsqlDbType = NpgsqlDbType.Boolean });
+        var ended = new HashSet<int>();
+        while (true)
+        {
+            all.Value = grace.Elapsed >= fence._options.FenceGrace;
+            long left;
+            await using (var reader = await end.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+            {
+                await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                ended.UnionWith(reader.IsDBNull(0) ? [] : reader.GetFieldValue<int[]>(0));
+                left = reader.GetInt64(1);
+            }
+
+            fence.SessionsEnded = ended.Count;
+            if (left == 0)
+                return;
+            await Task.Delay(5, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Marks the fence in the WAL and returns its position: every transaction committed before the
+    /// fence has its commit record below it. A non-transactional logical message is used because it
+    /// writes a WAL record the stream passes (a heartbeat then reports having passed it); where the
+    /// role may not emit one, the current insert position serves.
+    /// </summary>
+    public async Task<NpgsqlLogSequenceNumber> MarkAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await using var mark = new NpgsqlCommand("SELECT pg_logical_emit_message(false, 'replicator.cutover', 'fence')", _connection);
+            return (NpgsqlLogSequenceNumber)(await mark.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InsufficientPrivilege)
+        {
+            await using var insert = new NpgsqlCommand("SELECT pg_current_wal_insert_lsn()", _connection);
+            return (NpgsqlLogSequenceNumber)(await insert.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+        }
+    }
+
+    /// <summary>Lets writes in again (the cutover aborted).</summary>
+    public async Task LiftAsync(CancellationToken cancellationToken)
+    {
+        if (_options.FenceCommand is not null)
+        {
+            if (_options.UnfenceCommand is { } command)
+                await ShellHook.RunAsync("--unfence-command", command, _hookEnvironment, _options.HookTimeout, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        await LiftDatabaseAsync(_connection, _database, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Makes a database fenced by an earlier cutover writable for new sessions again.</summary>
+    public static async Task LiftDatabaseAsync(NpgsqlConnection connection, string database, CancellationToken cancellationToken)
+    {
+        await using var lift = new NpgsqlCommand($"ALTER DATABASE {Identifier.Quote(database)} RESET default_transaction_read_only", connection);
+        await lift.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Fences a database for new sessions only (the side a failed rollback leaves again).</summary>
+    public static async Task FenceDatabaseAsync(NpgsqlConnection connection, string database, CancellationToken cancellationToken)
+    {
+        await using var fence = new NpgsqlCommand($"ALTER DATABASE {Identifier.Quote(database)} SET default_transaction_read_only = on", connection);
+        await fence.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>True when the database has been made read-only for new sessions at the database level.</summary>
+    public static async Task<bool> IsDatabaseFencedAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    {
+        await using var cmd = new NpgsqlCommand("""
+            SELECT EXISTS (SELECT 1 FROM pg_db_role_setting s, unnest(s.setconfig) AS setting
+                           WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database()) AND s.setrole = 0
+                             AND lower(setting) IN ('default_transaction_read_only=on', 'default_transaction_read_only=true', 'default_transaction_read_only=1'))
+            """, connection);
+        return (bool)(await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+    }
+}
