@@ -47,6 +47,20 @@ public sealed class CutoverRunner(CutoverOptions options, ConnectionInfo from, C
         var estimatedRows = await EstimateRowsAsync(fromConnection, cancellationToken).ConfigureAwait(false);
         var baseline = await VerificationHistory.LastAsync(toConnection, options.Slot, cleanOnly: true, cancellationToken).ConfigureAwait(false);
 
+        // The same comparison once before the fence, through the applier's barrier: a difference is
+        // found before writes stop, and the fenced pass finds everything loaded and compiled.
+        try
+        {
+            await VerifyAsync(fromConnection, toConnection, baseline, estimatedRows, fenced: false, null, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is CutoverException or VerifyException)
+        {
+            report.Outcome = "aborted";
+            report.AbortReason = Reason(e) + " (found before the fence; nothing was changed)";
+            await RecordEndAsync(toConnection, cutoverId, report, CancellationToken.None).ConfigureAwait(false);
+            throw new CutoverException(report.AbortReason, true, e) { Report = report };
+        }
+
         var undo = new Stack<(string What, Func<Task> Action)>();
         var outage = Stopwatch.StartNew();
         var phase = Stopwatch.StartNew();
@@ -81,7 +95,7 @@ public sealed class CutoverRunner(CutoverOptions options, ConnectionInfo from, C
             Done("sequences");
 
             // 4. Final verification of what changed since the last clean pass.
-            await VerifyAsync(report, fromConnection, toConnection, baseline, estimatedRows, cancellationToken).ConfigureAwait(false);
+            await VerifyAsync(fromConnection, toConnection, baseline, estimatedRows, fenced: true, report, cancellationToken).ConfigureAwait(false);
             Done("verify");
 
             // 5. Replication back, set up before the target takes its first write.
@@ -195,56 +209,70 @@ public sealed class CutoverRunner(CutoverOptions options, ConnectionInfo from, C
         await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    private async Task VerifyAsync(CutoverReport report, NpgsqlConnection fromConnection, NpgsqlConnection toConnection, VerificationEntry? baseline,
-        long estimatedRows, CancellationToken cancellationToken)
+    /// <summary>
+    /// What the final verification covers: every table when asked or when the database is small,
+    /// else the tables whose change fingerprints (either side) moved since the last clean pass.
+    /// Null tables: skip; an empty list: every table.
+    /// </summary>
+    private async Task<(string Scope, IReadOnlyList<string>? Tables)> ChooseTablesAsync(NpgsqlConnection fromConnection, NpgsqlConnection toConnection,
+        VerificationEntry? baseline, long estimatedRows, CancellationToken cancellationToken)
     {
         if (options.FinalVerify == FinalVerification.None)
-        {
-            report.VerifyScope = "skipped (--final-verify none)";
-            return;
-        }
+            return ("skipped (--final-verify none)", null);
+        if (options.FinalVerify == FinalVerification.Full)
+            return ("every table (--final-verify full)", []);
+        if (estimatedRows <= options.FullVerifyRows)
+            return ($"every table (about {estimatedRows} rows, at most {options.FullVerifyRows})", []);
+        if (TableFingerprints.FromJson(baseline?.FingerprintsJson) is not ({ } thenFrom, { } thenTo))
+            return ("every table (no clean pass with change fingerprints recorded)", []);
+        var nowFrom = await TableFingerprints.ReadAsync(fromConnection, cancellationToken).ConfigureAwait(false);
+        var nowTo = await TableFingerprints.ReadAsync(toConnection, cancellationToken).ConfigureAwait(false);
+        var tables = TableFingerprints.Changed(thenFrom, nowFrom).Union(TableFingerprints.Changed(thenTo, nowTo))
+            .Where(nowFrom.ContainsKey).Order(StringComparer.Ordinal).ToList();
+        return tables.Count == 0
+            ? ($"nothing changed since clean pass #{baseline!.Id}", null)
+            : ($"tables changed since clean pass #{baseline!.Id}", tables);
+    }
 
-        IReadOnlyList<string> tables = [];
-        if (options.FinalVerify == FinalVerification.Full || estimatedRows <= options.FullVerifyRows)
-        {
-            report.VerifyScope = options.FinalVerify == FinalVerification.Full ? "every table (--final-verify full)" : $"every table (about {estimatedRows} rows, at most {options.FullVerifyRows})";
-        }
-        else if (TableFingerprints.FromJson(baseline?.FingerprintsJson) is ({ } thenFrom, { } thenTo))
-        {
-            var nowFrom = await TableFingerprints.ReadAsync(fromConnection, cancellationToken).ConfigureAwait(false);
-            var nowTo = await TableFingerprints.ReadAsync(toConnection, cancellationToken).ConfigureAwait(false);
-            tables = TableFingerprints.Changed(thenFrom, nowFrom).Union(TableFingerprints.Changed(thenTo, nowTo))
-                .Where(nowFrom.ContainsKey).Order(StringComparer.Ordinal).ToList();
-            report.VerifyScope = $"tables changed since clean pass #{baseline!.Id}";
-            if (tables.Count == 0)
-            {
-                report.VerifyScope = $"nothing changed since clean pass #{baseline.Id}";
-                return;
-            }
-        }
-        else
-        {
-            report.VerifyScope = "every table (no clean pass with change fingerprints recorded)";
-        }
-
+    /// <summary>
+    /// Compares the chosen tables. <paramref name="fenced"/>: both sides are still, so the snapshots
+    /// are taken as they are; otherwise (the check before the fence, which also loads and compiles
+    /// everything the fenced pass needs) through the applier's barrier like any pass.
+    /// </summary>
+    private async Task<VerifyReport?> VerifyAsync(NpgsqlConnection fromConnection, NpgsqlConnection toConnection, VerificationEntry? baseline,
+        long estimatedRows, bool fenced, CutoverReport? report, CancellationToken cancellationToken)
+    {
+        var (scope, tables) = await ChooseTablesAsync(fromConnection, toConnection, baseline, estimatedRows, cancellationToken).ConfigureAwait(false);
+        if (report is not null)
+            report.VerifyScope = scope;
+        if (tables is null)
+            return null;
         var request = new VerifyRequest
         {
             SlotName = options.Slot,
-            Quiescent = true,
+            Quiescent = fenced,
             Record = false,
             SchemaCheck = false,
             Tables = tables,
-            Jobs = options.VerifyJobs,
+            Jobs = tables.Count == 0 ? options.VerifyJobs : Math.Clamp(tables.Count, 1, options.VerifyJobs),
+            BarrierTimeout = options.DrainTimeout,
         };
         var result = await Verification.RunPassAsync(request, from, to, loggers, cancellationToken).ConfigureAwait(false);
-        report.VerifiedTables.AddRange(result.Tables.Select(t => t.Table));
-        report.RowsVerified = result.RowsChecked;
+        if (report is not null)
+        {
+            report.VerifiedTables.AddRange(result.Tables.Select(t => t.Table));
+            report.RowsVerified = result.RowsChecked;
+        }
+
         if (!result.Identical)
         {
             var differing = result.Tables.Where(t => t.Differences > 0 || t.Problem is not null)
                 .Select(t => $"{t.Table}: {(t.Problem ?? t.Differences + " row(s) differ")}").Take(5);
-            throw new CutoverException($"the final verification found differences ({string.Join("; ", differing)}): run 'replicator verify' for the full report, repair (--repair), and cut over again");
+            throw new CutoverException($"the {(fenced ? "final" : "pre-fence")} verification found differences ({string.Join("; ", differing)}): " +
+                "run 'replicator verify' for the full report, repair (--repair), and cut over again");
         }
+
+        return result;
     }
 
     private async Task PrepareReverseAsync(CutoverReport report, NpgsqlConnection fromConnection, NpgsqlConnection toConnection,

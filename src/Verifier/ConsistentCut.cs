@@ -110,6 +110,9 @@ internal sealed class ConsistentCut : IAsyncDisposable
         // The barrier is driven from its own connection, never inside a snapshot transaction, so its
         // INSERT and UPDATE commit at once and the applier sees them.
         await using var control = await OpenSessionAsync(target, cancellationToken).ConfigureAwait(false);
+        // It writes the barrier rows even where the database is fenced read-only (a rollback's target).
+        await using (var readWrite = new NpgsqlCommand("SET default_transaction_read_only = off", control))
+            await readWrite.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             // Opened all at once: the round trips of 2 × workers logins overlap.

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using Npgsql;
 using Replicator.Core.Configuration;
 using Replicator.Cutover;
+using Replicator.Bench;
 using Replicator.Tests.Fixtures;
 using Replicator.Verifier;
 
@@ -163,7 +164,8 @@ public class CutoverTests(PostgresFixture fixture) : IClassFixture<PostgresFixtu
             await lockTable.ExecuteNonQueryAsync();
         await Sql.ExecAsync(db.SourceConnectionString, "UPDATE product SET name = 'before the fence' WHERE id = 1");
 
-        var options = new CutoverOptions { Slot = replication.Slot, DrainTimeout = TimeSpan.FromSeconds(2), SwitchCommand = "exit 0" };
+        // No verification: its check before the fence would already find the applier stuck.
+        var options = new CutoverOptions { Slot = replication.Slot, DrainTimeout = TimeSpan.FromSeconds(2), SwitchCommand = "exit 0", FinalVerify = FinalVerification.None };
         var e = await Assert.ThrowsAsync<CutoverException>(() =>
             new CutoverRunner(options, Info(db.SourceUri, "source"), Info(db.TargetUri, "target"), "cutover", loggers).RunAsync(CancellationToken.None));
         Assert.Contains("did not apply everything up to the fence", e.Message, StringComparison.Ordinal);
@@ -181,7 +183,7 @@ public class CutoverTests(PostgresFixture fixture) : IClassFixture<PostgresFixtu
     }
 
     [Fact]
-    public async Task A_difference_found_by_the_final_verification_aborts_and_leaves_the_source_writable()
+    public async Task A_difference_found_by_the_verification_aborts_before_the_fence()
     {
         await using var db = await fixture.CreateDatabasesAsync("cutover_diff");
         await using var replication = await Fixtures.Replication.PrepareAsync(db, Schema);
@@ -195,8 +197,12 @@ public class CutoverTests(PostgresFixture fixture) : IClassFixture<PostgresFixtu
         var options = new CutoverOptions { Slot = replication.Slot, SwitchCommand = "exit 0", FullVerifyRows = 0 };
         var e = await Assert.ThrowsAsync<CutoverException>(() =>
             new CutoverRunner(options, Info(db.SourceUri, "source"), Info(db.TargetUri, "target"), "cutover", loggers).RunAsync(CancellationToken.None));
-        Assert.Contains("final verification found differences (public.product: 1 row(s) differ)", e.Message, StringComparison.Ordinal);
+        // Found by the check before the fence: writes never stopped.
+        Assert.Contains("pre-fence verification found differences (public.product: 1 row(s) differ)", e.Message, StringComparison.Ordinal);
+        Assert.Contains("nothing was changed", e.Message, StringComparison.Ordinal);
         Assert.True(e.SourceWritable);
+        Assert.Empty(e.Report!.Phases);
+        Assert.Equal(0L, await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM replicator.barrier WHERE purpose = 'cutover'"));
         await AssertWritableAsync(db.SourceConnectionString, "source");
         await Sql.ExecAsync(db.SourceConnectionString, "INSERT INTO product VALUES (5000, 'after the abort')");
         await replication.CatchUpAsync();

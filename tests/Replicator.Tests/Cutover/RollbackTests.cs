@@ -1,4 +1,5 @@
 using System.Globalization;
+using Replicator.Bench;
 using Replicator.Tests.Fixtures;
 
 namespace Replicator.Tests.Cutover;

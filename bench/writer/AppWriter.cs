@@ -2,15 +2,16 @@ using System.Collections.Concurrent;
 using Npgsql;
 using Replicator.Core.Configuration;
 
-namespace Replicator.Tests.Cutover;
+namespace Replicator.Bench;
 
 /// <summary>
 /// An application-like writer: it connects to whatever endpoint the file says (the switch hook
 /// rewrites it), writes one small transaction at a time at about <c>rate</c> per second, and on
 /// any error reconnects (re-reading the file) and goes on. It remembers every write whose COMMIT
-/// returned (acknowledged): those must all survive, once.
+/// returned (acknowledged): those must all survive, once. Shared by the cutover tests and
+/// bench/cutover.sh (through bench/writer/Program.cs).
 /// </summary>
-internal sealed class AppWriter : IAsyncDisposable
+public sealed class AppWriter : IAsyncDisposable
 {
     private readonly string _endpointFile;
     private readonly int _pauseMilliseconds;
@@ -32,6 +33,12 @@ internal sealed class AppWriter : IAsyncDisposable
 
     public int Errors;
 
+    /// <summary>The longest time between two consecutive acknowledged writes: the write outage as the application saw it.</summary>
+    public TimeSpan LongestGap { get; private set; }
+
+    private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
+    private TimeSpan _lastAck;
+
     public int UniqueViolations => Volatile.Read(ref _uniqueViolations);
 
     public void Start() => _running = Task.Run(RunAsync);
@@ -45,7 +52,8 @@ internal sealed class AppWriter : IAsyncDisposable
         {
             if (_running is { IsFaulted: true })
                 await _running;
-            Assert.True(DateTime.UtcNow < deadline, $"the writer did not get {count} writes acknowledged by {endpointPart} within {timeout} ({Errors} errors so far)");
+            if (DateTime.UtcNow > deadline)
+                throw new TimeoutException($"the writer did not get {count} writes acknowledged by {endpointPart} within {timeout} ({Errors} errors so far)");
             await Task.Delay(20);
         }
     }
@@ -81,6 +89,10 @@ internal sealed class AppWriter : IAsyncDisposable
 
                     // The COMMIT returned: acknowledged.
                     Acknowledged[n] = (id, invoice, endpoint);
+                    var now = _clock.Elapsed;
+                    if (_lastAck > TimeSpan.Zero && now - _lastAck > LongestGap)
+                        LongestGap = now - _lastAck;
+                    _lastAck = now;
                     if (_pauseMilliseconds > 0)
                         await Task.Delay(_pauseMilliseconds, _stop.Token);
                 }
