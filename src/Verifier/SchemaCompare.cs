@@ -92,6 +92,8 @@ internal static class SchemaCompare
         {
             if (!target.TryGetValue(name, out var other))
                 result.Add(new(kind, name, $"missing on target ({definition})", SchemaDifference.Difference));
+            else if (other.Definition == definition + " NOT VALID")
+                result.Add(new(kind, name, "NOT VALID on the target (rows are checked on the source; the cutover validates it)", SchemaDifference.Info));
             else if (other.Definition != definition)
                 result.Add(new(kind, name, $"source {definition}; target {other.Definition}", SchemaDifference.Difference));
         }

@@ -37,7 +37,7 @@ public class DocsTests
     public void Every_implemented_command_has_a_reference_page_quoting_its_help()
     {
         var commands = UsageBlocks().Select(row => (string)row[1]).ToHashSet();
-        foreach (var command in new[] { "run", "capture", "apply", "status", "snapshot", "preflight", "verify" })
+        foreach (var command in new[] { "run", "capture", "apply", "status", "snapshot", "preflight", "verify", "cutover", "rollback" })
             Assert.Contains(command, commands);
     }
 }

@@ -4,6 +4,7 @@ using System.Text.Json;
 using Npgsql;
 using NpgsqlTypes;
 using Replicator.Core.Configuration;
+using Replicator.Verifier;
 
 namespace Replicator.Cli.Commands;
 
@@ -23,7 +24,7 @@ public static class StatusCommand
                 Console.Out.WriteLine(JsonSerializer.Serialize(status, new JsonSerializerOptions { WriteIndented = true }));
             else
                 Print(status);
-            return status.SlotExists ? ExitCodes.Ok : ExitCodes.Failed;
+            return status.SlotExists || status.LastCutover?.Outcome == "switched" ? ExitCodes.Ok : ExitCodes.Failed;
         });
         return command;
     }
@@ -40,7 +41,12 @@ public static class StatusCommand
         DateTimeOffset? AppliedCommitTime,
         DateTimeOffset? PositionUpdatedAt,
         double? LagSeconds,
-        bool SnapshotDone);
+        bool SnapshotDone,
+        VerificationEntry? LastVerification = null,
+        CutoverEntry? LastCutover = null);
+
+    /// <summary>The latest cutover or rollback recorded on the target for this slot.</summary>
+    public sealed record CutoverEntry(string Direction, string Outcome, DateTimeOffset StartedAt, double? OutageMilliseconds);
 
     public static async Task<ReplicationStatus> ReadAsync(ReplicatorOptions options, CancellationToken cancellationToken)
     {
@@ -91,8 +97,31 @@ public static class StatusCommand
 
         // Lag in seconds: zero when the slot has confirmed everything; else the age of the last applied commit.
         double? lagSeconds = lag is null ? null : lag <= 0 || commitTime is null ? 0 : Math.Max(0, (DateTimeOffset.UtcNow - commitTime.Value).TotalSeconds);
-        return new ReplicationStatus(options.SlotName, exists, active, wal, confirmed, retained, lag, applied, commitTime, updated, lagSeconds, applied is not null);
+        var verification = await VerificationHistory.LastAsync(tgt, options.SlotName, cleanOnly: false, cancellationToken).ConfigureAwait(false);
+        return new ReplicationStatus(options.SlotName, exists, active, wal, confirmed, retained, lag, applied, commitTime, updated, lagSeconds, applied is not null,
+            verification, await ReadCutoverAsync(tgt, options.SlotName, cancellationToken).ConfigureAwait(false));
     }
+
+    private static async Task<CutoverEntry?> ReadCutoverAsync(NpgsqlConnection target, string slot, CancellationToken cancellationToken)
+    {
+        await using var cmd = new NpgsqlCommand(
+            "SELECT direction, coalesce(outcome, 'running'), started_at, outage_ms FROM replicator.cutover WHERE slot_name = $1 ORDER BY id DESC LIMIT 1", target);
+        cmd.Parameters.AddWithValue(slot);
+        try
+        {
+            await using var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            return await reader.ReadAsync(cancellationToken).ConfigureAwait(false)
+                ? new CutoverEntry(reader.GetString(0), reader.GetString(1), reader.GetFieldValue<DateTimeOffset>(2), reader.IsDBNull(3) ? null : reader.GetDouble(3))
+                : null;
+        }
+        catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.UndefinedTable or PostgresErrorCodes.InvalidSchemaName)
+        {
+            return null;
+        }
+    }
+
+    private static string Ago(TimeSpan age) =>
+        age.TotalMinutes < 1 ? $"{age.TotalSeconds:F0} s ago" : age.TotalHours < 1 ? $"{age.TotalMinutes:F0} min ago" : $"{age.TotalHours:F1} h ago";
 
     private static void Print(ReplicationStatus s)
     {
@@ -106,10 +135,16 @@ public static class StatusCommand
             ("applied on target", s.AppliedCommitLsn is null ? "-" : $"{s.AppliedCommitLsn} (committed on source {s.AppliedCommitTime?.ToString("u", CultureInfo.InvariantCulture) ?? "-"})"),
             ("lag", s.LagBytes is null ? "-" : $"{Bytes(s.LagBytes)}, {s.LagSeconds?.ToString("F1", CultureInfo.InvariantCulture) ?? "-"} s"),
             ("WAL retained by slot", Bytes(s.RetainedWalBytes)),
+            ("last verification", s.LastVerification is not { } v ? "none recorded"
+                : $"{(v.Clean ? "clean" : $"{v.RowDifferences} row and {v.SchemaDifferences} schema difference(s)")}, {Ago(v.Age)} ({(v.Kind == "pass" ? "pass" : v.Kind)} #{v.Id})"),
+            ("last cutover", s.LastCutover is not { } c ? "none"
+                : $"{c.Direction} {c.Outcome} at {c.StartedAt.ToString("u", CultureInfo.InvariantCulture)}{(c.OutageMilliseconds is { } ms ? $", write outage {ms.ToString("F0", CultureInfo.InvariantCulture)} ms" : "")}"),
         };
         foreach (var (name, value) in rows)
             Console.Out.WriteLine($"{name,-22}{value}");
-        if (!s.SlotExists)
+        if (!s.SlotExists && s.LastCutover?.Outcome == "switched")
+            Console.Out.WriteLine("A cutover switched the application to the target and dropped the slot: replication in this direction is over.");
+        else if (!s.SlotExists)
             Console.Out.WriteLine($"The slot does not exist on the source: 'replicator run' creates it with the initial snapshot.");
     }
 }

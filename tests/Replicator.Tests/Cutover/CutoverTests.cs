@@ -235,4 +235,54 @@ public class CutoverTests(PostgresFixture fixture) : IClassFixture<PostgresFixtu
         await replication.CatchUpAsync();
         Assert.Equal("after the failed switch", await Sql.ScalarAsync<string>(db.TargetConnectionString, "SELECT name FROM product WHERE id = 5001"));
     }
+
+    [Fact]
+    public async Task On_a_managed_target_the_cutover_enables_the_disabled_triggers_and_validates_not_valid_constraints()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("cutover_managed");
+        const string tables = """
+            CREATE TABLE parent (id int PRIMARY KEY, name text);
+            CREATE TABLE audit (id serial PRIMARY KEY, what text);
+            CREATE FUNCTION log_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO audit (what) VALUES ('insert ' || NEW.id); RETURN NEW; END $$;
+            CREATE TRIGGER parent_audit AFTER INSERT ON parent FOR EACH ROW EXECUTE FUNCTION log_insert();
+            """;
+        var role = "app_" + Guid.NewGuid().ToString("N")[..8];
+        await Sql.ExecAsync(db.SourceConnectionString, tables + "CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent (id));");
+        // The target as a managed server has it: a role without superuser, and a foreign key added NOT VALID.
+        await Sql.ExecAsync(db.TargetConnectionString, $"""
+            CREATE ROLE {role} LOGIN; GRANT ALL ON DATABASE "{db.Name}" TO {role}; GRANT ALL ON SCHEMA public TO {role}; SET ROLE {role}; {tables}
+            CREATE TABLE child (id int PRIMARY KEY, parent_id int);
+            ALTER TABLE child ADD CONSTRAINT child_parent_id_fkey FOREIGN KEY (parent_id) REFERENCES parent (id) NOT VALID;
+            """);
+        await using var replication = await Fixtures.Replication.PrepareAsync(db, "SELECT 1");
+        await Sql.ExecAsync(db.TargetConnectionString, $"""
+            DO $$ DECLARE r record; BEGIN
+              EXECUTE 'ALTER SCHEMA replicator OWNER TO {role}';
+              -- Tables only: their serial sequences follow.
+              FOR r IN SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'replicator'::regnamespace AND c.relkind = 'r' LOOP
+                EXECUTE format('ALTER TABLE replicator.%I OWNER TO {role}', r.relname);
+              END LOOP;
+            END $$;
+            """);
+        var roleUri = $"postgres://{role}@127.0.0.1:{db.TargetCluster.Port}/{db.Name}";
+        using var loggers = LoggerFactory.Create(_ => { });
+        await using var asRole = Fixtures.Replication.Attach(db, replication.Slot, targetUri: roleUri);
+        asRole.Start();
+        await Sql.ExecAsync(db.SourceConnectionString, "INSERT INTO parent VALUES (1, 'a'), (2, 'b'); INSERT INTO child VALUES (10, 1), (20, 2)");
+        await asRole.CatchUpAsync();
+        await VerifyCleanAsync(db, replication.Slot, loggers);
+        Assert.Equal("D", await Sql.ScalarAsync<string>(db.TargetConnectionString, "SELECT tgenabled::text FROM pg_trigger WHERE tgname = 'parent_audit'"));
+
+        var options = new CutoverOptions { Slot = replication.Slot, SwitchCommand = "exit 0" };
+        var report = await new CutoverRunner(options, Info(db.SourceUri, "source"), Info(roleUri, "target"), "cutover", loggers).RunAsync(CancellationToken.None);
+        Assert.True(report.Outcome == "switched", report.ToText());
+        Assert.Equal(1, report.TriggersRestored);
+        Assert.Equal(1, report.ConstraintsValidated);
+        Assert.Equal("O", await Sql.ScalarAsync<string>(db.TargetConnectionString, "SELECT tgenabled::text FROM pg_trigger WHERE tgname = 'parent_audit'"));
+        Assert.True(await Sql.ScalarAsync<bool>(db.TargetConnectionString, "SELECT convalidated FROM pg_constraint WHERE conname = 'child_parent_id_fkey'"));
+        Assert.Equal(0L, await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM replicator.disabled_triggers"));
+        // The application's first write on the target fires the target's own trigger.
+        await Sql.ExecAsync(db.TargetConnectionString, "INSERT INTO parent VALUES (3, 'c')");
+        Assert.Equal(1L, await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM audit WHERE what = 'insert 3'"));
+    }
 }

@@ -34,6 +34,11 @@ public class RollbackTests(PostgresFixture fixture) : IClassFixture<PostgresFixt
         await WaitForLogAsync(log, "SWITCHED. Write outage:", cutover);
         Assert.Equal(0, await WaitForExitAsync(run)); // the forward run stops by itself after the switch
         await writer.WaitForWritesAsync(300, targetPort, TimeSpan.FromSeconds(60));
+        var status = await ProcessRunner.ReplicatorAsync(["status", .. connections, "--slot", setup.Slot]);
+        Assert.True(status.ExitCode == 0, status.Output);
+        Assert.Matches(@"last verification\s+clean, .* ago \(pass #1\)", status.Stdout);
+        Assert.Matches(@"last cutover\s+cutover switched at .*, write outage \d+ ms", status.Stdout);
+        Assert.Contains("dropped the slot", status.Stdout, StringComparison.Ordinal);
 
         // Roll back: the application returns to the source with what it wrote on the target.
         var rollback = await ProcessRunner.ReplicatorAsync(["rollback", .. connections, "--reverse-slot", reverseSlot, "--switch-command", hook]);
