@@ -45,6 +45,8 @@ median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {m = NR % 2 ? a[(N
 
 echo "building replicator (Release)..." >&2
 "$root/replicator" --help >/dev/null
+# the build is done: run the built program itself, so an edit during the run cannot start a rebuild inside a timing
+replicator() { dotnet "$root/artifacts/cli/replicator.dll" "$@"; }
 echo "pgbench scale $scale on source ($bin)..." >&2
 psql -X -q "postgres://postgres@127.0.0.1:$sport/postgres" -c "CREATE DATABASE bench"
 "$bin/pgbench" -i -q -s "$scale" --foreign-keys "$src" >/dev/null 2>&1
@@ -108,7 +110,7 @@ for i in $(seq 1 "$runs"); do
   echo "replicator snapshot (run $i/$runs, load $(load))..." >&2
   psql_t postgres -c "CREATE DATABASE replicator" -c "CHECKPOINT"
   t0=$(now)
-  "$root/replicator" snapshot --source "$src" --target "$(tgt replicator)" --jobs "$jobs" --slot bench_slot --publication bench_slot_pub \
+  replicator snapshot --source "$src" --target "$(tgt replicator)" --jobs "$jobs" --slot bench_slot --publication bench_slot_pub \
     --metrics-listen 127.0.0.1:0 >"$work/replicator.out" 2>"$work/replicator.log" || { cat "$work/replicator.out" "$work/replicator.log" >&2; exit 2; }
   replicator_runs+=("$(secs "$t0" "$(now)")")
   check_rows replicator

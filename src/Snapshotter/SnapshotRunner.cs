@@ -102,8 +102,10 @@ public static class SnapshotRunner
         var workDirectory = Directory.CreateTempSubdirectory("replicator-snapshot-").FullName;
         try
         {
-            var sourceCs = source.ToNpgsqlConnectionString(b => b.Pooling = false);
-            var targetCs = target.ToNpgsqlConnectionString(b => b.Pooling = false);
+            // One connection string per server for every session of the run (COPY workers'
+            // buffer sizes included): Npgsql loads a server's types once per connection string.
+            var sourceCs = CopyWorker.CopyConnectionString(source.ToNpgsqlConnectionString());
+            var targetCs = CopyWorker.CopyConnectionString(target.ToNpgsqlConnectionString());
             var slotName = noSlot ? null : options.SlotName;
 
             await using var tgt = new NpgsqlConnection(targetCs);

@@ -145,7 +145,7 @@ public class SnapshotPreflightServerTests(PostgresFixture fixture) : IClassFixtu
     {
         var database = source == db.SourceCluster ? db.Name : "app";
         Assert.Equal(0, await ScalarLongAsync(source.ConnectionString(database), $"SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}'"));
-        Assert.Equal(slotsBefore, await ScalarLongAsync(source.ConnectionString(database), "SELECT count(*) FROM pg_replication_slots"));
+        Assert.Equal(slotsBefore, await ScalarLongAsync(source.ConnectionString(database), "SELECT count(*) FROM pg_replication_slots WHERE database = current_database()"));
         Assert.Equal(0, await ScalarLongAsync(source.ConnectionString(database), "SELECT count(*) FROM pg_publication"));
         Assert.Equal(0, await ScalarLongAsync(db.TargetConnectionString, "SELECT count(*) FROM pg_namespace WHERE nspname = 'replicator'"));
         Assert.Equal(0, await ScalarLongAsync(db.TargetConnectionString, "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'"));
