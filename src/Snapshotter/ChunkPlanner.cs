@@ -66,8 +66,18 @@ public sealed record Chunk(TableInfo Table, int Number, ChunkKind Kind, long? Lo
 /// </summary>
 public static class ChunkPlanner
 {
-    /// <summary>Tables smaller than this are never split.</summary>
-    public const long SplitThresholdBytes = 64L * 1024 * 1024;
+    /// <summary>
+    /// Tables smaller than this (and with fewer rows than <c>--chunk-rows</c>) are copied whole.
+    /// One COPY of a whole table can be loaded FROZEN (see <see cref="CopyWorker.CopyAsync"/>), so the
+    /// index builds and first reads on the target do not rewrite every page to set hint bits, and its
+    /// pages are not interleaved by parallel loaders (which made the following primary-key build
+    /// slower in our measurements). Ranges pay off only when a table is large enough that one COPY
+    /// would leave the other workers idle for long.
+    /// </summary>
+    public const long SplitThresholdBytes = 1024L * 1024 * 1024;
+
+    /// <summary>About this much per range once a table is split by size.</summary>
+    public const long RangeBytes = 256L * 1024 * 1024;
 
     private static readonly HashSet<uint> IntegerTypes = [20, 21, 23];
 
@@ -113,14 +123,13 @@ public static class ChunkPlanner
         }
     }
 
-    /// <summary>How many chunks a table deserves: by rows per chunk, and at least one per two workers' worth for a big table.</summary>
+    /// <summary>How many chunks a table deserves: by rows per chunk, and for a big table at least one per worker and about <see cref="RangeBytes"/> each.</summary>
     internal static int WantedChunks(TableInfo table, int jobs, long chunkRows)
     {
         if (table.SizeBytes < SplitThresholdBytes && table.EstimatedRows < chunkRows)
             return 1;
         var byRows = table.EstimatedRows > 0 ? (int)Math.Min(1024, (table.EstimatedRows + chunkRows - 1) / chunkRows) : 1;
-        // A big table alone must keep every worker busy: at least one chunk per worker, and about 32 MiB each beyond that.
-        var bySize = table.SizeBytes >= SplitThresholdBytes ? (int)Math.Min(1024, Math.Max(jobs, table.SizeBytes / (SplitThresholdBytes / 2))) : 1;
+        var bySize = table.SizeBytes >= SplitThresholdBytes ? (int)Math.Min(1024, Math.Max(jobs, (table.SizeBytes + RangeBytes - 1) / RangeBytes)) : 1;
         return Math.Max(Math.Max(byRows, bySize), 1);
     }
 

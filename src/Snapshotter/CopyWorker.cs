@@ -26,10 +26,13 @@ public sealed class CopyWorker : IAsyncDisposable
     private readonly NpgsqlLogSequenceNumber _snapshotLsn;
     private readonly ISnapshotProgress _progress;
     private readonly byte[] _buffer = new byte[BufferSize];
+    private readonly bool _trackCounts;
     private bool _seqScanEnabled = true;
+    private bool _freezeAllowed = true;
 
-    private CopyWorker(NpgsqlConnection source, NpgsqlConnection target, string? slotName, NpgsqlLogSequenceNumber snapshotLsn, ISnapshotProgress progress)
+    private CopyWorker(NpgsqlConnection source, NpgsqlConnection target, string? slotName, NpgsqlLogSequenceNumber snapshotLsn, ISnapshotProgress progress, bool trackCounts)
     {
+        _trackCounts = trackCounts;
         _source = source;
         _target = target;
         _slotName = slotName;
@@ -50,9 +53,10 @@ public sealed class CopyWorker : IAsyncDisposable
             await target.OpenAsync(cancellationToken).ConfigureAwait(false);
             // A lost chunk commit (target crash) loses its done mark with it, so asynchronous
             // commit cannot make progress lie; the final hand-over commits synchronously.
-            await using (var cmd = new NpgsqlCommand("SET synchronous_commit = off; SET statement_timeout = 0", target))
-                await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-            return new CopyWorker(source, target, slotName, snapshotLsn, progress);
+            bool trackCounts;
+            await using (var cmd = new NpgsqlCommand("SET synchronous_commit = off; SET statement_timeout = 0; SELECT current_setting('track_counts')::boolean", target))
+                trackCounts = (bool)(await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+            return new CopyWorker(source, target, slotName, snapshotLsn, progress, trackCounts);
         }
         catch
         {
@@ -65,18 +69,30 @@ public sealed class CopyWorker : IAsyncDisposable
     internal static string CopyConnectionString(string connectionString) =>
         new NpgsqlConnectionStringBuilder(connectionString) { ReadBufferSize = BufferSize, WriteBufferSize = BufferSize, Pooling = false, CommandTimeout = 0 }.ConnectionString;
 
-    /// <summary>Copies one chunk and marks it done in the same target transaction; returns rows and bytes.</summary>
-    public async Task<(long Rows, long Bytes)> CopyAsync(Chunk chunk, bool textFormat, CancellationToken cancellationToken)
+    /// <summary>
+    /// Copies one chunk and, when the target took exactly the rows the source sent, marks it done
+    /// in the same target transaction. A chunk whose counts differ is rolled back (left undone, so
+    /// a rerun copies it again) and its counts are returned for the summary.
+    /// <para>Counting costs no scan: the source's rows are counted in the COPY stream as it passes
+    /// (the rows the snapshot holds in the chunk's range), the target's are the net rows the chunk's
+    /// transaction added to the table (<c>pg_stat_get_xact_tuples_inserted − _deleted</c>, read
+    /// before and after the COPY inside that transaction, so a trigger's extra or missing rows show).
+    /// With <c>track_counts</c> off on the target, <see cref="ChunkCopy.TargetRows"/> is null and the
+    /// caller counts the table once it is complete.</para>
+    /// <para>A whole-table chunk is loaded with <c>COPY … (FREEZE)</c> after <c>TRUNCATE ONLY</c> in
+    /// the same transaction (the table is empty: this chunk is its only one): the rows arrive frozen
+    /// and all-visible, so neither the index builds nor the first reads on the target rewrite every
+    /// page to set hint bits, and no anti-wraparound vacuum rewrites them later.</para>
+    /// </summary>
+    public async Task<ChunkCopy> CopyAsync(Chunk chunk, bool textFormat, CancellationToken cancellationToken)
     {
         var table = chunk.Table;
         var columns = string.Join(", ", table.WritableColumns.Select(c => c.QuotedName));
-        var format = textFormat ? "" : " (FORMAT binary)";
         // A whole table is copied by name (COPY of a table never includes inheritance children);
         // a range needs the query form.
         var copyOut = chunk.Kind == ChunkKind.Whole
-            ? $"COPY {table.QuotedName} ({columns}) TO STDOUT{format}"
-            : $"COPY (SELECT {columns} FROM ONLY {table.QuotedName}{chunk.WhereClause()}) TO STDOUT{format}";
-        var copyIn = $"COPY {table.QuotedName} ({columns}) FROM STDIN{format}";
+            ? $"COPY {table.QuotedName} ({columns}) TO STDOUT{(textFormat ? "" : " (FORMAT binary)")}"
+            : $"COPY (SELECT {columns} FROM ONLY {table.QuotedName}{chunk.WhereClause()}) TO STDOUT{(textFormat ? "" : " (FORMAT binary)")}";
         var label = new KeyValuePair<string, object?>("table", table.DisplayName);
         var counter = new CopyRowCounter(textFormat);
         long bytes = 0, reportedRows = 0, reportedBytes = 0;
@@ -91,63 +107,119 @@ public sealed class CopyWorker : IAsyncDisposable
             _seqScanEnabled = wantSeqScan;
         }
 
-        await using var tx = await _target.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-        if (!textFormat)
+        var tx = await _target.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        try
         {
-            await using var input = await _target.BeginRawBinaryCopyAsync(copyIn, cancellationToken).ConfigureAwait(false);
-            await using var output = await _source.BeginRawBinaryCopyAsync(copyOut, cancellationToken).ConfigureAwait(false);
-            int read;
-            while ((read = await output.ReadAsync(_buffer, cancellationToken).ConfigureAwait(false)) > 0)
+            var freeze = chunk.Kind == ChunkKind.Whole && _freezeAllowed;
+            if (freeze)
             {
-                counter.Feed(_buffer.AsSpan(0, read));
-                await input.WriteAsync(_buffer.AsMemory(0, read), cancellationToken).ConfigureAwait(false);
-                bytes += read;
-                if (bytes - reportedBytes >= 4 * BufferSize)
+                try
                 {
-                    Report(table.TableName, label, counter.Rows - reportedRows, bytes - reportedBytes);
-                    reportedRows = counter.Rows;
-                    reportedBytes = bytes;
+                    await using var truncate = new NpgsqlCommand($"TRUNCATE ONLY {table.QuotedName}", _target, tx);
+                    await truncate.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                }
+                catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.InsufficientPrivilege or PostgresErrorCodes.FeatureNotSupported)
+                {
+                    // Not ours to truncate (owners copied with --copy-ownership) or referenced by a
+                    // foreign key: load it the ordinary way, in a fresh transaction.
+                    _freezeAllowed = e.SqlState != PostgresErrorCodes.InsufficientPrivilege;
+                    await tx.RollbackAsync(cancellationToken).ConfigureAwait(false);
+                    await tx.DisposeAsync().ConfigureAwait(false);
+                    tx = await _target.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+                    freeze = false;
                 }
             }
-        }
-        else
-        {
-            // Npgsql's raw stream refuses text COPY; its text reader/writer pass the same lines.
-            var chars = new char[BufferSize / 2];
-            using var input = await _target.BeginTextImportAsync(copyIn, cancellationToken).ConfigureAwait(false);
-            using var output = await _source.BeginTextExportAsync(copyOut, cancellationToken).ConfigureAwait(false);
-            int read;
-            while ((read = await output.ReadAsync(chars, cancellationToken).ConfigureAwait(false)) > 0)
+
+            var options = (textFormat, freeze) switch
             {
-                counter.Feed(chars.AsSpan(0, read));
-                await input.WriteAsync(chars.AsMemory(0, read), cancellationToken).ConfigureAwait(false);
-                bytes += System.Text.Encoding.UTF8.GetByteCount(chars.AsSpan(0, read));
+                (false, false) => " (FORMAT binary)",
+                (false, true) => " (FORMAT binary, FREEZE)",
+                (true, true) => " (FREEZE)",
+                _ => "",
+            };
+            var copyIn = $"COPY {table.QuotedName} ({columns}) FROM STDIN{options}";
+            var before = _trackCounts ? await NetRowsAddedAsync(table, tx, cancellationToken).ConfigureAwait(false) : 0;
+
+            if (!textFormat)
+            {
+                await using var input = await _target.BeginRawBinaryCopyAsync(copyIn, cancellationToken).ConfigureAwait(false);
+                await using var output = await _source.BeginRawBinaryCopyAsync(copyOut, cancellationToken).ConfigureAwait(false);
+                int read;
+                while ((read = await output.ReadAsync(_buffer, cancellationToken).ConfigureAwait(false)) > 0)
+                {
+                    counter.Feed(_buffer.AsSpan(0, read));
+                    await input.WriteAsync(_buffer.AsMemory(0, read), cancellationToken).ConfigureAwait(false);
+                    bytes += read;
+                    if (bytes - reportedBytes >= 4 * BufferSize)
+                    {
+                        Report(table.TableName, label, counter.Rows - reportedRows, bytes - reportedBytes);
+                        reportedRows = counter.Rows;
+                        reportedBytes = bytes;
+                    }
+                }
+            }
+            else
+            {
+                // Npgsql's raw stream refuses text COPY; its text reader/writer pass the same lines.
+                var chars = new char[BufferSize / 2];
+                using var input = await _target.BeginTextImportAsync(copyIn, cancellationToken).ConfigureAwait(false);
+                using var output = await _source.BeginTextExportAsync(copyOut, cancellationToken).ConfigureAwait(false);
+                int read;
+                while ((read = await output.ReadAsync(chars, cancellationToken).ConfigureAwait(false)) > 0)
+                {
+                    counter.Feed(chars.AsSpan(0, read));
+                    await input.WriteAsync(chars.AsMemory(0, read), cancellationToken).ConfigureAwait(false);
+                    bytes += System.Text.Encoding.UTF8.GetByteCount(chars.AsSpan(0, read));
+                }
+
+                await input.FlushAsync(cancellationToken).ConfigureAwait(false);
             }
 
-            await input.FlushAsync(cancellationToken).ConfigureAwait(false);
-        }
+            long? written = _trackCounts ? await NetRowsAddedAsync(table, tx, cancellationToken).ConfigureAwait(false) - before : null;
+            if (written is { } w && w != counter.Rows)
+            {
+                await tx.RollbackAsync(cancellationToken).ConfigureAwait(false);
+                return new ChunkCopy(counter.Rows, bytes, w, Committed: false);
+            }
 
-        if (_slotName is not null)
+            if (_slotName is not null)
+            {
+                await using var mark = SnapshotState.MarkChunkDoneCommand(_target, _slotName, chunk, _snapshotLsn, counter.Rows, bytes);
+                mark.Transaction = tx;
+                await mark.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
+            Report(table.TableName, label, counter.Rows - reportedRows, bytes - reportedBytes);
+            return new ChunkCopy(counter.Rows, bytes, written, Committed: true);
+        }
+        finally
         {
-            await using var mark = SnapshotState.MarkChunkDoneCommand(_target, _slotName, chunk, _snapshotLsn, counter.Rows, bytes);
-            mark.Transaction = tx;
-            await mark.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            await tx.DisposeAsync().ConfigureAwait(false);
         }
+    }
 
-        await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
-        Report(table.TableName, label, counter.Rows - reportedRows, bytes - reportedBytes);
-        return (counter.Rows, bytes);
+    /// <summary>Rows this transaction has added to <paramref name="table"/> so far, net of deletions (backend-local statistics: no scan).</summary>
+    private async Task<long> NetRowsAddedAsync(TableInfo table, NpgsqlTransaction tx, CancellationToken cancellationToken)
+    {
+        await using var cmd = new NpgsqlCommand(
+            "SELECT pg_stat_get_xact_tuples_inserted(r) - pg_stat_get_xact_tuples_deleted(r) FROM (SELECT $1::regclass::oid AS r) x", _target, tx);
+        cmd.Parameters.AddWithValue(table.QuotedName);
+        return (long)(await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
     }
 
     /// <summary>
-    /// The target's row count of a finished table, taken by the worker that finished it while
-    /// other workers still copy (and before post-data can lock the table).
+    /// The target's row count of a finished table, for a target with <c>track_counts</c> off only
+    /// (taken by the worker that finished it while others still copy).
     /// </summary>
     public async Task<long> CountTargetAsync(TableInfo table, CancellationToken cancellationToken)
     {
         await using var t = new NpgsqlCommand($"SELECT count(*) FROM ONLY {table.QuotedName}", _target);
         return (long)(await t.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
     }
+
+    /// <summary>False when the target does not keep per-table statistics: counts need a scan then.</summary>
+    public bool TargetTracksCounts => _trackCounts;
 
     private void Report(TableName table, KeyValuePair<string, object?> label, long rows, long bytes)
     {
@@ -186,6 +258,12 @@ public sealed class CopyWorker : IAsyncDisposable
         return result;
     }
 }
+
+/// <summary>What one chunk's copy did.</summary>
+/// <param name="Rows">Rows read from the source (counted in the COPY stream).</param>
+/// <param name="TargetRows">Net rows the chunk's transaction added to the target table; null when the target keeps no statistics (<c>track_counts</c> off).</param>
+/// <param name="Committed">False when the counts differed: the chunk was rolled back and stays undone.</param>
+public sealed record ChunkCopy(long Rows, long Bytes, long? TargetRows, bool Committed);
 
 /// <summary>
 /// Counts tuples in a COPY stream as it passes, without copying or decoding values. Binary: skips

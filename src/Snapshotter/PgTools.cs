@@ -32,27 +32,35 @@ public sealed partial class PgTools
     public string Psql => Path.Combine(BinDirectory, "psql");
 
     /// <summary>
-    /// Finds pg_dump for a source of major version <paramref name="serverMajor"/>: $PG_DUMP_BIN, else
+    /// Finds pg_dump for a source of major version <paramref name="serverMajor"/>: $PG_DUMP_BIN when set
+    /// (and then only there: a directory chosen on purpose is never passed over silently), else
     /// /usr/lib/postgresql/&lt;serverMajor&gt;/bin, else the newest /usr/lib/postgresql/*/bin that is not
-    /// older than the server, else the one on PATH. Returns null with <paramref name="problem"/> set
-    /// when none is usable.
+    /// older than the server, else the one on PATH. Returns null with <paramref name="problem"/> and
+    /// <paramref name="fix"/> set when none is usable.
     /// </summary>
-    public static PgTools? Find(int serverMajor, out string? problem)
+    public static PgTools? Find(int serverMajor, out string? problem, out string? fix)
     {
         var candidates = new List<string>();
-        if (Environment.GetEnvironmentVariable("PG_DUMP_BIN") is { Length: > 0 } fromEnv)
-            candidates.Add(fromEnv);
-        if (Directory.Exists("/usr/lib/postgresql"))
+        var chosen = Environment.GetEnvironmentVariable("PG_DUMP_BIN") is { Length: > 0 } fromEnv ? fromEnv : null;
+        if (chosen is not null)
         {
-            candidates.Add($"/usr/lib/postgresql/{serverMajor.ToString(CultureInfo.InvariantCulture)}/bin");
-            candidates.AddRange(Directory.GetDirectories("/usr/lib/postgresql")
-                .Select(d => (Dir: Path.Combine(d, "bin"), Version: int.TryParse(Path.GetFileName(d), NumberStyles.None, CultureInfo.InvariantCulture, out var v) ? v : 0))
-                .Where(c => c.Version >= serverMajor)
-                .OrderBy(c => c.Version)
-                .Select(c => c.Dir));
+            candidates.Add(chosen);
+        }
+        else
+        {
+            if (Directory.Exists("/usr/lib/postgresql"))
+            {
+                candidates.Add($"/usr/lib/postgresql/{serverMajor.ToString(CultureInfo.InvariantCulture)}/bin");
+                candidates.AddRange(Directory.GetDirectories("/usr/lib/postgresql")
+                    .Select(d => (Dir: Path.Combine(d, "bin"), Version: int.TryParse(Path.GetFileName(d), NumberStyles.None, CultureInfo.InvariantCulture, out var v) ? v : 0))
+                    .Where(c => c.Version >= serverMajor)
+                    .OrderBy(c => c.Version)
+                    .Select(c => c.Dir));
+            }
+
+            candidates.AddRange((Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries));
         }
 
-        candidates.AddRange((Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries));
         var found = new List<string>();
         foreach (var dir in candidates.Distinct(StringComparer.Ordinal))
         {
@@ -61,17 +69,26 @@ public sealed partial class PgTools
             var major = ReadMajorVersion(Path.Combine(dir, "pg_dump"));
             if (major is null)
                 continue;
-            found.Add($"{dir}/pg_dump is version {major}");
+            found.Add($"{Path.Combine(dir, "pg_dump")} is version {major.Value.ToString(CultureInfo.InvariantCulture)}");
             if (major >= serverMajor)
             {
                 problem = null;
+                fix = null;
                 return new PgTools(dir, major.Value);
             }
         }
 
-        problem = found.Count == 0
-            ? "no pg_dump, pg_restore and psql were found (looked in $PG_DUMP_BIN, /usr/lib/postgresql/*/bin and PATH)"
-            : $"no pg_dump of version {serverMajor} or newer was found ({string.Join("; ", found)})";
+        var wanted = serverMajor.ToString(CultureInfo.InvariantCulture);
+        problem = (chosen, found.Count) switch
+        {
+            (not null, 0) => $"PG_DUMP_BIN={chosen} holds no pg_dump, pg_restore and psql that run",
+            (not null, _) => $"PG_DUMP_BIN={chosen} holds a pg_dump older than the source server ({found[0]}, the source runs PostgreSQL {wanted}); pg_dump refuses to dump a newer server",
+            (null, 0) => "no pg_dump, pg_restore and psql were found (looked in /usr/lib/postgresql/*/bin and PATH)",
+            _ => $"no pg_dump of version {wanted} or newer was found ({string.Join("; ", found)})",
+        };
+        fix = chosen is not null
+            ? $"point PG_DUMP_BIN at the bin directory of the PostgreSQL {wanted} (or newer) client tools, or unset it to search /usr/lib/postgresql/*/bin and PATH"
+            : $"install the PostgreSQL {wanted} client tools (apt-get install postgresql-client-{wanted}) or set PG_DUMP_BIN to their directory";
         return null;
     }
 

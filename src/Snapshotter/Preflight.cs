@@ -61,7 +61,7 @@ public static class Preflight
 
         var s = await ReadSourceAsync(src, slot, cancellationToken).ConfigureAwait(false);
         // Finding pg_dump runs programs: let it overlap the catalog queries below.
-        var toolsTask = Task.Run(() => (Tools: PgTools.Find(s.VersionNum / 10000, out var problem), Problem: problem), cancellationToken);
+        var toolsTask = Task.Run(() => (Tools: PgTools.Find(s.VersionNum / 10000, out var problem, out var fix), Problem: problem, Fix: fix), cancellationToken);
         var sourceName = $"source {source}";
         if (s.VersionNum < 100000)
             problems.Add(new(sourceName, $"server version {s.Version} is too old (logical replication needs PostgreSQL 10 or newer)", "upgrade the source to a supported PostgreSQL version"));
@@ -99,9 +99,9 @@ public static class Preflight
         PgTools? tools = null;
         if (s.VersionNum >= 100000)
         {
-            (tools, var toolProblem) = await toolsTask.ConfigureAwait(false);
+            (tools, var toolProblem, var toolFix) = await toolsTask.ConfigureAwait(false);
             if (tools is null)
-                problems.Add(new("pg_dump", toolProblem!, $"install the PostgreSQL {s.VersionNum / 10000} client tools (apt-get install postgresql-client-{s.VersionNum / 10000}) or set PG_DUMP_BIN to their directory"));
+                problems.Add(new("pg_dump", toolProblem!, toolFix!));
         }
 
         var targetVersion = await ScalarAsync<string>(tgt, "SELECT current_setting('server_version_num')", cancellationToken).ConfigureAwait(false);

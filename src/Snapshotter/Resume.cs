@@ -231,4 +231,6 @@ public sealed class SnapshotState(NpgsqlConnection target, string slotName)
 
 /// <summary>A chunk and what the target knows about it.</summary>
 /// <param name="DoneLsn">LSN of the snapshot it was copied from; null while not done.</param>
-public sealed record ChunkState(Chunk Chunk, NpgsqlLogSequenceNumber? DoneLsn, long Rows, long Bytes);
+/// <param name="Rows">Rows read from the source (a done chunk: rows copied).</param>
+/// <param name="TargetRows">Rows the target took, when known from this run; a chunk is only marked done when it equals <paramref name="Rows"/>.</param>
+public sealed record ChunkState(Chunk Chunk, NpgsqlLogSequenceNumber? DoneLsn, long Rows, long Bytes, long? TargetRows = null);

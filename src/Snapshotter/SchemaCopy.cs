@@ -137,7 +137,7 @@ public sealed partial class SchemaCopy(PgTools tools, IReadOnlyDictionary<string
             var queue = new System.Collections.Concurrent.ConcurrentQueue<PostDataEntry>(phase);
             var workers = Enumerable.Range(0, Math.Max(1, Math.Min(jobs, queue.Count))).Select(async _ =>
             {
-                await using var conn = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(targetConnectionString) { Pooling = false, CommandTimeout = 0 }.ConnectionString);
+                await using var conn = new NpgsqlConnection(CopyWorker.CopyConnectionString(targetConnectionString));
                 await conn.OpenAsync(cancellationToken).ConfigureAwait(false);
                 await using (var setup = new NpgsqlCommand("SET maintenance_work_mem = '256MB'; SET statement_timeout = 0", conn))
                     await setup.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);

@@ -97,7 +97,7 @@ public static partial class SnapshotSession
     /// </summary>
     public static async Task<ExportedSnapshot> ExportPlainAsync(string sourceConnectionString, CancellationToken cancellationToken)
     {
-        var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(sourceConnectionString) { Pooling = false }.ConnectionString);
+        var connection = new NpgsqlConnection(CopyWorker.CopyConnectionString(sourceConnectionString));
         try
         {
             await connection.OpenAsync(cancellationToken).ConfigureAwait(false);

@@ -102,8 +102,10 @@ public static class SnapshotRunner
         var workDirectory = Directory.CreateTempSubdirectory("replicator-snapshot-").FullName;
         try
         {
-            var sourceCs = source.ToNpgsqlConnectionString(b => b.Pooling = false);
-            var targetCs = target.ToNpgsqlConnectionString(b => b.Pooling = false);
+            // One connection string per server for every session of the run (COPY workers'
+            // buffer sizes included): Npgsql loads a server's types once per connection string.
+            var sourceCs = CopyWorker.CopyConnectionString(source.ToNpgsqlConnectionString());
+            var targetCs = CopyWorker.CopyConnectionString(target.ToNpgsqlConnectionString());
             var slotName = noSlot ? null : options.SlotName;
 
             await using var tgt = new NpgsqlConnection(targetCs);
@@ -144,16 +146,14 @@ public static class SnapshotRunner
             }
 
             int sequenceCount;
-            List<ChunkState> copiedChunks;
-            ConcurrentDictionary<TableName, long> targetCounts;
-            List<TableInfo> singleSnapshot;
-            HashSet<uint> textTables;
+            List<TableCopyResult> results;
             NpgsqlLogSequenceNumber snapshotLsn;
             var leafTables = tables.Where(t => !t.IsPartitionedParent).ToList();
             await using var reader = new NpgsqlConnection(sourceCs);
             List<Chunk> plan;
             string preamble;
             List<PostDataEntry> postData;
+            HashSet<uint> textTables;
             await using (snapshot)
             {
                 await reader.OpenAsync(cancellationToken).ConfigureAwait(false);
@@ -190,15 +190,24 @@ public static class SnapshotRunner
                 var dumpFile = Path.Combine(workDirectory, "schema.dump");
                 var schema = new SchemaCopy(tools, PgTools.LibpqEnvironment(source), PgTools.LibpqEnvironment(target), options.Snapshot.CopyOwnership);
                 await schema.DumpAsync(snapshot.Name, dumpFile, cancellationToken).ConfigureAwait(false);
-                if (run is not { PreDataDone: true })
+                // Post-data is only read from the dump file: let pg_restore print it while pre-data goes in.
+                var postDataTask = schema.ReadPostDataAsync(dumpFile, cancellationToken);
+                try
                 {
-                    await schema.RestorePreDataAsync(dumpFile, slotName, workDirectory, cancellationToken).ConfigureAwait(false);
-                    logger.PreDataRestored();
+                    if (run is not { PreDataDone: true })
+                    {
+                        await schema.RestorePreDataAsync(dumpFile, slotName, workDirectory, cancellationToken).ConfigureAwait(false);
+                        logger.PreDataRestored();
+                    }
+                }
+                finally
+                {
+                    await postDataTask.ContinueWith(_ => { }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default).ConfigureAwait(false);
                 }
 
-                (preamble, postData) = await schema.ReadPostDataAsync(dumpFile, cancellationToken).ConfigureAwait(false);
+                (preamble, postData) = await postDataTask.ConfigureAwait(false);
 
-                // 3. data
+                // 3. data, each chunk counted on both sides as it passes (see CopyWorker.CopyAsync)
                 prog.Phase("copy");
                 var copied = await CopyChunksAsync(chunks, textTables, sourceCs, targetCs, snapshot, slotName, jobs, prog, logger, cancellationToken).ConfigureAwait(false);
 
@@ -208,52 +217,41 @@ public static class SnapshotRunner
                 await Sequences.WriteAsync(tgt, sequences, cancellationToken).ConfigureAwait(false);
                 sequenceCount = sequences.Count;
                 logger.SequencesSet(sequenceCount);
-
-                // 5. target counts: most were taken by the workers as each table finished; tables
-                // already complete before a resume are counted here.
-                foreach (var t in leafTables.Where(t => !copied.TargetCounts.ContainsKey(t.TableName)))
-                    copied.TargetCounts[t.TableName] = (await Summary.CountAsync(tgt, [t], cancellationToken).ConfigureAwait(false))[t.TableName];
-                copiedChunks = copied.Chunks;
-                targetCounts = copied.TargetCounts;
-                singleSnapshot = leafTables.Where(t => copiedChunks.Where(c => c.Chunk.Table == t).All(c => c.DoneLsn == snapshot.Lsn)).ToList();
                 snapshotLsn = snapshot.Lsn;
+
+                // 5. counts. Source: the rows each chunk read in its snapshot (the chunks of a table
+                // cover it, so in one snapshot this is its count(*) there). Target: the rows each
+                // chunk's transaction added (a chunk done in an earlier run was only marked done
+                // when both agreed). A target without statistics was counted by scanning.
+                results = leafTables.Select(t =>
+                {
+                    var own = copied.Chunks.Where(c => c.Chunk.Table == t).ToList();
+                    var targetRows = copied.TargetCounts.TryGetValue(t.TableName, out var counted) ? counted : own.Sum(c => c.TargetRows ?? c.Rows);
+                    var lsns = own.Select(c => c.DoneLsn ?? snapshotLsn).Distinct().ToList();
+                    return new TableCopyResult(t.TableName, own.Sum(c => c.Rows), targetRows, own.Sum(c => c.Bytes), own.Count,
+                        lsns.DefaultIfEmpty(snapshotLsn).Max(), lsns.Count > 1, textTables.Contains(t.Oid));
+                }).ToList();
             }
 
-            // 6. post-data in parallel, while the source is counted inside the snapshot (the
-            // reader imported it, so it outlives the exporting session just released). A table
-            // copied across two snapshots (resume) has no single snapshot to count it in: its
-            // source rows are what each of its chunks read in its own snapshot.
+            // The snapshot is no longer needed on the source: release it before the long post-data.
+            await reader.CloseAsync().ConfigureAwait(false);
+            var partial = new SnapshotResult(slotName, consistentPoint, snapshotLsn, run is not null, false, results, sequenceCount, postData.Count, 0, stopwatch.Elapsed);
+            foreach (var m in partial.Mismatches)
+                logger.CountMismatch(m.Table.ToString(), m.SourceRows, m.TargetRows);
+            if (partial.Mismatches.Any())
+                throw new SnapshotMismatchException(partial);
+
+            // 6. post-data in parallel
             prog.Phase("post-data");
-            var sourceCountsTask = Summary.CountAsync(reader, singleSnapshot, cancellationToken);
             var done = state is null ? new HashSet<string>() : await state.LoadPostDataDoneAsync(cancellationToken).ConfigureAwait(false);
             var total = postData.Count;
             var built = 0;
-            try
-            {
-                await SchemaCopy.BuildPostDataAsync(targetCs, preamble, postData, done, slotName, jobs,
-                    entry => prog.PostDataBuilt(entry.Key, done.Count + Interlocked.Increment(ref built), total), cancellationToken).ConfigureAwait(false);
-            }
-            finally
-            {
-                await sourceCountsTask.ContinueWith(_ => { }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default).ConfigureAwait(false);
-            }
-
+            await SchemaCopy.BuildPostDataAsync(targetCs, preamble, postData, done, slotName, jobs,
+                entry => prog.PostDataBuilt(entry.Key, done.Count + Interlocked.Increment(ref built), total), cancellationToken).ConfigureAwait(false);
             logger.PostDataBuilt(built, total - built);
-            var sourceCounts = await sourceCountsTask.ConfigureAwait(false);
-            var results = leafTables.Select(t =>
-            {
-                var own = copiedChunks.Where(c => c.Chunk.Table == t).ToList();
-                var counted = sourceCounts.TryGetValue(t.TableName, out var sourceCount);
-                return new TableCopyResult(t.TableName, counted ? sourceCount : own.Sum(c => c.Rows), targetCounts[t.TableName], own.Sum(c => c.Bytes), own.Count,
-                    own.Select(c => c.DoneLsn!.Value).DefaultIfEmpty(snapshotLsn).Max(), !counted, textTables.Contains(t.Oid));
-            }).ToList();
 
             var largeObjects = report.Notes.Any(n => n.Contains("large objects", StringComparison.Ordinal)) ? await CountLargeObjectsAsync(meta, cancellationToken).ConfigureAwait(false) : 0;
-            var result = new SnapshotResult(slotName, consistentPoint, snapshotLsn, run is not null, false, results, sequenceCount, total, largeObjects, stopwatch.Elapsed);
-            foreach (var m in result.Mismatches)
-                logger.CountMismatch(m.Table.ToString(), m.SourceRows, m.TargetRows);
-            if (result.Mismatches.Any())
-                throw new SnapshotMismatchException(result);
+            var result = partial with { LargeObjects = largeObjects };
 
             // 7. hand-over: the position row says "snapshot done" to continuous replication
             if (state is not null)
@@ -352,7 +350,7 @@ public static class SnapshotRunner
         var queue = new ConcurrentQueue<Chunk>(pending);
         var remaining = new ConcurrentDictionary<TableInfo, int>(pending.GroupBy(c => c.Table).Select(g => KeyValuePair.Create(g.Key, g.Count())));
         var counts = new ConcurrentDictionary<TableName, long>();
-        var finished = new ConcurrentDictionary<Chunk, (long Rows, long Bytes)>();
+        var finished = new ConcurrentDictionary<Chunk, ChunkCopy>();
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var workers = Enumerable.Range(0, Math.Min(jobs, pending.Count)).Select(async _ =>
         {
@@ -361,12 +359,17 @@ public static class SnapshotRunner
                 await using var worker = await CopyWorker.OpenAsync(sourceCs, targetCs, snapshot.Name, snapshot.Lsn, slotName, progress, failed.Token).ConfigureAwait(false);
                 while (queue.TryDequeue(out var chunk))
                 {
-                    var (rows, bytes) = await worker.CopyAsync(chunk, textTables.Contains(chunk.Table.Oid), failed.Token).ConfigureAwait(false);
-                    finished[chunk] = (rows, bytes);
-                    progress.ChunkDone(chunk.Table.TableName);
-                    ReplicatorMetrics.SnapshotChunksDone.Record(Interlocked.Increment(ref doneCount));
-                    logger.ChunkCopied(chunk.ToString(), rows, bytes);
-                    if (remaining.AddOrUpdate(chunk.Table, 0, (_, n) => n - 1) == 0)
+                    var copy = await worker.CopyAsync(chunk, textTables.Contains(chunk.Table.Oid), failed.Token).ConfigureAwait(false);
+                    finished[chunk] = copy;
+                    if (copy.Committed)
+                    {
+                        progress.ChunkDone(chunk.Table.TableName);
+                        ReplicatorMetrics.SnapshotChunksDone.Record(Interlocked.Increment(ref doneCount));
+                    }
+
+                    logger.ChunkCopied(chunk.ToString(), copy.Rows, copy.Bytes);
+                    // Only a target without statistics needs the table scanned for its count.
+                    if (remaining.AddOrUpdate(chunk.Table, 0, (_, n) => n - 1) == 0 && !worker.TargetTracksCounts)
                         counts[chunk.Table.TableName] = await worker.CountTargetAsync(chunk.Table, failed.Token).ConfigureAwait(false);
                 }
             }
@@ -386,7 +389,9 @@ public static class SnapshotRunner
             throw workers.Select(w => w.Exception?.InnerException).First(e => e is not null and not OperationCanceledException)!;
         }
 
-        return new CopyOutcome(chunks.Select(c => finished.TryGetValue(c.Chunk, out var f) ? new ChunkState(c.Chunk, snapshot.Lsn, f.Rows, f.Bytes) : c).ToList(), counts);
+        return new CopyOutcome(chunks.Select(c => finished.TryGetValue(c.Chunk, out var f)
+            ? new ChunkState(c.Chunk, f.Committed ? snapshot.Lsn : null, f.Rows, f.Bytes, f.TargetRows)
+            : c).ToList(), counts);
     }
 
     private static async Task<long> CountLargeObjectsAsync(NpgsqlConnection source, CancellationToken cancellationToken)

@@ -5,8 +5,8 @@ using Replicator.Core.Catalog;
 namespace Replicator.Snapshotter;
 
 /// <summary>One table's outcome.</summary>
-/// <param name="SourceRows">Rows on the source: <c>count(*)</c> in the snapshot, or — for a table resumed across two snapshots, where no single snapshot holds what was copied — the sum of the rows each chunk read in its own snapshot.</param>
-/// <param name="TargetRows"><c>count(*)</c> on the target after the copy.</param>
+/// <param name="SourceRows">Rows on the source: the sum of the rows each chunk read in its snapshot, counted in the COPY stream (the chunks cover the table, so in one snapshot this is its <c>count(*)</c> there; a table resumed across two snapshots has chunks from each).</param>
+/// <param name="TargetRows">Rows the target took: the sum over chunks of the net rows each chunk's transaction added to the table (per-transaction statistics, no scan), or <c>count(*)</c> when the target has <c>track_counts</c> off.</param>
 /// <param name="SyncLsn">LSN of the (latest) snapshot its rows came from.</param>
 public sealed record TableCopyResult(TableName Table, long SourceRows, long TargetRows, long Bytes, int Chunks, NpgsqlLogSequenceNumber SyncLsn, bool MixedSnapshots, bool TextFormat)
 {
@@ -33,7 +33,7 @@ public sealed record SnapshotResult(
     public long TotalBytes => Tables.Sum(t => t.Bytes);
 }
 
-/// <summary>Row counts on both sides for the end-of-run summary.</summary>
+/// <summary>Row counts by scanning, for a target that keeps no statistics (<c>track_counts</c> off).</summary>
 public static class Summary
 {
     /// <summary><c>count(*)</c> of each table, on a connection already inside the wanted snapshot (source) or plain (target).</summary>

@@ -16,7 +16,7 @@ public static class SnapshotCommand
     {
         var logLevel = globals.All.OfType<Option<string?>>().First(o => o.Name == "--log-level");
         var jobs = globals.Flag("--jobs", "Snapshot:Jobs", "Parallel COPY workers and index builds (default 4).", recursive: false);
-        var chunkRows = globals.Flag("--chunk-rows", "Snapshot:ChunkRows", "Rows per range when a large table is split (default 1000000).", recursive: false);
+        var chunkRows = globals.Flag("--chunk-rows", "Snapshot:ChunkRows", "Rows per range when a table is split; a table with more rows, or over 1 GiB, is split (default 10000000).", recursive: false);
         var copyOwnership = new Option<bool>("--copy-ownership") { Description = "Copy owners and grants (needs the same roles on the target; off for managed targets)." };
         var noSlot = new Option<bool>("--no-slot") { Description = "One-off copy from a plain exported snapshot: no slot, no publication, no state on the target, not resumable." };
         var command = new Command("snapshot",

@@ -45,8 +45,8 @@ public sealed class SnapshotOptions
     /// <summary>Parallel COPY workers (tables and ranges of one table at once).</summary>
     public int Jobs { get; set; } = 4;
 
-    /// <summary>Rows per range when a large table is split (integer keys) — roughly, from statistics.</summary>
-    public long ChunkRows { get; set; } = 1_000_000;
+    /// <summary>Rows per range when a large table is split (integer keys) — roughly, from statistics; a table with more rows is split.</summary>
+    public long ChunkRows { get; set; } = 10_000_000;
 
     /// <summary>Copy owners and grants (off by default: managed targets have no superuser).</summary>
     public bool CopyOwnership { get; set; }
