@@ -273,6 +273,14 @@ public class CutoverTests(PostgresFixture fixture) : IClassFixture<PostgresFixtu
         await VerifyCleanAsync(db, replication.Slot, loggers);
         Assert.Equal("D", await Sql.ScalarAsync<string>(db.TargetConnectionString, "SELECT tgenabled::text FROM pg_trigger WHERE tgname = 'parent_audit'"));
 
+        // A sequence the target role may not set is caught before anything changes.
+        await Sql.ExecAsync(db.SourceConnectionString, "CREATE SEQUENCE admin_only");
+        await Sql.ExecAsync(db.TargetConnectionString, "CREATE SEQUENCE admin_only");
+        var dry = await new CutoverRunner(new CutoverOptions { Slot = replication.Slot, DryRun = true }, Info(db.SourceUri, "source"), Info(roleUri, "target"), "cutover", loggers)
+            .RunAsync(CancellationToken.None);
+        Assert.Contains(dry.Preconditions, p => p.Name == "sequences" && !p.Ok && p.Detail.Contains("may not set public.admin_only: GRANT UPDATE ON SEQUENCE", StringComparison.Ordinal));
+        await Sql.ExecAsync(db.TargetConnectionString, $"GRANT UPDATE ON SEQUENCE admin_only TO {role}");
+
         var options = new CutoverOptions { Slot = replication.Slot, SwitchCommand = "exit 0" };
         var report = await new CutoverRunner(options, Info(db.SourceUri, "source"), Info(roleUri, "target"), "cutover", loggers).RunAsync(CancellationToken.None);
         Assert.True(report.Outcome == "switched", report.ToText());
@@ -284,5 +292,49 @@ public class CutoverTests(PostgresFixture fixture) : IClassFixture<PostgresFixtu
         // The application's first write on the target fires the target's own trigger.
         await Sql.ExecAsync(db.TargetConnectionString, "INSERT INTO parent VALUES (3, 'c')");
         Assert.Equal(1L, await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM audit WHERE what = 'insert 3'"));
+    }
+
+    [Fact]
+    public async Task Cli_cutover_with_a_failing_precondition_exits_1_naming_it_and_changes_nothing()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("cutover_cli");
+        await using var replication = await Fixtures.Replication.PrepareAsync(db, Schema);
+        replication.Start();
+        await replication.CatchUpAsync();
+        // No verifier pass has run.
+        var result = await ProcessRunner.ReplicatorAsync(["cutover", "--source", db.SourceUri, "--target", db.TargetUri, "--slot", replication.Slot, "--switch-command", "exit 0"]);
+        Assert.True(result.ExitCode == 1, result.Output);
+        Assert.Contains("[FAIL] verification: no verifier pass is recorded", result.Stdout, StringComparison.Ordinal);
+        Assert.Contains("NOT STARTED: preconditions fail", result.Stdout, StringComparison.Ordinal);
+        await AssertWritableAsync(db.SourceConnectionString, "source");
+        Assert.Equal(0L, await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM replicator.barrier"));
+    }
+
+    [Fact]
+    public async Task A_pooler_fence_is_lifted_with_the_unfence_command_when_a_later_step_fails()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("cutover_pooler");
+        await using var replication = await Fixtures.Replication.PrepareAsync(db, Schema);
+        using var loggers = LoggerFactory.Create(_ => { });
+        replication.Start();
+        await replication.CatchUpAsync();
+        await VerifyCleanAsync(db, replication.Slot, loggers);
+        var marks = Path.Combine(Path.GetTempPath(), $"pooler-{db.Name}");
+        var options = new CutoverOptions
+        {
+            Slot = replication.Slot,
+            FenceCommand = $"echo PAUSE >> '{marks}'",
+            UnfenceCommand = $"echo RESUME >> '{marks}'",
+            SwitchCommand = "exit 7",
+        };
+        var e = await Assert.ThrowsAsync<CutoverException>(() =>
+            new CutoverRunner(options, Info(db.SourceUri, "source"), Info(db.TargetUri, "target"), "cutover", loggers).RunAsync(CancellationToken.None));
+        Assert.Contains("exited with code 7", e.Message, StringComparison.Ordinal);
+        Assert.True(e.SourceWritable);
+        Assert.Equal(["PAUSE", "RESUME"], await File.ReadAllLinesAsync(marks));
+        Assert.Contains(e.Report!.Preconditions, p => p.Name == "write fence" && p.Detail.Contains("--fence-command", StringComparison.Ordinal));
+        // The database itself was never made read-only.
+        await AssertWritableAsync(db.SourceConnectionString, "source");
+        File.Delete(marks);
     }
 }
