@@ -455,7 +455,7 @@ internal sealed class ChangeApplier
                 return; // a table without a key is recopied whole on resume: the snapshot holds this change
             if (row.Kind == ChangeKind.Insert)
             {
-                Changes(plan).Add("#" + Interlocked.Increment(ref _syntheticKey), NetOp.Insert, [.. row.New!], false);
+                Changes(plan).Add("#" + Interlocked.Increment(ref _syntheticKey), NetOp.Insert, Own(row.New!), false);
                 _pendingRows++;
             }
             else
@@ -470,17 +470,17 @@ internal sealed class ChangeApplier
             switch (row.Kind)
             {
                 case ChangeKind.Insert:
-                    Changes(plan).Add(TableChanges.KeyOf(row.New!, keys), NetOp.Insert, [.. row.New!], idempotent);
+                    Changes(plan).Add(TableChanges.KeyOf(row.New!, keys), NetOp.Insert, Own(row.New!), idempotent);
                     break;
                 case ChangeKind.Delete:
-                    Changes(plan).Add(TableChanges.KeyOf(row.Old!, keys), NetOp.Delete, [.. row.Old!], idempotent);
+                    Changes(plan).Add(TableChanges.KeyOf(row.Old!, keys), NetOp.Delete, Own(row.Old!), idempotent);
                     break;
                 case ChangeKind.Update:
                     var newKey = TableChanges.KeyOf(row.New!, keys);
                     var oldKey = row.Old is null ? newKey : TableChanges.KeyOf(row.Old, keys);
                     if (oldKey == newKey)
                     {
-                        Changes(plan).Add(newKey, NetOp.Update, [.. row.New!], idempotent);
+                        Changes(plan).Add(newKey, NetOp.Update, Own(row.New!), idempotent);
                     }
                     else if (row.New!.Any(v => v.Kind == ValueKind.UnchangedToast))
                     {
@@ -491,8 +491,8 @@ internal sealed class ChangeApplier
                     }
                     else
                     {
-                        Changes(plan).Add(oldKey, NetOp.Delete, [.. row.Old!], idempotent);
-                        Changes(plan).Add(newKey, NetOp.Insert, [.. row.New!], idempotent);
+                        Changes(plan).Add(oldKey, NetOp.Delete, Own(row.Old!), idempotent);
+                        Changes(plan).Add(newKey, NetOp.Insert, Own(row.New!), idempotent);
                     }
 
                     break;
@@ -504,6 +504,12 @@ internal sealed class ChangeApplier
         if (_pendingRows >= _settings.FlushRows || Strict)
             await FlushAsync(cancellationToken).ConfigureAwait(false);
     }
+
+    /// <summary>
+    /// The event's values as the array pending rows hold. Events are immutable and nothing writes
+    /// into these arrays (folding builds new ones), so the capture's own array is used as it is.
+    /// </summary>
+    private static ColumnValue[] Own(IReadOnlyList<ColumnValue> values) => values as ColumnValue[] ?? [.. values];
 
     /// <summary>Strict mode: every change written in source order as it comes (no coalescing across keys).</summary>
     private bool Strict => !_replicaRole || _strictUntil >= LastBegunCommitLsn;
@@ -613,11 +619,19 @@ internal sealed class ChangeApplier
                     upserts.Add(row.Values);
                     break;
                 case NetOp.Update:
-                    var set = Enumerable.Range(0, row.Values.Length)
-                        .Where(i => row.Values[i].Kind != ValueKind.UnchangedToast && Array.IndexOf(plan.KeyIndexes, i) < 0).ToArray();
+                    // Rows with every value present (the usual case) share one statement without
+                    // building a column list per row; rows with unchanged TOAST values are grouped
+                    // by the columns they set.
+                    var set = plan.NonKeyIndexes;
+                    var mask = "*";
+                    if (HasUnchangedToast(row.Values))
+                    {
+                        set = plan.NonKeyIndexes.Where(i => row.Values[i].Kind != ValueKind.UnchangedToast).ToArray();
+                        mask = string.Join(',', set);
+                    }
+
                     if (set.Length == 0)
                         break;
-                    var mask = string.Join(',', set);
                     if (!updates.TryGetValue(mask, out var group))
                         updates[mask] = group = (set, []);
                     group.Rows.Add(row.Values);
@@ -634,6 +648,17 @@ internal sealed class ChangeApplier
             Add(batch, plan.InsertSql(upsert: false), all, inserts, plan.DisplayName, "insert");
         if (upserts.Count > 0)
             Add(batch, plan.InsertSql(upsert: true), all, upserts, plan.DisplayName, "insert");
+    }
+
+    private static bool HasUnchangedToast(ColumnValue[] values)
+    {
+        foreach (var value in values)
+        {
+            if (value.Kind == ValueKind.UnchangedToast)
+                return true;
+        }
+
+        return false;
     }
 
     private static void Add(NpgsqlBatch batch, string sql, int[] columns, List<ColumnValue[]> rows, string table, string op)
