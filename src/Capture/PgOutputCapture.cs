@@ -84,7 +84,7 @@ public sealed class PgOutputCapture
 
         await using var connection = new LogicalReplicationConnection(_source.ToNpgsqlConnectionString())
         {
-            WalReceiverStatusInterval = TimeSpan.FromMilliseconds(250), // the source learns promptly what may be released
+            WalReceiverStatusInterval = TimeSpan.FromMilliseconds(100), // the source learns promptly what may be released
         };
         await connection.Open(cancellationToken).ConfigureAwait(false);
         var encoding = new NpgsqlConnectionStringBuilder(_source.ToNpgsqlConnectionString()).ClientEncoding;
