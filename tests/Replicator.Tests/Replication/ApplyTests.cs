@@ -66,7 +66,7 @@ public class ApplyTests(PostgresFixture fixture) : IClassFixture<PostgresFixture
         replication.Start(replication.Settings with { MaxBatchTransactions = 20, BehindEvents = 50 });
         await replication.CatchUpAsync(TimeSpan.FromMinutes(3));
         await Compare.AssertSameAsync(db);
-        Assert.Equal(4501500L, await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT sum(v) FROM hot"));
+        Assert.Equal(4501500L, await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT sum(v)::bigint FROM hot"));
     }
 
     [Fact]
