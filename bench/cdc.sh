@@ -19,7 +19,7 @@ BACKLOG_SECONDS=${BACKLOG_SECONDS:-30}
 RATE=${RATE:-1000}
 LIVE_SECONDS=${LIVE_SECONDS:-30}
 KAFKA=${KAFKA:-1}
-trap 'kill ${kafka_pid:-} 2>/dev/null; stop_clusters' EXIT
+trap '[ -n "${kafka_pid:-}" ] && kill "$kafka_pid" 2>/dev/null; stop_clusters' EXIT  # KAFKA=0: no pid, and no failing kill under set -e
 
 echo "building replicator..." >&2
 "$root/replicator" --help >/dev/null
@@ -50,18 +50,24 @@ wal_mb=$(psql_at "$SRC_PORT" bench -c "SELECT round((pg_current_wal_insert_lsn()
 echo "backlog: $txns transactions, $wal_mb MB of WAL" >&2
 
 log="$BENCH_DIR/replicator.log"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 t0=$(now)
 "$root/replicator" run --source "postgres://postgres@127.0.0.1:$SRC_PORT/bench" --target "postgres://postgres@127.0.0.1:$TGT_PORT/rep" \
   --slot rep_slot --metrics-listen 127.0.0.1:0 --log-level Warning >>"$log" 2>&1 &
 rep_pid=$!
 wait_slot_caught_up "$SRC_PORT" bench rep_slot "$goal"
 t_rep=$(elapsed "$t0" "$(now)")
+# CPU seconds spent catching up (start-up included): less sensitive than wall time to other load on the machine.
+proc_cpu() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$1/stat" 2>/dev/null || echo "?"; }
+rep_cpu=$(proc_cpu "$rep_pid")
+rep_backend_cpu=$(proc_cpu "$(psql_at "$TGT_PORT" rep -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'replicator-applier' LIMIT 1")")
 echo "replicator caught up in ${t_rep}s" >&2
 
 t0=$(now)
 psql_at "$TGT_PORT" native -c "ALTER SUBSCRIPTION native_sub ENABLE"
 wait_slot_caught_up "$SRC_PORT" bench native_slot "$goal"
 t_native=$(elapsed "$t0" "$(now)")
+native_cpu=$(proc_cpu "$(psql_at "$TGT_PORT" native -c "SELECT pid FROM pg_stat_subscription WHERE subname = 'native_sub' AND relid IS NULL")")
 echo "native caught up in ${t_native}s" >&2
 
 t_kafka="-"
@@ -131,5 +137,6 @@ CDC benchmark — pgbench scale $SCALE, $(nproc) cores; backlog of $txns transac
 | replicator (embedded buffer) | $t_rep | $(ratio "$t_native" "$t_rep")× | $rep_p50 | $rep_p99 |
 | replicator (Kafka buffer, mock broker) | $t_kafka | $([ "$t_kafka" = - ] && echo - || ratio "$t_native" "$t_kafka")× | - | - |
 
+catch-up CPU: replicator process ${rep_cpu}s + its target backend ${rep_backend_cpu}s; native apply worker ${native_cpu}s (load average before: $load_before)
 live: pgbench -R $RATE (achieved ${live_tps} tps) for ${LIVE_SECONDS}s, lag sampled every 100 ms ($rep_n / $nat_n samples); target content equal to source after the run: $same
 TABLE

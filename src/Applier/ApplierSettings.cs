@@ -15,6 +15,12 @@ public sealed record ApplierSettings(string Slot)
     /// <summary>Pending coalesced rows written out (inside the open transaction) once this many accumulate: bounds memory.</summary>
     public int FlushRows { get; init; } = 5000;
 
+    /// <summary>The buffer holding at least this many events means the applier is behind (catching up a backlog).</summary>
+    public int BehindEvents { get; init; } = 5000;
+
+    /// <summary>While behind, the three batch limits above are multiplied by this (memory stays bounded by <see cref="FlushRows"/>).</summary>
+    public int BehindBatchScale { get; init; } = 5;
+
     /// <summary>Longest the applier waits at a verifier barrier before going on without it.</summary>
     public TimeSpan BarrierTimeout { get; init; } = TimeSpan.FromSeconds(30);
 }

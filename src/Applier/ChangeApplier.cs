@@ -47,6 +47,8 @@ internal sealed class ChangeApplier
     private Dictionary<TableName, TableInfo> _catalog = [];
     private Dictionary<TableName, ulong> _syncLsns = [];
     private bool _inBatch;
+    private bool _beginPending;
+    private ChannelReader<ChangeEvent>? _reader;
     private Task? _inFlight;
     private ulong _lastTargetCommitLsn;
     private readonly Queue<(ulong TargetLsn, ulong SourceLsn)> _unflushed = new();
@@ -130,6 +132,7 @@ internal sealed class ChangeApplier
     /// <summary>Applies events until the channel completes or cancellation. An open batch is rolled back on the way out.</summary>
     public async Task RunAsync(ChannelReader<ChangeEvent> reader, CancellationToken cancellationToken)
     {
+        _reader = reader;
         try
         {
             while (true)
@@ -189,7 +192,11 @@ internal sealed class ChangeApplier
                 }
             }
 
-            if (_inBatch && _target.State == System.Data.ConnectionState.Open)
+            if (_inBatch && _beginPending)
+            {
+                _inBatch = _beginPending = false; // nothing of this batch reached the server
+            }
+            else if (_inBatch && _target.State == System.Data.ConnectionState.Open)
             {
                 _inBatch = false;
                 try
@@ -204,6 +211,13 @@ internal sealed class ChangeApplier
             }
         }
     }
+
+    /// <summary>
+    /// A backlog is waiting in the buffer (catching up): batches may grow by
+    /// <see cref="ApplierSettings.BehindBatchScale"/>: fewer commits, and the repeated updates of hot
+    /// rows fold into fewer statements. Live, the buffer is nearly empty and batches stay small (lag).
+    /// </summary>
+    private bool Behind => _reader is { CanCount: true } reader && reader.Count >= _settings.BehindEvents;
 
     /// <summary>A batch is given at least this long to gather more transactions before an idle stream commits it.</summary>
     private static readonly TimeSpan MinBatchAge = TimeSpan.FromMilliseconds(10);
@@ -257,8 +271,9 @@ internal sealed class ChangeApplier
                 _lastCommit = commit;
                 _position = (ulong)commit.CommitLsn;
                 _pendingAck = Math.Max(_pendingAck, (ulong)commit.EndLsn);
-                if (_batchTransactions >= _settings.MaxBatchTransactions || _batchChanges >= _settings.MaxBatchChanges
-                    || _batchClock.Elapsed >= _settings.MaxBatchDuration || _strictUntil >= _position)
+                var scale = Behind ? _settings.BehindBatchScale : 1;
+                if (_batchTransactions >= _settings.MaxBatchTransactions * scale || _batchChanges >= _settings.MaxBatchChanges * scale
+                    || _batchClock.Elapsed >= _settings.MaxBatchDuration * scale || _strictUntil >= _position)
                 {
                     await CommitBatchAsync(cancellationToken).ConfigureAwait(false);
                 }
@@ -286,14 +301,40 @@ internal sealed class ChangeApplier
         }
     }
 
-    private async Task BeginBatchAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// Opens a batch. The BEGIN itself travels with the batch's first statements (or its commit),
+    /// saving a round trip per batch; <see cref="EnsureBegunAsync"/> sends it alone before a
+    /// statement that goes on its own.
+    /// </summary>
+    private Task BeginBatchAsync(CancellationToken cancellationToken)
     {
-        await using (var begin = new NpgsqlCommand("BEGIN", _target))
-            await begin.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        _ = cancellationToken;
+        _beginPending = true;
         _inBatch = true;
         _batchClock.Restart();
         _batchTransactions = 0;
         _batchChanges = 0;
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Sends the batch's pending BEGIN on its own (before a statement that is not part of a pipelined batch).</summary>
+    private async Task EnsureBegunAsync(CancellationToken cancellationToken)
+    {
+        if (!_beginPending)
+            return;
+        await DrainAsync().ConfigureAwait(false);
+        await using (var begin = new NpgsqlCommand("BEGIN", _target))
+            await begin.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        _beginPending = false;
+    }
+
+    /// <summary>Puts the batch's pending BEGIN first in <paramref name="batch"/>.</summary>
+    private void TakeBegin(NpgsqlBatch batch)
+    {
+        if (!_beginPending)
+            return;
+        batch.BatchCommands.Insert(0, new NpgsqlBatchCommand("BEGIN"));
+        _beginPending = false;
     }
 
     /// <summary>
@@ -321,6 +362,7 @@ internal sealed class ChangeApplier
                 batch.BatchCommands.Add(position);
             }
 
+            TakeBegin(batch);
             batch.BatchCommands.Add(new NpgsqlBatchCommand("COMMIT"));
             batch.BatchCommands.Add(new NpgsqlBatchCommand("SELECT pg_current_wal_insert_lsn(), pg_current_wal_flush_lsn()"));
             _inBatch = false;
@@ -447,6 +489,7 @@ internal sealed class ChangeApplier
                     $"the source added column {column.Name} {column.TypeName} to {relation.DisplayName}{(notNull ? " NOT NULL" : "")}{(defaultExpression is null ? "" : " with default " + defaultExpression)}, which Replicator does not add by itself (existing rows could get other values than on the source): add it on the target ({ddl};) and fill existing rows like the source, then replication resumes by itself");
             }
 
+            await EnsureBegunAsync(cancellationToken).ConfigureAwait(false);
             await using var alter = new NpgsqlCommand(ddl, _target);
             await alter.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             _logger.ColumnAdded(relation.DisplayName, column.Name, column.TypeName);
@@ -464,7 +507,7 @@ internal sealed class ChangeApplier
                 return; // a table without a key is recopied whole on resume: the snapshot holds this change
             if (row.Kind == ChangeKind.Insert)
             {
-                Changes(plan).Add("#" + Interlocked.Increment(ref _syntheticKey), NetOp.Insert, [.. row.New!], false);
+                Changes(plan).Add("#" + Interlocked.Increment(ref _syntheticKey), NetOp.Insert, Own(row.New!), false);
                 _pendingRows++;
             }
             else
@@ -479,17 +522,17 @@ internal sealed class ChangeApplier
             switch (row.Kind)
             {
                 case ChangeKind.Insert:
-                    Changes(plan).Add(TableChanges.KeyOf(row.New!, keys), NetOp.Insert, [.. row.New!], idempotent);
+                    Changes(plan).Add(TableChanges.KeyOf(row.New!, keys), NetOp.Insert, Own(row.New!), idempotent);
                     break;
                 case ChangeKind.Delete:
-                    Changes(plan).Add(TableChanges.KeyOf(row.Old!, keys), NetOp.Delete, [.. row.Old!], idempotent);
+                    Changes(plan).Add(TableChanges.KeyOf(row.Old!, keys), NetOp.Delete, Own(row.Old!), idempotent);
                     break;
                 case ChangeKind.Update:
                     var newKey = TableChanges.KeyOf(row.New!, keys);
                     var oldKey = row.Old is null ? newKey : TableChanges.KeyOf(row.Old, keys);
                     if (oldKey == newKey)
                     {
-                        Changes(plan).Add(newKey, NetOp.Update, [.. row.New!], idempotent);
+                        Changes(plan).Add(newKey, NetOp.Update, Own(row.New!), idempotent);
                     }
                     else if (row.New!.Any(v => v.Kind == ValueKind.UnchangedToast))
                     {
@@ -500,8 +543,8 @@ internal sealed class ChangeApplier
                     }
                     else
                     {
-                        Changes(plan).Add(oldKey, NetOp.Delete, [.. row.Old!], idempotent);
-                        Changes(plan).Add(newKey, NetOp.Insert, [.. row.New!], idempotent);
+                        Changes(plan).Add(oldKey, NetOp.Delete, Own(row.Old!), idempotent);
+                        Changes(plan).Add(newKey, NetOp.Insert, Own(row.New!), idempotent);
                     }
 
                     break;
@@ -513,6 +556,12 @@ internal sealed class ChangeApplier
         if (_pendingRows >= _settings.FlushRows || Strict)
             await FlushAsync(cancellationToken).ConfigureAwait(false);
     }
+
+    /// <summary>
+    /// The event's values as the array pending rows hold. Events are immutable and nothing writes
+    /// into these arrays (folding builds new ones), so the capture's own array is used as it is.
+    /// </summary>
+    private static ColumnValue[] Own(IReadOnlyList<ColumnValue> values) => values as ColumnValue[] ?? [.. values];
 
     /// <summary>Strict mode: every change written in source order as it comes (no coalescing across keys).</summary>
     private bool Strict => !_replicaRole || _strictUntil >= LastBegunCommitLsn;
@@ -539,6 +588,7 @@ internal sealed class ChangeApplier
         if (names.Count == 0)
             return;
         var sql = $"TRUNCATE {string.Join(", ", names)}{(truncate.RestartIdentity ? " RESTART IDENTITY" : "")}{(truncate.Cascade ? " CASCADE" : "")}";
+        await EnsureBegunAsync(cancellationToken).ConfigureAwait(false);
         await using var cmd = new NpgsqlCommand(sql, _target);
         await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         foreach (var relation in truncate.Relations)
@@ -582,6 +632,7 @@ internal sealed class ChangeApplier
             return;
         }
 
+        TakeBegin(batch);
         _inFlight = ExecuteAndDisposeAsync(batch, cancellationToken);
     }
 
@@ -622,11 +673,19 @@ internal sealed class ChangeApplier
                     upserts.Add(row.Values);
                     break;
                 case NetOp.Update:
-                    var set = Enumerable.Range(0, row.Values.Length)
-                        .Where(i => row.Values[i].Kind != ValueKind.UnchangedToast && Array.IndexOf(plan.KeyIndexes, i) < 0).ToArray();
+                    // Rows with every value present (the usual case) share one statement without
+                    // building a column list per row; rows with unchanged TOAST values are grouped
+                    // by the columns they set.
+                    var set = plan.NonKeyIndexes;
+                    var mask = "*";
+                    if (HasUnchangedToast(row.Values))
+                    {
+                        set = plan.NonKeyIndexes.Where(i => row.Values[i].Kind != ValueKind.UnchangedToast).ToArray();
+                        mask = string.Join(',', set);
+                    }
+
                     if (set.Length == 0)
                         break;
-                    var mask = string.Join(',', set);
                     if (!updates.TryGetValue(mask, out var group))
                         updates[mask] = group = (set, []);
                     group.Rows.Add(row.Values);
@@ -643,6 +702,17 @@ internal sealed class ChangeApplier
             Add(batch, plan.InsertSql(upsert: false), all, inserts, plan.DisplayName, "insert");
         if (upserts.Count > 0)
             Add(batch, plan.InsertSql(upsert: true), all, upserts, plan.DisplayName, "insert");
+    }
+
+    private static bool HasUnchangedToast(ColumnValue[] values)
+    {
+        foreach (var value in values)
+        {
+            if (value.Kind == ValueKind.UnchangedToast)
+                return true;
+        }
+
+        return false;
     }
 
     private static void Add(NpgsqlBatch batch, string sql, int[] columns, List<ColumnValue[]> rows, string table, string op)
@@ -677,6 +747,7 @@ internal sealed class ChangeApplier
         var n = plan.Relation.Columns.Count;
         var compare = Enumerable.Range(0, n).Where(i => row.Old[i].Kind != ValueKind.UnchangedToast).ToArray();
         var set = row.Kind == ChangeKind.Delete ? null : Enumerable.Range(0, n).Where(i => row.New![i].Kind != ValueKind.UnchangedToast).ToArray();
+        await EnsureBegunAsync(cancellationToken).ConfigureAwait(false);
         await using var cmd = new NpgsqlCommand(plan.KeylessSql(compare, set), _target);
         for (var i = 0; i < n; i++)
             cmd.Parameters.Add(new NpgsqlParameter { Value = (object?)row.Old[i].Text ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
@@ -693,6 +764,7 @@ internal sealed class ChangeApplier
     {
         var n = plan.Relation.Columns.Count;
         var set = Enumerable.Range(0, n).Where(i => row.New![i].Kind != ValueKind.UnchangedToast).ToArray();
+        await EnsureBegunAsync(cancellationToken).ConfigureAwait(false);
         await using var cmd = new NpgsqlCommand(plan.KeyChangeSql(set), _target);
         for (var i = 0; i < n; i++)
             cmd.Parameters.Add(new NpgsqlParameter { Value = (object?)row.Old![i].Text ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });

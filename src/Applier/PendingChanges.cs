@@ -102,6 +102,14 @@ internal sealed class TableChanges(TableApplyPlan plan)
     /// <summary>A string identifying a key: values length-prefixed so no value can imitate a separator.</summary>
     public static string KeyOf(IReadOnlyList<ColumnValue> values, int[] keyIndexes)
     {
+        if (keyIndexes.Length == 1)
+        {
+            // One key column: its text is the key. A text value never holds a NUL character
+            // (PostgreSQL refuses it), so the NUL-led marker of a NULL cannot equal any value.
+            var only = values[keyIndexes[0]];
+            return only.Kind == ValueKind.Text ? only.Text! : "\0-";
+        }
+
         var sb = new StringBuilder();
         foreach (var i in keyIndexes)
         {

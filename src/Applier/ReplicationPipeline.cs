@@ -155,7 +155,10 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
         }
 
         if (capture)
-            reader = new PgOutputCapture(Required(sourceInfo, "source"), settings.Slot, publication, loggerFactory.CreateLogger<PgOutputCapture>());
+            // Embedded, a heartbeat is only an acknowledgement: sent soon after the source goes idle, the
+            // slot catches up with the WAL end promptly (Kafka keeps the default: each one is a record).
+            reader = new PgOutputCapture(Required(sourceInfo, "source"), settings.Slot, publication, loggerFactory.CreateLogger<PgOutputCapture>(),
+                kafka ? null : TimeSpan.FromMilliseconds(250));
 
         if (capture && !kafka)
         {

@@ -27,6 +27,7 @@ internal sealed class TableApplyPlan
         Target = target;
         Types = types;
         KeyIndexes = keyIndexes;
+        NonKeyIndexes = Enumerable.Range(0, relation.Columns.Count).Where(i => Array.IndexOf(keyIndexes, i) < 0).ToArray();
         SyncLsn = syncLsn;
         OverridingSystemValue = target.Columns.Any(c => c.IsIdentityAlways && relation.Columns.Any(s => s.Name == c.Name));
     }
@@ -40,6 +41,9 @@ internal sealed class TableApplyPlan
 
     /// <summary>Stream column indexes of the target's key (primary key or replica identity index); empty: no key.</summary>
     public int[] KeyIndexes { get; }
+
+    /// <summary>Stream column indexes not in <see cref="KeyIndexes"/>, in stream order (what a full update sets).</summary>
+    public int[] NonKeyIndexes { get; }
 
     public bool HasKey => KeyIndexes.Length > 0;
 

@@ -1,3 +1,4 @@
+using System.Text;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Npgsql;
@@ -84,9 +85,11 @@ public sealed class PgOutputCapture
 
         await using var connection = new LogicalReplicationConnection(_source.ToNpgsqlConnectionString())
         {
-            WalReceiverStatusInterval = TimeSpan.FromMilliseconds(250), // the source learns promptly what may be released
+            WalReceiverStatusInterval = TimeSpan.FromMilliseconds(100), // the source learns promptly what may be released
         };
         await connection.Open(cancellationToken).ConfigureAwait(false);
+        var encoding = new NpgsqlConnectionStringBuilder(_source.ToNpgsqlConnectionString()).ClientEncoding;
+        _utf8 = encoding is null || encoding.Replace("-", "", StringComparison.Ordinal).Equals("UTF8", StringComparison.OrdinalIgnoreCase);
         var protocol = connection.PostgreSqlVersion.Major >= 14 ? PgOutputProtocolVersion.V2 : PgOutputProtocolVersion.V1;
         // Large transactions are not streamed in progress: the server spills them to its own disk
         // (logical_decoding_work_mem) and sends them at commit, and this stage passes them through
@@ -358,7 +361,7 @@ public sealed class PgOutputCapture
     }
 
     /// <summary>Reads a tuple's values as owned copies (the tuple's buffer is reused by the next message).</summary>
-    private static async Task<ColumnValue[]> ReadTupleAsync(ReplicationTuple tuple, CancellationToken cancellationToken)
+    private async ValueTask<ColumnValue[]> ReadTupleAsync(ReplicationTuple tuple, CancellationToken cancellationToken)
     {
         var values = new ColumnValue[tuple.NumColumns];
         var i = 0;
@@ -368,11 +371,34 @@ public sealed class PgOutputCapture
             {
                 TupleDataKind.Null => ColumnValue.Null,
                 TupleDataKind.UnchangedToastedValue => ColumnValue.UnchangedToast,
-                TupleDataKind.TextValue => ColumnValue.Of(await value.GetTextReader().ReadToEndAsync(cancellationToken).ConfigureAwait(false)),
+                TupleDataKind.TextValue => ColumnValue.Of(_utf8
+                    ? await ReadUtf8Async(value, cancellationToken).ConfigureAwait(false)
+                    : await value.GetTextReader().ReadToEndAsync(cancellationToken).ConfigureAwait(false)),
                 _ => throw new ReplicationException(ReplicationErrorKind.Permanent, "binary tuple data was not requested but arrived"),
             };
         }
 
         return values;
     }
+
+    /// <summary>
+    /// A text value straight from the message bytes (the session's client encoding is UTF-8): one
+    /// string per value and nothing else, where a TextReader per value cost more than the decoding.
+    /// The scratch buffer is kept for values up to 1 MiB; a larger value gets its own array.
+    /// </summary>
+    private async ValueTask<string> ReadUtf8Async(ReplicationValue value, CancellationToken cancellationToken)
+    {
+        var length = value.Length;
+        if (length == 0)
+            return string.Empty;
+        var buffer = length <= _textBuffer.Length ? _textBuffer
+            : length <= MaxKeptTextBuffer ? _textBuffer = new byte[Math.Min(MaxKeptTextBuffer, Math.Max(length, _textBuffer.Length * 2))]
+            : new byte[length];
+        await value.GetStream().ReadExactlyAsync(buffer.AsMemory(0, length), cancellationToken).ConfigureAwait(false);
+        return Encoding.UTF8.GetString(buffer, 0, length);
+    }
+
+    private const int MaxKeptTextBuffer = 1 << 20;
+    private byte[] _textBuffer = new byte[4096];
+    private bool _utf8;
 }

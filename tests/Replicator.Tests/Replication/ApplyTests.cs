@@ -35,6 +35,41 @@ public class ApplyTests(PostgresFixture fixture) : IClassFixture<PostgresFixture
     }
 
     [Fact]
+    public async Task A_backlog_of_many_small_transactions_on_hot_rows_lands_whole_with_batches_grown_while_behind()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("apply_backlog");
+        await using var replication = await Fixtures.Replication.PrepareAsync(db, """
+            CREATE TABLE hot (id int PRIMARY KEY, v bigint NOT NULL, note text);
+            CREATE TABLE cold (id int PRIMARY KEY, v int);
+            CREATE TABLE tally (v int);
+            ALTER TABLE tally REPLICA IDENTITY FULL;
+            CREATE PROCEDURE churn(n int) LANGUAGE plpgsql AS $$
+            BEGIN
+              FOR i IN 1..n LOOP
+                UPDATE hot SET v = v + i, note = 'by ' || i WHERE id = i % 7;
+                INSERT INTO cold VALUES (i, i);
+                INSERT INTO tally VALUES (i % 3);
+                IF i % 500 = 0 THEN
+                  DELETE FROM cold WHERE id BETWEEN i - 499 AND i - 400;
+                  UPDATE cold SET id = -id WHERE id = i - 1;
+                  DELETE FROM tally WHERE v = 0;
+                END IF;
+                COMMIT;
+              END LOOP;
+            END $$;
+            """);
+        // Written before the pipeline starts: a backlog of 3,000 transactions waits in the slot.
+        await Sql.ExecAsync(db.SourceConnectionString, "INSERT INTO hot SELECT g, 0, '' FROM generate_series(0, 6) g");
+        await Sql.ExecAsync(db.SourceConnectionString, "CALL churn(3000)");
+        await Sql.ExecAsync(db.SourceConnectionString, "TRUNCATE tally; INSERT INTO tally VALUES (42)");
+        // Small limits so that growing them while behind changes where batches end.
+        replication.Start(replication.Settings with { MaxBatchTransactions = 20, BehindEvents = 50 });
+        await replication.CatchUpAsync(TimeSpan.FromMinutes(3));
+        await Compare.AssertSameAsync(db);
+        Assert.Equal(4501500L, await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT sum(v)::bigint FROM hot"));
+    }
+
+    [Fact]
     public async Task Update_with_unchanged_toast_column_keeps_the_target_value()
     {
         await using var db = await fixture.CreateDatabasesAsync("apply_toast");
