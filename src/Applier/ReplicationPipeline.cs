@@ -155,10 +155,11 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
         }
 
         if (capture)
-            // Embedded, a heartbeat is only an acknowledgement: sent soon after the source goes idle, the
-            // slot catches up with the WAL end promptly (Kafka keeps the default: each one is a record).
+            // A heartbeat soon after the source goes idle: the slot catches up with the WAL end promptly,
+            // and a cutover's drain (the fenced source is idle) completes within it. Through Kafka each
+            // one is a small record, only while idle.
             reader = new PgOutputCapture(Required(sourceInfo, "source"), settings.Slot, publication, loggerFactory.CreateLogger<PgOutputCapture>(),
-                kafka ? null : TimeSpan.FromMilliseconds(250));
+                TimeSpan.FromMilliseconds(200));
 
         if (capture && !kafka)
         {

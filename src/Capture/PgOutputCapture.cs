@@ -46,7 +46,7 @@ public sealed class PgOutputCapture
         _slot = slot;
         _publication = publication;
         _logger = logger;
-        _heartbeatInterval = heartbeatInterval ?? TimeSpan.FromMilliseconds(200);
+        _heartbeatInterval = heartbeatInterval ?? TimeSpan.FromSeconds(1);
         _slotTag = new("slot", slot);
     }
 
