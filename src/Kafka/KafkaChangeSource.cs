@@ -3,6 +3,7 @@ using System.Text.Json;
 using Confluent.Kafka;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Replicator.Core.Changes;
 using Replicator.Kafka.Debezium;
 
 namespace Replicator.Kafka;
@@ -91,14 +92,40 @@ public sealed class KafkaChangeSource : IDisposable
     }
 
     /// <summary>
-    /// Reads transactions in commit order until cancelled. <paramref name="startOffsets"/> are the
-    /// offsets stored with the last applied transaction (null on a first start).
+    /// Reads transactions in commit order until cancelled (heartbeats left out; see <see cref="ReadStreamAsync"/>).
+    /// <paramref name="startOffsets"/> are the offsets stored with the last applied transaction (null on a first start).
     /// </summary>
     public async IAsyncEnumerable<OrderedTransaction> ReadAsync(IReadOnlyDictionary<(string Topic, int Partition), long>? startOffsets,
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
+        await foreach (var item in ReadStreamAsync(startOffsets, cancellationToken).ConfigureAwait(false))
+        {
+            if (item is OrderedTransaction transaction)
+                yield return transaction;
+        }
+    }
+
+    /// <summary>The transaction topic: BEGIN/END in commit order, always on partition 0.</summary>
+    public string TransactionTopic => _options.TopicPrefix + ".transaction";
+
+    /// <summary>Our producer's heartbeats (Debezium's heartbeat topic naming).</summary>
+    public string HeartbeatTopic => DebeziumDeserializer.HeartbeatTopicPrefix + _options.TopicPrefix;
+
+    /// <summary>
+    /// Reads transactions in commit order, and heartbeats, until cancelled. A heartbeat record says
+    /// the source was idle at its WAL end and that every transaction before it had been acknowledged
+    /// by Kafka when it was produced; so when it is read, every such transaction is below the
+    /// transaction topic's high watermark. The heartbeat is handed on once the orderer has released
+    /// everything below that watermark: then every transaction that committed before its WAL end has
+    /// been handed on before it, from every topic.
+    /// </summary>
+    public async IAsyncEnumerable<OrderedItem> ReadStreamAsync(IReadOnlyDictionary<(string Topic, int Partition), long>? startOffsets,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
         _startOffsets = startOffsets ?? new Dictionary<(string, int), long>();
-        _consumer.Subscribe("^" + System.Text.RegularExpressions.Regex.Escape(_options.TopicPrefix) + "\\..*");
+        _orderer.StartFrom(_startOffsets);
+        _consumer.Subscribe(["^" + EscapeRegex(_options.TopicPrefix) + "\\..*", "^" + EscapeRegex(HeartbeatTopic) + "$"]);
+        var transactionPartition = new TopicPartition(TransactionTopic, new Partition(0));
         while (!cancellationToken.IsCancellationRequested)
         {
             // Take what is already fetched without blocking; only an empty queue waits (off the
@@ -122,9 +149,39 @@ public sealed class KafkaChangeSource : IDisposable
             List<KeyValuePair<string, byte[]>>? headers = null;
             if (result.Message.Headers is { Count: > 0 })
                 headers = result.Message.Headers.Select(h => new KeyValuePair<string, byte[]>(h.Key, h.GetValueBytes())).ToList();
-            var decoded = _deserializer.Decode(position, result.Message.Key ?? [], result.Message.Value ?? [], headers);
+            var decoded = _deserializer.Decode(position, result.Message.Key, result.Message.Value, headers);
             foreach (var transaction in _orderer.Add(decoded))
                 yield return transaction;
+            if (decoded is DecodedHeartbeat heartbeat)
+            {
+                var watermark = await TransactionWatermarkAsync(transactionPartition, cancellationToken).ConfigureAwait(false);
+                if (watermark is { } through)
+                    _orderer.AddHeartbeat(new Heartbeat(heartbeat.WalEnd, heartbeat.Time), (transactionPartition.Topic, 0), through);
+            }
+
+            if (_orderer.PendingHeartbeats > 0 && _orderer.TakeHeartbeat() is { } ready)
+                yield return new OrderedHeartbeat(ready);
+        }
+    }
+
+    private static string EscapeRegex(string text) => System.Text.RegularExpressions.Regex.Escape(text);
+
+    /// <summary>The transaction topic's high watermark (0 when it does not exist yet); null when the broker did not answer (that heartbeat is dropped, the next one comes).</summary>
+    private async Task<long?> TransactionWatermarkAsync(TopicPartition partition, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var offsets = await Task.Run(() => _consumer.QueryWatermarkOffsets(partition, TimeSpan.FromSeconds(5)), cancellationToken).ConfigureAwait(false);
+            return offsets.High.Value < 0 ? 0 : offsets.High.Value;
+        }
+        catch (KafkaException e) when (e.Error.Code == ErrorCode.UnknownTopicOrPart)
+        {
+            return 0;
+        }
+        catch (KafkaException e)
+        {
+            _logger.ClientError("consumer", $"heartbeat dropped: the transaction topic's end offset could not be read ({e.Error.Reason})");
+            return null;
         }
     }
 

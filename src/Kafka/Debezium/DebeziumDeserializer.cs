@@ -38,7 +38,14 @@ public sealed record DecodedTransactionMarker(
     NpgsqlLogSequenceNumber? CommitLsn,
     NpgsqlLogSequenceNumber? EndLsn) : DecodedRecord(Position);
 
-/// <summary>A record the applier passes over (tombstone, heartbeat); its offset still counts as consumed.</summary>
+/// <summary>
+/// A record on the heartbeat topic written by our producer: the source's WAL had reached
+/// <paramref name="WalEnd"/> with no transaction open, and every transaction before it was
+/// acknowledged by Kafka before this record was produced.
+/// </summary>
+public sealed record DecodedHeartbeat(KafkaPosition Position, NpgsqlLogSequenceNumber WalEnd, DateTimeOffset Time) : DecodedRecord(Position);
+
+/// <summary>A record the applier passes over (tombstone, a heartbeat without a WAL position); its offset still counts as consumed.</summary>
 public sealed record DecodedSkip(KafkaPosition Position, string Why) : DecodedRecord(Position);
 
 /// <summary>
@@ -88,6 +95,8 @@ public sealed class DebeziumDeserializer
     {
         if (value is null || value.Length == 0)
             return new DecodedSkip(position, "tombstone");
+        if (position.Topic.StartsWith(HeartbeatTopicPrefix, StringComparison.Ordinal))
+            return DecodeHeartbeat(position, value, headers);
         JsonDocument? document = null;
         ConnectSchema? schema = null;
         var whole = true;
@@ -151,6 +160,44 @@ public sealed class DebeziumDeserializer
                 throw new DebeziumFormatException(position, e.Message, e);
             }
         }
+    }
+
+    /// <summary>Debezium's heartbeat topics: <c>__debezium-heartbeat.&lt;topic.prefix&gt;</c>.</summary>
+    public const string HeartbeatTopicPrefix = "__debezium-heartbeat.";
+
+    /// <summary>
+    /// Our heartbeats carry the WAL end in a header; a Debezium connector's carry only <c>ts_ms</c>
+    /// (no source position the applier could use), so they are passed over.
+    /// </summary>
+    private static DecodedRecord DecodeHeartbeat(KafkaPosition position, byte[] value, IReadOnlyList<KeyValuePair<string, byte[]>>? headers)
+    {
+        NpgsqlLogSequenceNumber? walEnd;
+        try
+        {
+            walEnd = Header(headers, ReplicatorHeaders.WalEnd);
+        }
+        catch (FormatException e)
+        {
+            throw new DebeziumFormatException(position, $"heartbeat header {ReplicatorHeaders.WalEnd} is not an LSN: {e.Message}", e);
+        }
+
+        if (walEnd is null)
+            return new DecodedSkip(position, "heartbeat without a WAL position");
+        var time = DateTimeOffset.UnixEpoch;
+        try
+        {
+            using var document = JsonDocument.Parse(value);
+            var root = document.RootElement;
+            var payload = root.ValueKind == JsonValueKind.Object && root.TryGetProperty("payload"u8, out var p) ? p : root;
+            if (payload.ValueKind == JsonValueKind.Object && payload.TryGetProperty("ts_ms"u8, out var ts) && ts.ValueKind == JsonValueKind.Number)
+                time = DateTimeOffset.FromUnixTimeMilliseconds(ts.GetInt64());
+        }
+        catch (JsonException e)
+        {
+            throw new DebeziumFormatException(position, $"heartbeat value is not JSON ({e.Message})", e);
+        }
+
+        return new DecodedHeartbeat(position, walEnd.Value, time);
     }
 
     private static ReadOnlySpan<byte> EnvelopeStart => "{\"schema\":"u8;

@@ -14,11 +14,20 @@ public sealed record OrderedTransaction(
     TransactionBegin Begin,
     IReadOnlyList<ChangeEvent> Changes,
     TransactionCommit Commit,
-    IReadOnlyDictionary<(string Topic, int Partition), long> ResumeOffsets)
+    IReadOnlyDictionary<(string Topic, int Partition), long> ResumeOffsets) : OrderedItem
 {
     /// <summary>The framed stream: begin, changes, commit.</summary>
     public IEnumerable<ChangeEvent> Events => Changes.Prepend(Begin).Append(Commit);
 }
+
+/// <summary>What the Kafka consumer hands on, in order: whole transactions and heartbeats.</summary>
+public abstract record OrderedItem;
+
+/// <summary>
+/// The source was idle at <c>Heartbeat.WalEnd</c>, and every transaction that committed before it has
+/// been handed on before this item: the applier may treat the stream as having reached that LSN.
+/// </summary>
+public sealed record OrderedHeartbeat(Heartbeat Heartbeat) : OrderedItem;
 
 /// <summary>
 /// Rebuilds source commit order across topics from Debezium's transaction metadata.
@@ -60,6 +69,47 @@ public sealed class TransactionOrderer
 
     public int MaxBufferedEvents { get; }
 
+    private readonly Queue<(Heartbeat Heartbeat, (string, int) Partition, long Through)> _heartbeats = new();
+
+    /// <summary>
+    /// The offsets reading starts from (those stored with the last applied transaction). Partitions
+    /// not read again since keep them in <see cref="ResumeOffsets"/>, so storing the next position
+    /// never forgets a partition (which would send it back to its beginning after another restart,
+    /// to events whose END was consumed long ago).
+    /// </summary>
+    public void StartFrom(IReadOnlyDictionary<(string Topic, int Partition), long> offsets)
+    {
+        foreach (var (tp, offset) in offsets)
+            Advance(tp, offset - 1);
+    }
+
+    /// <summary>
+    /// A heartbeat to hand on once every record before offset <paramref name="through"/> of
+    /// <paramref name="partition"/> (the transaction topic) is done with: its transactions
+    /// released, nothing of them still held (see <see cref="TakeHeartbeat"/>).
+    /// </summary>
+    public void AddHeartbeat(Heartbeat heartbeat, (string Topic, int Partition) partition, long through) =>
+        _heartbeats.Enqueue((heartbeat, partition, through));
+
+    /// <summary>
+    /// The newest pending heartbeat whose transactions have all been released (older ones are
+    /// dropped: the newest says more); null when none is ready. Call after the transactions
+    /// returned by <see cref="Add"/> have been handed on.
+    /// </summary>
+    public Heartbeat? TakeHeartbeat()
+    {
+        Heartbeat? ready = null;
+        while (_heartbeats.Count > 0 && ResumeOffset(_heartbeats.Peek().Partition) >= _heartbeats.Peek().Through)
+            ready = _heartbeats.Dequeue().Heartbeat;
+        return ready;
+    }
+
+    /// <summary>Heartbeats waiting for their transactions.</summary>
+    public int PendingHeartbeats => _heartbeats.Count;
+
+    private long ResumeOffset((string, int) tp) =>
+        _held.TryGetValue(tp, out var held) && held.Count > 0 ? held.Min : _nextOffset.GetValueOrDefault(tp);
+
     /// <summary>Events waiting for their transaction to complete or reach the head.</summary>
     public int BufferedEvents => _buffered;
 
@@ -93,7 +143,7 @@ public sealed class TransactionOrderer
                 Hold(tp, record.Position.Offset);
                 break;
             default:
-                // BEGIN markers, tombstones and heartbeats carry nothing the applier needs.
+                // BEGIN markers, tombstones and heartbeat records (see AddHeartbeat) carry nothing to hold.
                 Consumed(tp, record.Position.Offset);
                 break;
         }
@@ -199,8 +249,8 @@ public sealed class TransactionOrderer
     public IReadOnlyDictionary<(string Topic, int Partition), long> ResumeOffsets()
     {
         var result = new Dictionary<(string, int), long>(_nextOffset.Count);
-        foreach (var (tp, next) in _nextOffset)
-            result[tp] = _held.TryGetValue(tp, out var held) && held.Count > 0 ? held.Min : next;
+        foreach (var tp in _nextOffset.Keys)
+            result[tp] = ResumeOffset(tp);
         return result;
     }
 }
