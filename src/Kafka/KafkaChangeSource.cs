@@ -124,6 +124,7 @@ public sealed class KafkaChangeSource : IDisposable
     {
         _startOffsets = startOffsets ?? new Dictionary<(string, int), long>();
         _orderer.StartFrom(_startOffsets);
+        await WaitForTopicsAsync(cancellationToken).ConfigureAwait(false);
         _consumer.Subscribe(["^" + EscapeRegex(_options.TopicPrefix) + "\\..*", "^" + EscapeRegex(HeartbeatTopic) + "$"]);
         var transactionPartition = new TopicPartition(TransactionTopic, new Partition(0));
         while (!cancellationToken.IsCancellationRequested)
@@ -164,6 +165,39 @@ public sealed class KafkaChangeSource : IDisposable
         }
     }
 
+    /// <summary>
+    /// Joining a consumer group costs a rebalance (a broker waits group.initial.rebalance.delay.ms,
+    /// 3 s by default, before answering the first member), and a regex subscription discovers new
+    /// topics only at the next metadata refresh, which costs another. Subscribing before Capture has
+    /// created any topic paid both at every start; so the subscription waits until the prefix's
+    /// topics exist (one metadata request every 200 ms until then).
+    /// </summary>
+    private async Task WaitForTopicsAsync(CancellationToken cancellationToken)
+    {
+        using var admin = new DependentAdminClientBuilder(_consumer.Handle).Build();
+        var tablePrefix = _options.TopicPrefix + ".";
+        var seen = false;
+        while (true)
+        {
+            try
+            {
+                var metadata = await Task.Run(() => admin.GetMetadata(TimeSpan.FromSeconds(5)), cancellationToken).ConfigureAwait(false);
+                var present = metadata.Topics.Count(t => t.Error.Code == ErrorCode.NoError && (t.Topic.StartsWith(tablePrefix, StringComparison.Ordinal) || t.Topic == HeartbeatTopic));
+                if (present > 0 && seen)
+                    return;
+                // Capture creates the transaction topic and a transaction's table topics together: one
+                // more look a moment later catches the table topics created with it.
+                seen = present > 0;
+            }
+            catch (KafkaException e)
+            {
+                _logger.ClientError("consumer", e.Error.Reason);
+            }
+
+            await Task.Delay(200, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
     private static string EscapeRegex(string text) => System.Text.RegularExpressions.Regex.Escape(text);
 
     /// <summary>The transaction topic's high watermark (0 when it does not exist yet); null when the broker did not answer (that heartbeat is dropped, the next one comes).</summary>
@@ -191,12 +225,45 @@ public sealed class KafkaChangeSource : IDisposable
         _consumer.Commit(transaction.ResumeOffsets.Select(p => new TopicPartitionOffset(p.Key.Topic, new Partition(p.Key.Partition), new Offset(p.Value))));
     }
 
-    /// <summary>The offsets as <c>replicator.position.kafka_offsets</c> stores them: <c>{"topic": {"partition": offset}}</c>.</summary>
+    /// <summary>The offsets as <c>replicator.position.kafka_offsets</c> stores them: <c>{"topic": {"partition": offset}}</c>, topics and partitions in order.</summary>
     public static string OffsetsToJson(IReadOnlyDictionary<(string Topic, int Partition), long> offsets)
     {
-        var nested = offsets.GroupBy(o => o.Key.Topic, StringComparer.Ordinal).OrderBy(g => g.Key, StringComparer.Ordinal)
-            .ToDictionary(g => g.Key, g => g.OrderBy(o => o.Key.Partition).ToDictionary(o => o.Key.Partition.ToString(System.Globalization.CultureInfo.InvariantCulture), o => o.Value));
-        return JsonSerializer.Serialize(nested);
+        // Once per applied transaction: written directly rather than through LINQ groupings and the serializer.
+        var entries = new KeyValuePair<(string Topic, int Partition), long>[offsets.Count];
+        var n = 0;
+        foreach (var entry in offsets)
+            entries[n++] = entry;
+        Array.Sort(entries, static (a, b) =>
+        {
+            var byTopic = string.CompareOrdinal(a.Key.Topic, b.Key.Topic);
+            return byTopic != 0 ? byTopic : a.Key.Partition.CompareTo(b.Key.Partition);
+        });
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>(64 + (entries.Length * 48));
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            string? topic = null;
+            Span<char> partition = stackalloc char[11];
+            foreach (var ((t, p), offset) in entries)
+            {
+                if (!string.Equals(t, topic, StringComparison.Ordinal))
+                {
+                    if (topic is not null)
+                        w.WriteEndObject();
+                    w.WriteStartObject(t);
+                    topic = t;
+                }
+
+                p.TryFormat(partition, out var written, default, System.Globalization.CultureInfo.InvariantCulture);
+                w.WriteNumber(partition[..written], offset);
+            }
+
+            if (topic is not null)
+                w.WriteEndObject();
+            w.WriteEndObject();
+        }
+
+        return System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan);
     }
 
     public static IReadOnlyDictionary<(string Topic, int Partition), long> OffsetsFromJson(string? json)
