@@ -62,10 +62,13 @@ public sealed class KafkaChangeSource : IDisposable
             .SetPartitionsAssignedHandler((_, partitions) =>
             {
                 _logger.PartitionsAssigned(string.Join(", ", partitions.Select(p => $"{p.Topic}[{p.Partition.Value}]")));
-                // Our stored position wins over the group's committed offsets; partitions we never
-                // stored start at the beginning (Debezium topics are the full history since the snapshot).
+                // Our position wins over the group's committed offsets: at the start the stored one
+                // (the orderer was seeded with it), after a rebalance where the orderer stands (what it
+                // had not released yet is read again). Partitions never stored start at the beginning
+                // (Debezium topics are the full history since the snapshot).
+                var resume = _orderer.Rewind();
                 return partitions.Select(p => new TopicPartitionOffset(p,
-                    _startOffsets.TryGetValue((p.Topic, p.Partition.Value), out var o) ? new Offset(o) : Offset.Beginning));
+                    resume.TryGetValue((p.Topic, p.Partition.Value), out var o) ? new Offset(o) : Offset.Beginning));
             })
             .Build();
     }
