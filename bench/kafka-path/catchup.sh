@@ -15,7 +15,7 @@ trap 'kill ${kafka_pid:-} 2>/dev/null; [ "${KEEP:-0}" = 1 ] || stop_clusters' EX
 # One frozen build for every trial (the ./replicator wrapper rebuilds when a source changes, which
 # would land inside a timed trial while the sources are being edited).
 dotnet build "$root/src/Cli/Replicator.Cli.csproj" -c Release -o "$BENCH_DIR/cli" --nologo -v q -clp:ErrorsOnly >&2
-rep() { dotnet "$BENCH_DIR/cli/replicator.dll" "$@"; }
+cli="$BENCH_DIR/cli/replicator.dll"  # started with plain 'dotnet "$cli"' so that $! is the process itself
 start_cluster SRC
 start_cluster TGT
 echo "clusters: source :$SRC_PORT, target :$TGT_PORT, dir $BENCH_DIR" >&2
@@ -42,7 +42,7 @@ trial() { # $1 = db, rest = extra args; prints seconds until the last history ro
   local db=$1; shift
   local t0 pid progress="$BENCH_DIR/progress-$db.txt"
   t0=$(now)
-  rep run --source "postgres://postgres@127.0.0.1:$SRC_PORT/bench" --target "postgres://postgres@127.0.0.1:$TGT_PORT/$db" \
+  dotnet "$cli" run --source "postgres://postgres@127.0.0.1:$SRC_PORT/bench" --target "postgres://postgres@127.0.0.1:$TGT_PORT/$db" \
     --slot "${db}_slot" --metrics-listen 127.0.0.1:0 --log-level "${LOG_LEVEL:-Warning}" "$@" >>"$BENCH_DIR/run-$db.log" 2>&1 &
   pid=$!
   : >"$progress"
@@ -58,7 +58,7 @@ trial() { # $1 = db, rest = extra args; prints seconds until the last history ro
 for i in $(seq 1 "$TRIALS"); do
   load1=$(cut -d' ' -f1 /proc/loadavg)
   te=$(trial "e$i")
-  rep dev-kafka >"$BENCH_DIR/kafka$i.out" 2>/dev/null &
+  dotnet "$cli" dev-kafka >"$BENCH_DIR/kafka$i.out" 2>/dev/null &
   kafka_pid=$!
   until [ -s "$BENCH_DIR/kafka$i.out" ]; do sleep 0.1; done
   tk=$(trial "k$i" --buffer kafka --kafka-bootstrap "$(head -1 "$BENCH_DIR/kafka$i.out")" --topic-prefix "bench$i")
