@@ -303,7 +303,7 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
         }
     }
 
-    /// <summary>Feeds the applier whole transactions in commit order, each followed by the offsets to resume after it.</summary>
+    /// <summary>Feeds the applier whole transactions in commit order, each followed by the offsets to resume after it, and heartbeats.</summary>
     private static async Task ConsumeAsync(Replicator.Kafka.KafkaChangeSource consumer, IReadOnlyDictionary<(string Topic, int Partition), long> offsets,
         ChannelWriter<ChangeEvent> writer, CancellationToken cancellationToken)
     {
@@ -311,8 +311,16 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
         {
             try
             {
-                await foreach (var transaction in consumer.ReadAsync(offsets, cancellationToken).ConfigureAwait(false))
+                await foreach (var item in consumer.ReadStreamAsync(offsets, cancellationToken).ConfigureAwait(false))
                 {
+                    if (item is Replicator.Kafka.Debezium.OrderedHeartbeat heartbeat)
+                    {
+                        // Every transaction before it has been written above: the applier may count the stream as at its WAL end (lag, verifier cuts, drains).
+                        await writer.WriteAsync(heartbeat.Heartbeat, cancellationToken).ConfigureAwait(false);
+                        continue;
+                    }
+
+                    var transaction = (Replicator.Kafka.Debezium.OrderedTransaction)item;
                     await writer.WriteAsync(transaction.Begin, cancellationToken).ConfigureAwait(false);
                     foreach (var change in transaction.Changes)
                         await writer.WriteAsync(change, cancellationToken).ConfigureAwait(false);

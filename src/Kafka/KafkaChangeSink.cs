@@ -113,6 +113,18 @@ public sealed class KafkaChangeSink : IDisposable
     public async ValueTask WriteAsync(ChangeEvent change, CancellationToken cancellationToken)
     {
         ThrowIfFailed();
+        if (change is Heartbeat)
+        {
+            // A heartbeat promises its reader that every transaction before it is in Kafka: it is
+            // produced only once everything produced before it is acknowledged. (The applier then
+            // waits for the transaction topic's end offset as seen when it reads the heartbeat.)
+            while (InFlight > 0)
+            {
+                await Task.Delay(1, cancellationToken).ConfigureAwait(false);
+                ThrowIfFailed();
+            }
+        }
+
         Tracked tracked;
         lock (_lock)
         {

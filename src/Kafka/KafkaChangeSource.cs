@@ -3,6 +3,7 @@ using System.Text.Json;
 using Confluent.Kafka;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Replicator.Core.Changes;
 using Replicator.Kafka.Debezium;
 
 namespace Replicator.Kafka;
@@ -61,10 +62,13 @@ public sealed class KafkaChangeSource : IDisposable
             .SetPartitionsAssignedHandler((_, partitions) =>
             {
                 _logger.PartitionsAssigned(string.Join(", ", partitions.Select(p => $"{p.Topic}[{p.Partition.Value}]")));
-                // Our stored position wins over the group's committed offsets; partitions we never
-                // stored start at the beginning (Debezium topics are the full history since the snapshot).
+                // Our position wins over the group's committed offsets: at the start the stored one
+                // (the orderer was seeded with it), after a rebalance where the orderer stands (what it
+                // had not released yet is read again). Partitions never stored start at the beginning
+                // (Debezium topics are the full history since the snapshot).
+                var resume = _orderer.Rewind();
                 return partitions.Select(p => new TopicPartitionOffset(p,
-                    _startOffsets.TryGetValue((p.Topic, p.Partition.Value), out var o) ? new Offset(o) : Offset.Beginning));
+                    resume.TryGetValue((p.Topic, p.Partition.Value), out var o) ? new Offset(o) : Offset.Beginning));
             })
             .Build();
     }
@@ -91,14 +95,41 @@ public sealed class KafkaChangeSource : IDisposable
     }
 
     /// <summary>
-    /// Reads transactions in commit order until cancelled. <paramref name="startOffsets"/> are the
-    /// offsets stored with the last applied transaction (null on a first start).
+    /// Reads transactions in commit order until cancelled (heartbeats left out; see <see cref="ReadStreamAsync"/>).
+    /// <paramref name="startOffsets"/> are the offsets stored with the last applied transaction (null on a first start).
     /// </summary>
     public async IAsyncEnumerable<OrderedTransaction> ReadAsync(IReadOnlyDictionary<(string Topic, int Partition), long>? startOffsets,
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
+        await foreach (var item in ReadStreamAsync(startOffsets, cancellationToken).ConfigureAwait(false))
+        {
+            if (item is OrderedTransaction transaction)
+                yield return transaction;
+        }
+    }
+
+    /// <summary>The transaction topic: BEGIN/END in commit order, always on partition 0.</summary>
+    public string TransactionTopic => _options.TopicPrefix + ".transaction";
+
+    /// <summary>Our producer's heartbeats (Debezium's heartbeat topic naming).</summary>
+    public string HeartbeatTopic => DebeziumDeserializer.HeartbeatTopicPrefix + _options.TopicPrefix;
+
+    /// <summary>
+    /// Reads transactions in commit order, and heartbeats, until cancelled. A heartbeat record says
+    /// the source was idle at its WAL end and that every transaction before it had been acknowledged
+    /// by Kafka when it was produced; so when it is read, every such transaction is below the
+    /// transaction topic's high watermark. The heartbeat is handed on once the orderer has released
+    /// everything below that watermark: then every transaction that committed before its WAL end has
+    /// been handed on before it, from every topic.
+    /// </summary>
+    public async IAsyncEnumerable<OrderedItem> ReadStreamAsync(IReadOnlyDictionary<(string Topic, int Partition), long>? startOffsets,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
         _startOffsets = startOffsets ?? new Dictionary<(string, int), long>();
-        _consumer.Subscribe("^" + System.Text.RegularExpressions.Regex.Escape(_options.TopicPrefix) + "\\..*");
+        _orderer.StartFrom(_startOffsets);
+        await WaitForTopicsAsync(cancellationToken).ConfigureAwait(false);
+        _consumer.Subscribe(["^" + EscapeRegex(_options.TopicPrefix) + "\\..*", "^" + EscapeRegex(HeartbeatTopic) + "$"]);
+        var transactionPartition = new TopicPartition(TransactionTopic, new Partition(0));
         while (!cancellationToken.IsCancellationRequested)
         {
             // Take what is already fetched without blocking; only an empty queue waits (off the
@@ -122,9 +153,72 @@ public sealed class KafkaChangeSource : IDisposable
             List<KeyValuePair<string, byte[]>>? headers = null;
             if (result.Message.Headers is { Count: > 0 })
                 headers = result.Message.Headers.Select(h => new KeyValuePair<string, byte[]>(h.Key, h.GetValueBytes())).ToList();
-            var decoded = _deserializer.Decode(position, result.Message.Key ?? [], result.Message.Value ?? [], headers);
+            var decoded = _deserializer.Decode(position, result.Message.Key, result.Message.Value, headers);
             foreach (var transaction in _orderer.Add(decoded))
                 yield return transaction;
+            if (decoded is DecodedHeartbeat heartbeat)
+            {
+                var watermark = await TransactionWatermarkAsync(transactionPartition, cancellationToken).ConfigureAwait(false);
+                if (watermark is { } through)
+                    _orderer.AddHeartbeat(new Heartbeat(heartbeat.WalEnd, heartbeat.Time), (transactionPartition.Topic, 0), through);
+            }
+
+            if (_orderer.PendingHeartbeats > 0 && _orderer.TakeHeartbeat() is { } ready)
+                yield return new OrderedHeartbeat(ready);
+        }
+    }
+
+    /// <summary>
+    /// Joining a consumer group costs a rebalance (a broker waits group.initial.rebalance.delay.ms,
+    /// 3 s by default, before answering the first member), and a regex subscription discovers new
+    /// topics only at the next metadata refresh, which costs another. Subscribing before Capture has
+    /// created any topic paid both at every start; so the subscription waits until the prefix's
+    /// topics exist (one metadata request every 200 ms until then).
+    /// </summary>
+    private async Task WaitForTopicsAsync(CancellationToken cancellationToken)
+    {
+        using var admin = new DependentAdminClientBuilder(_consumer.Handle).Build();
+        var tablePrefix = _options.TopicPrefix + ".";
+        var seen = false;
+        while (true)
+        {
+            try
+            {
+                var metadata = await Task.Run(() => admin.GetMetadata(TimeSpan.FromSeconds(5)), cancellationToken).ConfigureAwait(false);
+                var present = metadata.Topics.Count(t => t.Error.Code == ErrorCode.NoError && (t.Topic.StartsWith(tablePrefix, StringComparison.Ordinal) || t.Topic == HeartbeatTopic));
+                if (present > 0 && seen)
+                    return;
+                // Capture creates the transaction topic and a transaction's table topics together: one
+                // more look a moment later catches the table topics created with it.
+                seen = present > 0;
+            }
+            catch (KafkaException e)
+            {
+                _logger.ClientError("consumer", e.Error.Reason);
+            }
+
+            await Task.Delay(200, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private static string EscapeRegex(string text) => System.Text.RegularExpressions.Regex.Escape(text);
+
+    /// <summary>The transaction topic's high watermark (0 when it does not exist yet); null when the broker did not answer (that heartbeat is dropped, the next one comes).</summary>
+    private async Task<long?> TransactionWatermarkAsync(TopicPartition partition, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var offsets = await Task.Run(() => _consumer.QueryWatermarkOffsets(partition, TimeSpan.FromSeconds(5)), cancellationToken).ConfigureAwait(false);
+            return offsets.High.Value < 0 ? 0 : offsets.High.Value;
+        }
+        catch (KafkaException e) when (e.Error.Code == ErrorCode.UnknownTopicOrPart)
+        {
+            return 0;
+        }
+        catch (KafkaException e)
+        {
+            _logger.ClientError("consumer", $"heartbeat dropped: the transaction topic's end offset could not be read ({e.Error.Reason})");
+            return null;
         }
     }
 
@@ -134,12 +228,45 @@ public sealed class KafkaChangeSource : IDisposable
         _consumer.Commit(transaction.ResumeOffsets.Select(p => new TopicPartitionOffset(p.Key.Topic, new Partition(p.Key.Partition), new Offset(p.Value))));
     }
 
-    /// <summary>The offsets as <c>replicator.position.kafka_offsets</c> stores them: <c>{"topic": {"partition": offset}}</c>.</summary>
+    /// <summary>The offsets as <c>replicator.position.kafka_offsets</c> stores them: <c>{"topic": {"partition": offset}}</c>, topics and partitions in order.</summary>
     public static string OffsetsToJson(IReadOnlyDictionary<(string Topic, int Partition), long> offsets)
     {
-        var nested = offsets.GroupBy(o => o.Key.Topic, StringComparer.Ordinal).OrderBy(g => g.Key, StringComparer.Ordinal)
-            .ToDictionary(g => g.Key, g => g.OrderBy(o => o.Key.Partition).ToDictionary(o => o.Key.Partition.ToString(System.Globalization.CultureInfo.InvariantCulture), o => o.Value));
-        return JsonSerializer.Serialize(nested);
+        // Once per applied transaction: written directly rather than through LINQ groupings and the serializer.
+        var entries = new KeyValuePair<(string Topic, int Partition), long>[offsets.Count];
+        var n = 0;
+        foreach (var entry in offsets)
+            entries[n++] = entry;
+        Array.Sort(entries, static (a, b) =>
+        {
+            var byTopic = string.CompareOrdinal(a.Key.Topic, b.Key.Topic);
+            return byTopic != 0 ? byTopic : a.Key.Partition.CompareTo(b.Key.Partition);
+        });
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>(64 + (entries.Length * 48));
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            string? topic = null;
+            Span<char> partition = stackalloc char[11];
+            foreach (var ((t, p), offset) in entries)
+            {
+                if (!string.Equals(t, topic, StringComparison.Ordinal))
+                {
+                    if (topic is not null)
+                        w.WriteEndObject();
+                    w.WriteStartObject(t);
+                    topic = t;
+                }
+
+                p.TryFormat(partition, out var written, default, System.Globalization.CultureInfo.InvariantCulture);
+                w.WriteNumber(partition[..written], offset);
+            }
+
+            if (topic is not null)
+                w.WriteEndObject();
+            w.WriteEndObject();
+        }
+
+        return System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan);
     }
 
     public static IReadOnlyDictionary<(string Topic, int Partition), long> OffsetsFromJson(string? json)

@@ -38,7 +38,14 @@ public sealed record DecodedTransactionMarker(
     NpgsqlLogSequenceNumber? CommitLsn,
     NpgsqlLogSequenceNumber? EndLsn) : DecodedRecord(Position);
 
-/// <summary>A record the applier passes over (tombstone, heartbeat); its offset still counts as consumed.</summary>
+/// <summary>
+/// A record on the heartbeat topic written by our producer: the source's WAL had reached
+/// <paramref name="WalEnd"/> with no transaction open, and every transaction before it was
+/// acknowledged by Kafka before this record was produced.
+/// </summary>
+public sealed record DecodedHeartbeat(KafkaPosition Position, NpgsqlLogSequenceNumber WalEnd, DateTimeOffset Time) : DecodedRecord(Position);
+
+/// <summary>A record the applier passes over (tombstone, a heartbeat without a WAL position); its offset still counts as consumed.</summary>
 public sealed record DecodedSkip(KafkaPosition Position, string Why) : DecodedRecord(Position);
 
 /// <summary>
@@ -69,36 +76,80 @@ public sealed class DebeziumDeserializer
     }
 
     /// <summary>Forgets cached table shapes (after DDL on the target).</summary>
-    public void Invalidate() => _shapes.Clear();
-
-    public DecodedRecord Decode(KafkaPosition position, ReadOnlySpan<byte> key, ReadOnlySpan<byte> value, IReadOnlyList<KeyValuePair<string, byte[]>>? headers = null)
+    public void Invalidate()
     {
-        if (value.IsEmpty)
+        _shapes.Clear();
+        _shapeByTopic.Clear();
+    }
+
+    /// <summary>Decodes one record (spans are copied; the consumer uses the array overload, which does not copy).</summary>
+    public DecodedRecord Decode(KafkaPosition position, ReadOnlySpan<byte> key, ReadOnlySpan<byte> value, IReadOnlyList<KeyValuePair<string, byte[]>>? headers = null) =>
+        Decode(position, key.IsEmpty ? null : key.ToArray(), value.IsEmpty ? null : value.ToArray(), headers);
+
+    /// <summary>
+    /// Decodes one record. JsonConverter repeats the whole schema (most of the bytes) in every
+    /// record; when a record's schema is byte for byte the one its topic had before, only the
+    /// payload is parsed (<see cref="TryCachedEnvelope"/>), otherwise the whole record.
+    /// </summary>
+    public DecodedRecord Decode(KafkaPosition position, byte[]? key, byte[]? value, IReadOnlyList<KeyValuePair<string, byte[]>>? headers = null)
+    {
+        if (value is null || value.Length == 0)
             return new DecodedSkip(position, "tombstone");
-        JsonDocument document;
-        try
+        if (position.Topic.StartsWith(HeartbeatTopicPrefix, StringComparison.Ordinal))
+            return DecodeHeartbeat(position, value, headers);
+        JsonDocument? document = null;
+        ConnectSchema? schema = null;
+        var whole = true;
+        if (TryCachedEnvelope(position.Topic, value, out var cached, out var payloadBytes))
         {
-            document = JsonDocument.Parse(value.ToArray().AsMemory());
+            try
+            {
+                document = JsonDocument.Parse(payloadBytes);
+                schema = cached;
+                whole = false;
+            }
+            catch (JsonException)
+            {
+                // Not the layout it seemed to be: the whole record is parsed below, and reports any error.
+            }
         }
-        catch (JsonException e)
+
+        if (document is null)
         {
-            throw new DebeziumFormatException(position, $"value is not JSON ({e.Message}): is the connector using JsonConverter?", e);
+            try
+            {
+                document = JsonDocument.Parse(value);
+            }
+            catch (JsonException e)
+            {
+                throw new DebeziumFormatException(position, $"value is not JSON ({e.Message}): is the connector using JsonConverter?", e);
+            }
         }
 
         using (document)
         {
             try
             {
-                var (schema, payload) = Unwrap(document.RootElement);
+                JsonElement payload;
+                if (whole)
+                {
+                    (schema, payload) = Unwrap(document.RootElement);
+                    RememberEnvelope(position.Topic, value, document.RootElement, schema);
+                }
+                else
+                {
+                    payload = document.RootElement;
+                }
+
                 if (payload.ValueKind != JsonValueKind.Object)
                     throw new DebeziumFormatException(position, "value payload is not an object");
-                if (payload.TryGetProperty("status", out var status) && payload.TryGetProperty("id", out _))
+                if (payload.TryGetProperty("status"u8, out var status) && payload.TryGetProperty("id"u8, out _))
                     return DecodeMarker(position, payload, status.GetString(), headers);
-                if (position.Topic.StartsWith("__debezium-heartbeat", StringComparison.Ordinal) || !payload.TryGetProperty("op", out var op))
+                if (position.Topic.StartsWith("__debezium-heartbeat", StringComparison.Ordinal) || !payload.TryGetProperty("op"u8, out var op))
                     return new DecodedSkip(position, "not a change event (heartbeat or other)");
-                if (op.GetString() == "m")
+                if (op.ValueEquals("m"u8))
                     return new DecodedSkip(position, "logical decoding message (op m): nothing to apply");
-                return DecodeChange(position, key, schema, payload, op.GetString() ?? "");
+                return DecodeChange(position, key, schema, payload, op);
             }
             catch (DebeziumFormatException)
             {
@@ -109,6 +160,100 @@ public sealed class DebeziumDeserializer
                 throw new DebeziumFormatException(position, e.Message, e);
             }
         }
+    }
+
+    /// <summary>Debezium's heartbeat topics: <c>__debezium-heartbeat.&lt;topic.prefix&gt;</c>.</summary>
+    public const string HeartbeatTopicPrefix = "__debezium-heartbeat.";
+
+    /// <summary>
+    /// Our heartbeats carry the WAL end in a header; a Debezium connector's carry only <c>ts_ms</c>
+    /// (no source position the applier could use), so they are passed over.
+    /// </summary>
+    private static DecodedRecord DecodeHeartbeat(KafkaPosition position, byte[] value, IReadOnlyList<KeyValuePair<string, byte[]>>? headers)
+    {
+        NpgsqlLogSequenceNumber? walEnd;
+        try
+        {
+            walEnd = Header(headers, ReplicatorHeaders.WalEnd);
+        }
+        catch (FormatException e)
+        {
+            throw new DebeziumFormatException(position, $"heartbeat header {ReplicatorHeaders.WalEnd} is not an LSN: {e.Message}", e);
+        }
+
+        if (walEnd is null)
+            return new DecodedSkip(position, "heartbeat without a WAL position");
+        var time = DateTimeOffset.UnixEpoch;
+        try
+        {
+            using var document = JsonDocument.Parse(value);
+            var root = document.RootElement;
+            var payload = root.ValueKind == JsonValueKind.Object && root.TryGetProperty("payload"u8, out var p) ? p : root;
+            if (payload.ValueKind == JsonValueKind.Object && payload.TryGetProperty("ts_ms"u8, out var ts) && ts.ValueKind == JsonValueKind.Number)
+                time = DateTimeOffset.FromUnixTimeMilliseconds(ts.GetInt64());
+        }
+        catch (JsonException e)
+        {
+            throw new DebeziumFormatException(position, $"heartbeat value is not JSON ({e.Message})", e);
+        }
+
+        return new DecodedHeartbeat(position, walEnd.Value, time);
+    }
+
+    private static ReadOnlySpan<byte> EnvelopeStart => "{\"schema\":"u8;
+
+    private static ReadOnlySpan<byte> PayloadStart => ",\"payload\":"u8;
+
+    /// <summary>Per topic: the schema text its last enveloped record carried, and that schema parsed.</summary>
+    private readonly Dictionary<string, (byte[] Raw, ConnectSchema? Schema)> _topicEnvelopes = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// The record is <c>{"schema":S,"payload":P}</c> (JsonConverter's compact layout) with S byte
+    /// for byte the schema this topic's previous record had: then <paramref name="payload"/> is P,
+    /// and S needs no parsing. The caller still parses P as exactly one JSON value, so a record
+    /// that only looks like this layout falls back to a full parse.
+    /// </summary>
+    private bool TryCachedEnvelope(string topic, byte[] value, out ConnectSchema? schema, out ReadOnlyMemory<byte> payload)
+    {
+        schema = null;
+        payload = default;
+        if (!_topicEnvelopes.TryGetValue(topic, out var cached))
+            return false;
+        var rawLength = cached.Raw.Length;
+        var payloadStart = EnvelopeStart.Length + rawLength + PayloadStart.Length;
+        var span = value.AsSpan();
+        if (span.Length <= payloadStart + 1 || span[^1] != (byte)'}' || !span.StartsWith(EnvelopeStart)
+            || !span.Slice(EnvelopeStart.Length, rawLength).SequenceEqual(cached.Raw) || !span.Slice(EnvelopeStart.Length + rawLength).StartsWith(PayloadStart))
+        {
+            return false;
+        }
+
+        schema = cached.Schema;
+        payload = value.AsMemory(payloadStart, span.Length - payloadStart - 1);
+        return true;
+    }
+
+    /// <summary>After a full parse: remembers the topic's schema text when the record has the compact envelope layout.</summary>
+    private void RememberEnvelope(string topic, byte[] value, JsonElement root, ConnectSchema? schema)
+    {
+        if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("schema"u8, out var schemaElement) || !root.TryGetProperty("payload"u8, out _))
+            return;
+        var count = 0;
+        foreach (var unused in root.EnumerateObject())
+            count++;
+        if (count != 2)
+            return;
+        var raw = System.Runtime.InteropServices.JsonMarshal.GetRawUtf8Value(schemaElement);
+        var span = value.AsSpan();
+        if (span.Length <= EnvelopeStart.Length + raw.Length + PayloadStart.Length + 1 || !span.StartsWith(EnvelopeStart)
+            || !span.Slice(EnvelopeStart.Length, raw.Length).SequenceEqual(raw) || !span.Slice(EnvelopeStart.Length + raw.Length).StartsWith(PayloadStart))
+        {
+            return;
+        }
+
+        if (_topicEnvelopes.Count > 10_000)
+            _topicEnvelopes.Clear();
+        _topicEnvelopes[topic] = (raw.ToArray(), schema);
     }
 
     private (ConnectSchema? Schema, JsonElement Payload) Unwrap(JsonElement root)
@@ -203,53 +348,53 @@ public sealed class DebeziumDeserializer
         return (id[..colon], ulong.TryParse(id.AsSpan(colon + 1), NumberStyles.None, Inv, out var lsn) ? new NpgsqlLogSequenceNumber(lsn) : null);
     }
 
-    private DecodedChange DecodeChange(KafkaPosition position, ReadOnlySpan<byte> key, ConnectSchema? schema, JsonElement payload, string op)
+    private DecodedChange DecodeChange(KafkaPosition position, byte[]? key, ConnectSchema? schema, JsonElement payload, JsonElement opElement)
     {
-        var source = payload.GetProperty("source");
-        var schemaName = source.GetProperty("schema").GetString()!;
-        var tableName = source.GetProperty("table").GetString()!;
-        var shape = ShapeOf(position, schemaName, tableName);
-        uint xid = source.TryGetProperty("txId", out var x) && x.ValueKind == JsonValueKind.Number ? (uint)x.GetInt64() : 0;
-        var lsn = source.TryGetProperty("lsn", out var l) && l.ValueKind == JsonValueKind.Number ? new NpgsqlLogSequenceNumber(l.GetUInt64()) : default;
-        var ts = source.TryGetProperty("ts_ms", out var t) && t.ValueKind == JsonValueKind.Number ? DateTimeOffset.FromUnixTimeMilliseconds(t.GetInt64()) : DateTimeOffset.UnixEpoch;
+        var source = payload.GetProperty("source"u8);
+        var shape = ShapeOf(position, source.GetProperty("schema"u8), source.GetProperty("table"u8));
+        var schemaName = shape.Info.Schema;
+        var tableName = shape.Info.Name;
+        uint xid = source.TryGetProperty("txId"u8, out var x) && x.ValueKind == JsonValueKind.Number ? (uint)x.GetInt64() : 0;
+        var lsn = source.TryGetProperty("lsn"u8, out var l) && l.ValueKind == JsonValueKind.Number ? new NpgsqlLogSequenceNumber(l.GetUInt64()) : default;
+        var ts = source.TryGetProperty("ts_ms"u8, out var t) && t.ValueKind == JsonValueKind.Number ? DateTimeOffset.FromUnixTimeMilliseconds(t.GetInt64()) : DateTimeOffset.UnixEpoch;
         string? txKey = null;
         long totalOrder = 0;
-        if (payload.TryGetProperty("transaction", out var tx) && tx.ValueKind == JsonValueKind.Object)
+        if (payload.TryGetProperty("transaction"u8, out var tx) && tx.ValueKind == JsonValueKind.Object)
         {
-            txKey = SplitTransactionId(tx.GetProperty("id").GetString()!).Key;
-            totalOrder = tx.GetProperty("total_order").ValueKind == JsonValueKind.String
-                ? long.Parse(tx.GetProperty("total_order").GetString()!, Inv)
-                : tx.GetProperty("total_order").GetInt64();
+            txKey = TransactionKey(tx.GetProperty("id"u8));
+            var order = tx.GetProperty("total_order"u8);
+            totalOrder = order.ValueKind == JsonValueKind.String ? long.Parse(order.GetString()!, Inv) : order.GetInt64();
         }
 
+        var op = OpCode(opElement);
         var rowSchema = schema?.Field("after") ?? schema?.Field("before");
         ChangeEvent change;
         switch (op)
         {
             case "c":
             case "r":
-                change = new RowChange(shape.Relation, ChangeKind.Insert, lsn, null, false, Row(position, shape, rowSchema, payload.GetProperty("after"), ValueKind.Null));
+                change = new RowChange(shape.Relation, ChangeKind.Insert, lsn, null, false, Row(position, shape, rowSchema, payload.GetProperty("after"u8), ValueKind.Null));
                 break;
             case "u":
             {
-                var before = payload.TryGetProperty("before", out var b) && b.ValueKind == JsonValueKind.Object ? Row(position, shape, rowSchema, b, ValueKind.Null) : null;
-                change = new RowChange(shape.Relation, ChangeKind.Update, lsn, before, false, Row(position, shape, rowSchema, payload.GetProperty("after"), ValueKind.UnchangedToast));
+                var before = payload.TryGetProperty("before"u8, out var b) && b.ValueKind == JsonValueKind.Object ? Row(position, shape, rowSchema, b, ValueKind.Null) : null;
+                change = new RowChange(shape.Relation, ChangeKind.Update, lsn, before, false, Row(position, shape, rowSchema, payload.GetProperty("after"u8), ValueKind.UnchangedToast));
                 break;
             }
 
             case "d":
             {
                 IReadOnlyList<ColumnValue> old;
-                if (payload.TryGetProperty("before", out var b) && b.ValueKind == JsonValueKind.Object)
+                if (payload.TryGetProperty("before"u8, out var b) && b.ValueKind == JsonValueKind.Object)
                 {
                     old = Row(position, shape, rowSchema, b, ValueKind.Null);
                 }
                 else
                 {
                     // REPLICA IDENTITY without old values: the record key still names the row.
-                    if (key.IsEmpty)
+                    if (key is null || key.Length == 0)
                         throw new DebeziumFormatException(position, $"delete on {schemaName}.{tableName} carries neither 'before' nor a key: set REPLICA IDENTITY on the source table");
-                    using var keyDoc = JsonDocument.Parse(key.ToArray());
+                    using var keyDoc = JsonDocument.Parse(key);
                     var (keySchema, keyPayload) = Unwrap(keyDoc.RootElement);
                     old = Row(position, shape, keySchema, keyPayload, ValueKind.Null);
                 }
@@ -268,35 +413,90 @@ public sealed class DebeziumDeserializer
         return new DecodedChange(position, change, xid, txKey, totalOrder, lsn, ts);
     }
 
-    private Shape ShapeOf(KafkaPosition position, string schema, string table)
+    /// <summary>The op as one of the usual one-letter strings (no allocation for those).</summary>
+    private static string OpCode(JsonElement op)
     {
-        if (_shapes.TryGetValue((schema, table), out var shape))
-            return shape;
-        var info = _tables(schema, table)
-            ?? throw new DebeziumFormatException(position, $"table {schema}.{table} does not exist on the target: create it (the snapshot copies the schema) or stop consuming this topic");
-        shape = new Shape(info);
-        _shapes[(schema, table)] = shape;
-        return shape;
+        if (op.ValueKind != JsonValueKind.String)
+            return op.ToString();
+        if (op.ValueEquals("c"u8))
+            return "c";
+        if (op.ValueEquals("u"u8))
+            return "u";
+        if (op.ValueEquals("d"u8))
+            return "d";
+        if (op.ValueEquals("r"u8))
+            return "r";
+        if (op.ValueEquals("t"u8))
+            return "t";
+        return op.GetString() ?? "";
     }
+
+    /// <summary>The transaction block's id without its <c>:lsn</c> suffix; the previous key is reused when equal (events of one transaction come together).</summary>
+    private string TransactionKey(JsonElement id)
+    {
+        var raw = System.Runtime.InteropServices.JsonMarshal.GetRawUtf8Value(id);
+        if (id.ValueKind == JsonValueKind.String && raw.Length > 2 && raw.IndexOf((byte)'\\') < 0)
+        {
+            var text = raw[1..^1];
+            var colon = text.IndexOf((byte)':');
+            var xid = colon < 0 ? text : text[..colon];
+            if (_lastTransactionKey is { } last && last.Length == xid.Length && System.Text.Ascii.Equals(xid, last))
+                return last;
+        }
+
+        return _lastTransactionKey = SplitTransactionId(id.GetString()!).Key;
+    }
+
+    private string? _lastTransactionKey;
+
+    private Shape ShapeOf(KafkaPosition position, JsonElement schemaElement, JsonElement tableElement)
+    {
+        if (_shapeByTopic.TryGetValue(position.Topic, out var known) && schemaElement.ValueEquals(known.Info.Schema) && tableElement.ValueEquals(known.Info.Name))
+            return known;
+        var schema = schemaElement.GetString()!;
+        var table = tableElement.GetString()!;
+        if (!_shapes.TryGetValue((schema, table), out var shape))
+        {
+            var info = _tables(schema, table)
+                ?? throw new DebeziumFormatException(position, $"table {schema}.{table} does not exist on the target: create it (the snapshot copies the schema) or stop consuming this topic");
+            shape = new Shape(info);
+            _shapes[(schema, table)] = shape;
+        }
+
+        if (_shapeByTopic.Count > 10_000)
+            _shapeByTopic.Clear();
+        return _shapeByTopic[position.Topic] = shape;
+    }
+
+    /// <summary>The shape a topic's last record named (checked against each record's source.schema/table).</summary>
+    private readonly Dictionary<string, Shape> _shapeByTopic = new(StringComparer.Ordinal);
 
     private ColumnValue[] Row(KafkaPosition position, Shape shape, ConnectSchema? rowSchema, JsonElement row, ValueKind missing)
     {
         var values = new ColumnValue[shape.Columns.Length];
-        var seen = new bool[values.Length];
+        Span<bool> seen = values.Length <= 256 ? stackalloc bool[values.Length] : new bool[values.Length];
+        var fields = shape.FieldsOf(rowSchema);
+        var next = 0;
         foreach (var property in row.EnumerateObject())
         {
-            if (!shape.Index.TryGetValue(property.Name, out var i))
+            // Fields usually come in the table's column order: check the expected one first, without allocating its name.
+            int i;
+            if (next < shape.Columns.Length && property.NameEquals(shape.Columns[next].Name))
+            {
+                i = next;
+            }
+            else if (!shape.Index.TryGetValue(property.Name, out i))
             {
                 if (shape.Generated.Contains(property.Name))
                     continue;
                 throw new DebeziumFormatException(position, $"column {property.Name} of {shape.Info.DisplayName} does not exist on the target: add it there (ALTER TABLE {shape.Info.QuotedName} ADD COLUMN …) before replaying");
             }
 
-            var fieldSchema = rowSchema?.Field(property.Name);
+            next = i + 1;
             var column = shape.Columns[i];
             try
             {
-                values[i] = Convert(property.Value, fieldSchema, column.TypeOid, column.Typmod, column.TypeName);
+                values[i] = Convert(property.Value, fields?[i], column.TypeOid, column.Typmod, column.TypeName);
             }
             catch (UnsupportedSettingException e)
             {
@@ -340,10 +540,7 @@ public sealed class DebeziumDeserializer
     private static bool IsUnavailable(JsonElement value)
     {
         if (value.ValueKind == JsonValueKind.String)
-        {
-            var s = value.GetString();
-            return s == ValueConverters.Unavailable || s == UnavailableBase64 || s == UnavailableHex;
-        }
+            return value.ValueEquals(ValueConverters.Unavailable) || value.ValueEquals(UnavailableBase64) || value.ValueEquals(UnavailableHex);
 
         // Arrays carry the placeholder as their single element.
         return value.ValueKind == JsonValueKind.Array && value.GetArrayLength() == 1 && value[0].ValueKind == JsonValueKind.String && IsUnavailable(value[0]);
@@ -585,6 +782,23 @@ public sealed class DebeziumDeserializer
         public bool HasKey { get; }
 
         public StreamRelation Relation { get; }
+
+        private ConnectSchema? _fieldsFor;
+        private ConnectSchema?[]? _fields;
+
+        /// <summary>The row schema's field for each column (by index), for the schema the last record carried.</summary>
+        public ConnectSchema?[]? FieldsOf(ConnectSchema? rowSchema)
+        {
+            if (rowSchema is null)
+                return null;
+            if (!ReferenceEquals(rowSchema, _fieldsFor))
+            {
+                _fields = Columns.Select(c => rowSchema.Field(c.Name)).ToArray();
+                _fieldsFor = rowSchema;
+            }
+
+            return _fields;
+        }
 
         private static int SafeTypmod(ColumnInfo c)
         {

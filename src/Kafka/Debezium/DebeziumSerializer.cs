@@ -261,7 +261,7 @@ public sealed class DebeziumSerializer
 
         var now = _clock();
         _buffer.ResetWrittenCount();
-        using (var w = new Utf8JsonWriter(_buffer, JsonOptions.Writer))
+        var w = Writer(_buffer);
         {
             w.WriteStartObject();
             w.WritePropertyName("schema");
@@ -278,7 +278,7 @@ public sealed class DebeziumSerializer
             w.WriteNumber("ts_ms", tx.CommitTime.ToUnixTimeMilliseconds());
             w.WriteString("snapshot", snapshot ?? "false");
             w.WriteString("db", _options.DatabaseName);
-            w.WriteString("sequence", $"[{LsnJson(_lastCommitLsn)},{LsnJson(lsn)}]");
+            w.WriteString("sequence", Sequence(_lastCommitLsn, lsn, stackalloc char[64]));
             w.WriteNumber("ts_us", UnixMicros(tx.CommitTime));
             w.WriteNumber("ts_ns", UnixMicros(tx.CommitTime) * 1000);
             w.WriteString("schema", relation.Schema);
@@ -295,7 +295,8 @@ public sealed class DebeziumSerializer
             if (withTransaction && _options.ProvideTransactionMetadata)
             {
                 w.WriteStartObject("transaction");
-                w.WriteString("id", TransactionId(tx.Xid, lsn));
+                Span<char> id = stackalloc char[32];
+                w.WriteString("id", id[..TransactionId(tx.Xid, lsn, id)]);
                 w.WriteNumber("total_order", _totalOrder);
                 w.WriteNumber("data_collection_order", collectionOrder);
                 w.WriteEndObject();
@@ -311,6 +312,7 @@ public sealed class DebeziumSerializer
             w.WriteNumber("ts_ns", UnixMicros(now) * 1000);
             w.WriteEndObject();
             w.WriteEndObject();
+            w.Flush();
         }
 
         var value = _buffer.WrittenSpan.ToArray();
@@ -319,7 +321,52 @@ public sealed class DebeziumSerializer
         return new DebeziumRecord(DebeziumRecordKind.Change, shape.Topic, key, value, tx.CommitLsn);
     }
 
-    private static string LsnJson(NpgsqlLogSequenceNumber? lsn) => lsn is null ? "null" : $"\"{(ulong)lsn.Value}\"";
+    /// <summary>One writer reused for every record (Reset onto the target buffer): a new one per record was a measurable share of the cost.</summary>
+    private Utf8JsonWriter Writer(IBufferWriter<byte> buffer)
+    {
+        if (_writer is null)
+            _writer = new Utf8JsonWriter(buffer, JsonOptions.Writer);
+        else
+            _writer.Reset(buffer);
+        return _writer;
+    }
+
+    private Utf8JsonWriter? _writer;
+
+    /// <summary>Debezium's <c>source.sequence</c>: <c>["&lt;last commit lsn&gt;","&lt;lsn&gt;"]</c> (null for no previous commit).</summary>
+    private static ReadOnlySpan<char> Sequence(NpgsqlLogSequenceNumber? lastCommit, NpgsqlLogSequenceNumber lsn, Span<char> buffer)
+    {
+        var n = 0;
+        buffer[n++] = '[';
+        if (lastCommit is null)
+        {
+            "null".CopyTo(buffer[n..]);
+            n += 4;
+        }
+        else
+        {
+            buffer[n++] = '"';
+            ((ulong)lastCommit.Value).TryFormat(buffer[n..], out var written, default, CultureInfo.InvariantCulture);
+            n += written;
+            buffer[n++] = '"';
+        }
+
+        buffer[n++] = ',';
+        buffer[n++] = '"';
+        ((ulong)lsn).TryFormat(buffer[n..], out var w2, default, CultureInfo.InvariantCulture);
+        n += w2;
+        buffer[n++] = '"';
+        buffer[n++] = ']';
+        return buffer[..n];
+    }
+
+    private static int TransactionId(uint xid, NpgsqlLogSequenceNumber lsn, Span<char> buffer)
+    {
+        xid.TryFormat(buffer, out var n, default, CultureInfo.InvariantCulture);
+        buffer[n++] = ':';
+        ((ulong)lsn).TryFormat(buffer[n..], out var m, default, CultureInfo.InvariantCulture);
+        return n + m;
+    }
 
     private static long UnixMicros(DateTimeOffset t) => (t.UtcTicks - DateTimeOffset.UnixEpoch.UtcTicks) / 10;
 
@@ -362,12 +409,13 @@ public sealed class DebeziumSerializer
         w.WriteEndObject();
     }
 
-    private static byte[]? KeyBytes(RelationShape shape, IReadOnlyList<ColumnValue> row)
+    private byte[]? KeyBytes(RelationShape shape, IReadOnlyList<ColumnValue> row)
     {
         if (shape.KeySchemaJson is null)
             return null;
-        var buffer = new ArrayBufferWriter<byte>(256);
-        using (var w = new Utf8JsonWriter(buffer, JsonOptions.Writer))
+        var buffer = _keyBuffer;
+        buffer.ResetWrittenCount();
+        var w = Writer(buffer);
         {
             w.WriteStartObject();
             w.WritePropertyName("schema");
@@ -387,10 +435,13 @@ public sealed class DebeziumSerializer
 
             w.WriteEndObject();
             w.WriteEndObject();
+            w.Flush();
         }
 
         return buffer.WrittenSpan.ToArray();
     }
+
+    private readonly ArrayBufferWriter<byte> _keyBuffer = new(256);
 
     private DebeziumRecord TransactionRecord(DebeziumRecordKind kind, string status, uint xid, NpgsqlLogSequenceNumber idLsn, DateTimeOffset time,
         NpgsqlLogSequenceNumber position, IReadOnlyList<KeyValuePair<string, byte[]>>? headers)

@@ -14,11 +14,20 @@ public sealed record OrderedTransaction(
     TransactionBegin Begin,
     IReadOnlyList<ChangeEvent> Changes,
     TransactionCommit Commit,
-    IReadOnlyDictionary<(string Topic, int Partition), long> ResumeOffsets)
+    IReadOnlyDictionary<(string Topic, int Partition), long> ResumeOffsets) : OrderedItem
 {
     /// <summary>The framed stream: begin, changes, commit.</summary>
     public IEnumerable<ChangeEvent> Events => Changes.Prepend(Begin).Append(Commit);
 }
+
+/// <summary>What the Kafka consumer hands on, in order: whole transactions and heartbeats.</summary>
+public abstract record OrderedItem;
+
+/// <summary>
+/// The source was idle at <c>Heartbeat.WalEnd</c>, and every transaction that committed before it has
+/// been handed on before this item: the applier may treat the stream as having reached that LSN.
+/// </summary>
+public sealed record OrderedHeartbeat(Heartbeat Heartbeat) : OrderedItem;
 
 /// <summary>
 /// Rebuilds source commit order across topics from Debezium's transaction metadata.
@@ -60,6 +69,73 @@ public sealed class TransactionOrderer
 
     public int MaxBufferedEvents { get; }
 
+    private readonly Queue<(Heartbeat Heartbeat, (string, int) Partition, long Through)> _heartbeats = new();
+
+    /// <summary>
+    /// The offsets reading starts from (those stored with the last applied transaction). Partitions
+    /// not read again since keep them in <see cref="ResumeOffsets"/>, so storing the next position
+    /// never forgets a partition (which would send it back to its beginning after another restart,
+    /// to events whose END was consumed long ago).
+    /// </summary>
+    public void StartFrom(IReadOnlyDictionary<(string Topic, int Partition), long> offsets)
+    {
+        foreach (var (tp, offset) in offsets)
+            Advance(tp, offset - 1);
+    }
+
+    /// <summary>
+    /// Forgets everything not yet released and returns where to read again so that it all comes
+    /// back: per partition the oldest record still held, else the next one. For a consumer-group
+    /// rebalance (a new topic matched the subscription): without it the reassigned partitions
+    /// started again from the offsets this run started from, re-reading the whole run.
+    /// <para>
+    /// Why the position is consistent: within a partition, records are in commit order (one
+    /// producer writes transactions one after another), and transactions are released in commit
+    /// order; so every record at or after a partition's oldest held record belongs to a transaction
+    /// not yet released, and every record of an unreleased transaction is at or after its
+    /// partition's resume offset. Records a producer restart wrote again are handled as always
+    /// (a repeated event replaces, a repeated END at or below the last released commit is dropped).
+    /// </para>
+    /// </summary>
+    public IReadOnlyDictionary<(string Topic, int Partition), long> Rewind()
+    {
+        var resume = ResumeOffsets();
+        _pending.Clear();
+        _ends.Clear();
+        _held.Clear();
+        _buffered = 0;
+        foreach (var (tp, offset) in resume)
+            _nextOffset[tp] = offset;
+        return resume;
+    }
+
+    /// <summary>
+    /// A heartbeat to hand on once every record before offset <paramref name="through"/> of
+    /// <paramref name="partition"/> (the transaction topic) is done with: its transactions
+    /// released, nothing of them still held (see <see cref="TakeHeartbeat"/>).
+    /// </summary>
+    public void AddHeartbeat(Heartbeat heartbeat, (string Topic, int Partition) partition, long through) =>
+        _heartbeats.Enqueue((heartbeat, partition, through));
+
+    /// <summary>
+    /// The newest pending heartbeat whose transactions have all been released (older ones are
+    /// dropped: the newest says more); null when none is ready. Call after the transactions
+    /// returned by <see cref="Add"/> have been handed on.
+    /// </summary>
+    public Heartbeat? TakeHeartbeat()
+    {
+        Heartbeat? ready = null;
+        while (_heartbeats.Count > 0 && ResumeOffset(_heartbeats.Peek().Partition) >= _heartbeats.Peek().Through)
+            ready = _heartbeats.Dequeue().Heartbeat;
+        return ready;
+    }
+
+    /// <summary>Heartbeats waiting for their transactions.</summary>
+    public int PendingHeartbeats => _heartbeats.Count;
+
+    private long ResumeOffset((string, int) tp) =>
+        _held.TryGetValue(tp, out var held) && held.Count > 0 ? held.Min : _nextOffset.GetValueOrDefault(tp);
+
     /// <summary>Events waiting for their transaction to complete or reach the head.</summary>
     public int BufferedEvents => _buffered;
 
@@ -93,7 +169,7 @@ public sealed class TransactionOrderer
                 Hold(tp, record.Position.Offset);
                 break;
             default:
-                // BEGIN markers, tombstones and heartbeats carry nothing the applier needs.
+                // BEGIN markers, tombstones and heartbeat records (see AddHeartbeat) carry nothing to hold.
                 Consumed(tp, record.Position.Offset);
                 break;
         }
@@ -199,8 +275,8 @@ public sealed class TransactionOrderer
     public IReadOnlyDictionary<(string Topic, int Partition), long> ResumeOffsets()
     {
         var result = new Dictionary<(string, int), long>(_nextOffset.Count);
-        foreach (var (tp, next) in _nextOffset)
-            result[tp] = _held.TryGetValue(tp, out var held) && held.Count > 0 ? held.Min : next;
+        foreach (var tp in _nextOffset.Keys)
+            result[tp] = ResumeOffset(tp);
         return result;
     }
 }

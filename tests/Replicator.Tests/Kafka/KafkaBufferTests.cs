@@ -80,6 +80,14 @@ public class KafkaBufferTests(KafkaFixture kafka) : IClassFixture<KafkaFixture>
     }
 
     [Fact]
+    public void Stored_offsets_are_json_objects_per_topic_with_topics_and_partitions_in_order()
+    {
+        var offsets = new Dictionary<(string, int), long> { [("p.transaction", 0)] = 6, [("p.public.b", 10)] = 1, [("p.public.b", 2)] = 9, [("p.public.a", 0)] = 3 };
+        Assert.Equal("""{"p.public.a":{"0":3},"p.public.b":{"2":9,"10":1},"p.transaction":{"0":6}}""", KafkaChangeSource.OffsetsToJson(offsets));
+        Assert.Equal("{}", KafkaChangeSource.OffsetsToJson(new Dictionary<(string, int), long>()));
+    }
+
+    [Fact]
     public async Task Keyed_records_land_on_the_partition_Javas_murmur2_partitioner_picks_and_BEGIN_END_on_partition_0()
     {
         var prefix = NewPrefix();

@@ -139,4 +139,68 @@ public class TransactionOrdererTests
         var e = Assert.Throws<InvalidOperationException>(() => orderer.Add(Change("p.public.customers", 0, 2, "8", 2, 101, "c")));
         Assert.Contains("waiting on transaction 7", e.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void A_heartbeat_is_handed_on_only_after_every_transaction_below_the_transaction_topic_offset_it_waits_for()
+    {
+        var orderer = new TransactionOrderer();
+        Assert.Empty(orderer.Add(End(0, "7", 90, ("public.customers", 1))));
+        // Read when the transaction topic ended at offset 2: END of 7 (offset 0) and END of 8 (offset 1) must pass first.
+        orderer.AddHeartbeat(new Heartbeat(new NpgsqlLogSequenceNumber(500), CommitTime), ("p.transaction", 0), 2);
+        Assert.Null(orderer.TakeHeartbeat());
+        Assert.Single(orderer.Add(Change("p.public.customers", 0, 0, "7", 1, 70, "a")));
+        Assert.Null(orderer.TakeHeartbeat()); // 8's END not read yet
+        Assert.Empty(orderer.Add(End(1, "8", 190, ("public.customers", 1))));
+        Assert.Null(orderer.TakeHeartbeat()); // 8's event not read yet
+        orderer.AddHeartbeat(new Heartbeat(new NpgsqlLogSequenceNumber(600), CommitTime), ("p.transaction", 0), 2);
+        Assert.Single(orderer.Add(Change("p.public.customers", 1, 0, "8", 1, 170, "b")));
+
+        // Both are ready now; the newer one says more, the older is dropped.
+        Assert.Equal(600UL, (ulong)orderer.TakeHeartbeat()!.WalEnd);
+        Assert.Null(orderer.TakeHeartbeat());
+        Assert.Equal(0, orderer.PendingHeartbeats);
+    }
+
+    [Fact]
+    public void Offsets_reading_started_from_stay_in_the_resume_offsets_until_their_partition_moves()
+    {
+        var orderer = new TransactionOrderer();
+        orderer.StartFrom(new Dictionary<(string, int), long> { [("p.public.orders", 0)] = 40, [("p.transaction", 0)] = 12 });
+        // A heartbeat waiting for nothing beyond where the transaction topic starts is ready at once.
+        orderer.AddHeartbeat(new Heartbeat(new NpgsqlLogSequenceNumber(500), CommitTime), ("p.transaction", 0), 12);
+        Assert.NotNull(orderer.TakeHeartbeat());
+        orderer.Add(Change("p.public.customers", 0, 5, "30", 1, 3000, "a"));
+        var released = Assert.Single(orderer.Add(End(12, "30", 3050, ("public.customers", 1))));
+
+        Assert.Equal(40, released.ResumeOffsets[("p.public.orders", 0)]); // not read since the start: not forgotten
+        Assert.Equal(13, released.ResumeOffsets[("p.transaction", 0)]);
+        Assert.Equal(6, released.ResumeOffsets[("p.public.customers", 0)]);
+    }
+
+    [Fact]
+    public void After_a_rewind_reading_again_from_the_returned_offsets_releases_each_transaction_once_in_order()
+    {
+        var orderer = new TransactionOrderer();
+        var released = new List<OrderedTransaction>();
+        released.AddRange(orderer.Add(Change("p.public.customers", 0, 0, "7", 1, 70, "a")));
+        released.AddRange(orderer.Add(End(0, "7", 90, ("public.customers", 1))));
+        // Transaction 8: its END and one of its two events are read when the group rebalances.
+        released.AddRange(orderer.Add(Change("p.public.customers", 0, 1, "8", 1, 170, "b")));
+        released.AddRange(orderer.Add(End(1, "8", 190, ("public.customers", 1), ("public.orders", 1))));
+        Assert.Equal("a", Ids(Assert.Single(released)));
+
+        var resume = orderer.Rewind();
+        Assert.Equal(1, resume[("p.public.customers", 0)]);
+        Assert.Equal(1, resume[("p.transaction", 0)]);
+        Assert.Equal(0, orderer.BufferedEvents);
+        // Read again from there (8's END and first event), then what follows.
+        released.AddRange(orderer.Add(End(1, "8", 190, ("public.customers", 1), ("public.orders", 1))));
+        released.AddRange(orderer.Add(Change("p.public.customers", 0, 1, "8", 1, 170, "b")));
+        released.AddRange(orderer.Add(Change("p.public.orders", 0, 0, "8", 2, 180, "c", Orders)));
+
+        Assert.Equal(["a", "b,c"], released.Select(Ids));
+        Assert.Equal(2, released[1].ResumeOffsets[("p.public.customers", 0)]);
+        Assert.Equal(2, released[1].ResumeOffsets[("p.transaction", 0)]);
+        Assert.Equal(0, orderer.BufferedEvents);
+    }
 }

@@ -1,6 +1,13 @@
 using System.Diagnostics;
+using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
+using NpgsqlTypes;
+using Replicator.Applier;
+using Replicator.Core.Configuration;
+using Replicator.Kafka;
+using Replicator.Kafka.Debezium;
 using Replicator.Tests.Fixtures;
+using Replicator.Verifier;
 
 namespace Replicator.Tests.Replication;
 
@@ -100,6 +107,86 @@ public class KafkaPipelineTests(PostgresFixture fixture, KafkaFixture kafka) : I
         apply.Dispose();
         await Compare.AssertSameAsync(db);
         File.Delete(log);
+    }
+
+    /// <summary>Capture and applier in this process with the mock cluster between them (<c>run --buffer kafka</c>'s pipeline).</summary>
+    private (Task Running, CancellationTokenSource Stop) StartKafkaPipeline(TestDatabases db, string slot, string prefix)
+    {
+        var pipeline = new ReplicationPipeline(ConnectionInfo.Parse(db.SourceUri, "source"), ConnectionInfo.Parse(db.TargetUri, "target"),
+            new ApplierSettings(slot), Fixtures.Replication.Publication, NullLoggerFactory.Instance)
+        {
+            Role = PipelineRole.KafkaBoth,
+            KafkaSink = new KafkaSinkOptions { BootstrapServers = kafka.BootstrapServers, Format = new DebeziumOptions { TopicPrefix = prefix, DatabaseName = db.Name } },
+            KafkaSource = new KafkaSourceOptions { BootstrapServers = kafka.BootstrapServers, TopicPrefix = prefix, GroupId = prefix },
+        };
+        var stop = new CancellationTokenSource();
+        return (Task.Run(() => pipeline.RunAsync(stop.Token)), stop);
+    }
+
+    private static async Task WaitForRowsAsync(TestDatabases db, Task running, string sql, string expected)
+    {
+        var deadline = DateTime.UtcNow.AddMinutes(2);
+        while (await Sql.ScalarAsync<string>(db.TargetConnectionString, sql) != expected)
+        {
+            if (running.IsCompleted)
+                await running;
+            Assert.True(DateTime.UtcNow < deadline, $"the target did not reach {expected} for {sql}");
+            await Task.Delay(100);
+        }
+    }
+
+    [Fact]
+    public async Task On_an_idle_source_heartbeats_through_kafka_carry_the_applier_to_an_lsn_taken_after_the_last_commit()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("kafka_heartbeat");
+        await using var setup = await Fixtures.Replication.PrepareAsync(db, Schema);
+        var (running, stop) = StartKafkaPipeline(db, setup.Slot, "h" + Guid.NewGuid().ToString("N")[..8]);
+        try
+        {
+            await WriteAsync(db.SourceConnectionString, 0, 20);
+            await WaitForRowsAsync(db, running, "SELECT max(n)::text FROM ledger", "19");
+            var lastCommit = await Sql.ScalarAsync<NpgsqlLogSequenceNumber>(db.SourceConnectionString, "SELECT pg_current_wal_insert_lsn()");
+            // A barrier whose cut is after the last commit: only a transaction at or after the cut or a
+            // heartbeat whose WAL end reaches it lets the applier reach it. No transaction follows.
+            await Sql.ExecAsync(db.TargetConnectionString, $"INSERT INTO replicator.barrier (slot_name, cut_lsn) VALUES ('{setup.Slot}', '{lastCommit}')");
+            await WaitForRowsAsync(db, running, "SELECT (reached_at IS NOT NULL)::text FROM replicator.barrier", "true");
+            await Sql.ExecAsync(db.TargetConnectionString, "UPDATE replicator.barrier SET released_at = clock_timestamp()");
+
+            // Reached through a heartbeat, with everything before it applied and nothing after.
+            var applied = await Sql.ScalarAsync<NpgsqlLogSequenceNumber>(db.TargetConnectionString, "SELECT applied_lsn FROM replicator.barrier");
+            Assert.True(applied < lastCommit, $"applied {applied}, cut {lastCommit}");
+            Assert.Equal(applied, await Sql.ScalarAsync<NpgsqlLogSequenceNumber>(db.TargetConnectionString, "SELECT commit_lsn FROM replicator.position"));
+            await Compare.AssertSameAsync(db);
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await running;
+        }
+    }
+
+    [Fact]
+    public async Task The_verifiers_consistent_cut_completes_through_kafka_on_an_idle_source()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("kafka_verify_idle");
+        await using var setup = await Fixtures.Replication.PrepareAsync(db, Schema);
+        var (running, stop) = StartKafkaPipeline(db, setup.Slot, "v" + Guid.NewGuid().ToString("N")[..8]);
+        try
+        {
+            await WriteAsync(db.SourceConnectionString, 0, 20);
+            await WaitForRowsAsync(db, running, "SELECT max(n)::text FROM ledger", "19");
+            var report = await Verification.RunPassAsync(new VerifyRequest { SlotName = setup.Slot },
+                ConnectionInfo.Parse(db.SourceUri, "source"), ConnectionInfo.Parse(db.TargetUri, "target"), NullLoggerFactory.Instance, CancellationToken.None);
+
+            Assert.True(report.Identical, report.ToText());
+            Assert.Equal("barrier", report.CutKind);
+            Assert.False(running.IsCompleted);
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await running;
+        }
     }
 
     private static async Task WaitForTargetAsync(TestDatabases db, string slot, Process process, string log)

@@ -1,0 +1,185 @@
+// Stage costs of the Kafka buffer path on a pgbench-shaped change stream, in CPU time per row
+// event (process CPU, so GC and librdkafka threads count; on a shared machine CPU time moves far
+// less than wall time). Stages:
+//   serialize     DebeziumSerializer: change events -> Kafka records
+//   decode+order  DebeziumDeserializer + TransactionOrderer + the offsets JSON the applier stores
+//   produce       KafkaChangeSink until every record is acknowledged (mock cluster)
+//   consume       KafkaChangeSource.ReadAsync until the last transaction (mock cluster)
+// Usage: KafkaPath [transactions=20000] [codec|kafka|all] ; KAFKA_BOOTSTRAP=host:port uses that
+// broker instead of an in-process mock cluster (then the broker's CPU is not counted).
+using System.Diagnostics;
+using System.Globalization;
+using NpgsqlTypes;
+using Replicator.Core.Catalog;
+using Replicator.Core.Changes;
+using Replicator.Kafka;
+using Replicator.Kafka.Debezium;
+
+var transactions = args.Length > 0 ? int.Parse(args[0], CultureInfo.InvariantCulture) : 20_000;
+var mode = args.Length > 1 ? args[1] : "all";
+var rounds = int.Parse(Environment.GetEnvironmentVariable("ROUNDS") ?? "3", CultureInfo.InvariantCulture);
+
+var accounts = new StreamRelation(16390, "public", "pgbench_accounts", 'd',
+[
+    new StreamColumn("aid", 23, -1, true, "integer"), new StreamColumn("bid", 23, -1, false, "integer"),
+    new StreamColumn("abalance", 23, -1, false, "integer"), new StreamColumn("filler", 1042, 88, false, "character(84)"),
+]);
+var tellers = new StreamRelation(16391, "public", "pgbench_tellers", 'd',
+[
+    new StreamColumn("tid", 23, -1, true, "integer"), new StreamColumn("bid", 23, -1, false, "integer"),
+    new StreamColumn("tbalance", 23, -1, false, "integer"), new StreamColumn("filler", 1042, 88, false, "character(84)"),
+]);
+var branches = new StreamRelation(16392, "public", "pgbench_branches", 'd',
+[
+    new StreamColumn("bid", 23, -1, true, "integer"), new StreamColumn("bbalance", 23, -1, false, "integer"),
+    new StreamColumn("filler", 1042, 92, false, "character(88)"),
+]);
+var history = new StreamRelation(16393, "public", "pgbench_history", 'f',
+[
+    new StreamColumn("tid", 23, -1, true, "integer"), new StreamColumn("bid", 23, -1, true, "integer"),
+    new StreamColumn("aid", 23, -1, true, "integer"), new StreamColumn("delta", 23, -1, true, "integer"),
+    new StreamColumn("mtime", 1114, -1, true, "timestamp without time zone"), new StreamColumn("filler", 1042, 26, true, "character(22)"),
+    new StreamColumn("hid", 20, -1, true, "bigint"),
+]);
+var relations = new[] { accounts, tellers, branches, history };
+var tables = relations.ToDictionary(r => r.Name, r => new TableInfo(r.RelationId, r.Schema, r.Name, 'r',
+    r.Columns.Select((c, i) => new ColumnInfo(c.Name, i + 1, c.TypeName, c.TypeOid, c.IsKey && r.ReplicaIdentity != 'f', false, '\0')).ToArray(),
+    r.ReplicaIdentity == 'f' ? [] : r.Columns.Where(c => c.IsKey).Select(c => c.Name).ToArray(), r.ReplicaIdentity, [], null, 0, 0));
+
+static ColumnValue V(string? s) => s is null ? ColumnValue.Null : ColumnValue.Of(s);
+var filler84 = new string(' ', 84);
+var inv = CultureInfo.InvariantCulture;
+
+IEnumerable<ChangeEvent> Stream()
+{
+    var random = new Random(42);
+    var lsn = 0x1_0000_0000UL;
+    var time = DateTimeOffset.UtcNow;
+    for (var t = 1; t <= transactions; t++)
+    {
+        var commit = lsn + 1000;
+        var begin = new TransactionBegin((uint)(1000 + t), new NpgsqlLogSequenceNumber(commit), time);
+        yield return begin;
+        int aid = random.Next(1, 5_000_001), tid = random.Next(1, 501), bid = random.Next(1, 51), delta = random.Next(-5000, 5001);
+        yield return new RowChange(accounts, ChangeKind.Update, new NpgsqlLogSequenceNumber(lsn += 100), null, false,
+            [V(aid.ToString(inv)), V(bid.ToString(inv)), V(random.Next(-100000, 100000).ToString(inv)), V(filler84)]);
+        yield return new RowChange(tellers, ChangeKind.Update, new NpgsqlLogSequenceNumber(lsn += 100), null, false,
+            [V(tid.ToString(inv)), V(bid.ToString(inv)), V(random.Next(-100000, 100000).ToString(inv)), V(null)]);
+        yield return new RowChange(branches, ChangeKind.Update, new NpgsqlLogSequenceNumber(lsn += 100), null, false,
+            [V(bid.ToString(inv)), V(random.Next(-100000, 100000).ToString(inv)), V(null)]);
+        yield return new RowChange(history, ChangeKind.Insert, new NpgsqlLogSequenceNumber(lsn += 100), null, false,
+            [V(tid.ToString(inv)), V(bid.ToString(inv)), V(aid.ToString(inv)), V(delta.ToString(inv)), V("2026-11-22 05:01:02.123456"), V(null), V(t.ToString(inv))]);
+        yield return new TransactionCommit(begin.Xid, begin.CommitLsn, new NpgsqlLogSequenceNumber(commit + 40), time);
+        lsn = commit + 100;
+    }
+}
+
+var rows = transactions * 4;
+var options = new DebeziumOptions { TopicPrefix = "bench", DatabaseName = "bench" };
+
+static double Cpu() { using var p = Process.GetCurrentProcess(); return p.TotalProcessorTime.TotalMilliseconds * 1000; }
+
+void Report(string stage, double cpuMicros, TimeSpan wall, int gen0Before, int gen2Before) =>
+    Console.WriteLine(string.Create(inv, $"{stage,-14} {cpuMicros / rows,8:F2} µs CPU/event  {rows / wall.TotalSeconds,9:F0} events/s wall  (gc0 {GC.CollectionCount(0) - gen0Before}, gc2 {GC.CollectionCount(2) - gen2Before})"));
+
+List<DebeziumRecord> records = [];
+if (mode is "codec" or "all")
+{
+    for (var round = 0; round < rounds; round++)
+    {
+        records = new List<DebeziumRecord>(rows * 2);
+        var serializer = new DebeziumSerializer(options);
+        GC.Collect();
+        var (g0, g2) = (GC.CollectionCount(0), GC.CollectionCount(2));
+        var cpu = Cpu();
+        var wall = Stopwatch.StartNew();
+        foreach (var e in Stream())
+            records.AddRange(serializer.Serialize(e));
+        Report("serialize", Cpu() - cpu, wall.Elapsed, g0, g2);
+    }
+
+    Console.WriteLine(string.Create(inv, $"{records.Count} records, {records.Sum(r => (long)(r.Value?.Length ?? 0) + (r.Key?.Length ?? 0)) / rows} bytes per row event"));
+    var partitionOf = new Dictionary<string, int>();
+    var offsets = new Dictionary<(string, int), long>();
+    var positioned = records.Select(r =>
+    {
+        var p = r.Key is null || r.Topic.EndsWith(".transaction", StringComparison.Ordinal) ? 0 : (int)((uint)r.Key.Aggregate(17, (h, b) => (h * 31) + b) % 3);
+        offsets.TryGetValue((r.Topic, p), out var o);
+        offsets[(r.Topic, p)] = o + 1;
+        return (Position: new KafkaPosition(r.Topic, p, o), Record: r);
+    }).ToList();
+    for (var round = 0; round < rounds; round++)
+    {
+        var deserializer = new DebeziumDeserializer(DebeziumSourceSettings.Default, (_, t) => tables[t]);
+        var orderer = new TransactionOrderer();
+        GC.Collect();
+        var (g0, g2) = (GC.CollectionCount(0), GC.CollectionCount(2));
+        var cpu = Cpu();
+        var wall = Stopwatch.StartNew();
+        var seen = 0;
+        long jsonLength = 0;
+        foreach (var (position, r) in positioned)
+        {
+            foreach (var t in orderer.Add(deserializer.Decode(position, r.Key, r.Value, r.Headers)))
+            {
+                seen += t.Changes.Count;
+                jsonLength += KafkaChangeSource.OffsetsToJson(t.ResumeOffsets).Length;
+            }
+        }
+
+        Report("decode+order", Cpu() - cpu, wall.Elapsed, g0, g2);
+        if (seen != rows)
+            throw new InvalidOperationException($"decoded {seen} of {rows} row events");
+    }
+}
+
+if (mode is "kafka" or "all")
+{
+    var external = Environment.GetEnvironmentVariable("KAFKA_BOOTSTRAP");
+    using var cluster = external is null ? DevKafkaCluster.Start(3) : null;
+    var bootstrap = external ?? cluster!.BootstrapServers;
+    for (var round = 0; round < rounds; round++)
+    {
+        var prefix = "bench" + Guid.NewGuid().ToString("N")[..8];
+        GC.Collect();
+        var (g0, g2) = (GC.CollectionCount(0), GC.CollectionCount(2));
+        var cpu = Cpu();
+        var wall = Stopwatch.StartNew();
+        using (var sink = new KafkaChangeSink(new KafkaSinkOptions { BootstrapServers = bootstrap, Format = options with { TopicPrefix = prefix } }))
+        {
+            foreach (var e in Stream())
+                await sink.WriteAsync(e, CancellationToken.None);
+            await sink.FlushAsync(TimeSpan.FromMinutes(5), CancellationToken.None);
+        }
+
+        Report("produce", Cpu() - cpu, wall.Elapsed, g0, g2);
+
+        // The group join is not part of the steady state: wait for the first transaction, then time the rest.
+        using var source = new KafkaChangeSource(new KafkaSourceOptions { BootstrapServers = bootstrap, TopicPrefix = prefix, GroupId = prefix,
+            Extra = Environment.GetEnvironmentVariable("KAFKA_DEBUG") is { } debug ? new Dictionary<string, string> { ["debug"] = debug } : null },
+            new DebeziumDeserializer(DebeziumSourceSettings.Default, (_, t) => tables[t]));
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(10));
+        var seen = 0;
+        var startCpu = 0.0;
+        Stopwatch? consumeWall = null;
+        var joining = Stopwatch.StartNew();
+        (int, int) gcs = default;
+        await foreach (var t in source.ReadAsync(null, timeout.Token))
+        {
+            if (consumeWall is null)
+            {
+                Console.WriteLine(string.Create(inv, $"first transaction {joining.Elapsed.TotalSeconds:F2} s after ReadAsync started"));
+                gcs = (GC.CollectionCount(0), GC.CollectionCount(2));
+                startCpu = Cpu();
+                consumeWall = Stopwatch.StartNew();
+            }
+
+            seen += t.Changes.Count;
+            _ = KafkaChangeSource.OffsetsToJson(t.ResumeOffsets);
+            if (seen >= rows)
+                break;
+        }
+
+        Report("consume", Cpu() - startCpu, consumeWall!.Elapsed, gcs.Item1, gcs.Item2);
+    }
+}
