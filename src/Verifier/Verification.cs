@@ -121,6 +121,8 @@ public static class Verification
     {
         var clock = Stopwatch.StartNew();
         var targetByName = targetTables.ToDictionary(t => t.DisplayName, StringComparer.Ordinal);
+        // hash_record_extended: PostgreSQL 14+, on both sides (the two must hash alike).
+        var typedHash = cut.First.Source.PostgreSqlVersion.Major >= 14 && cut.First.Target.PostgreSqlVersion.Major >= 14;
         foreach (var table in selected)
         {
             if (!targetByName.TryGetValue(table.DisplayName, out var targetTable))
@@ -132,7 +134,7 @@ public static class Verification
                 continue;
             }
 
-            var match = new TableMatch(table, targetTable);
+            var match = new TableMatch(table, targetTable, typedHash);
             var tableReport = new TableReport
             {
                 Table = table.DisplayName,
