@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
@@ -256,14 +257,26 @@ internal sealed class ConsistentCut : IAsyncDisposable
         }
     }
 
+    /// <summary>One data source per connection string, kept for the process (continuous passes reuse them).</summary>
+    private static readonly ConcurrentDictionary<string, NpgsqlDataSource> DataSources = new(StringComparer.Ordinal);
+
     /// <summary>Opens a connection with the canonical session settings and no transaction yet.</summary>
     public static async Task<NpgsqlConnection> OpenSessionAsync(ConnectionInfo info, CancellationToken cancellationToken)
     {
-        var conn = new NpgsqlConnection(info.ToNpgsqlConnectionString(b =>
+        var dataSource = DataSources.GetOrAdd(info.ToNpgsqlConnectionString(b =>
         {
             b.Pooling = false;
             b.CommandTimeout = 0;
-        }));
+        }), static connectionString =>
+        {
+            // The verifier reads only built-in types (text, integers, arrays of them, pg_lsn,
+            // interval): no need to load the server's pg_type first (a query and its processing per
+            // server, which every connection opened meanwhile waits for, on the pass's start-up path).
+            var builder = new NpgsqlDataSourceBuilder(connectionString);
+            builder.ConfigureTypeLoading(t => t.EnableTypeLoading(false));
+            return builder.Build();
+        });
+        var conn = dataSource.CreateConnection();
         try
         {
             await conn.OpenAsync(cancellationToken).ConfigureAwait(false);
