@@ -38,9 +38,14 @@ internal static class ChunkHasher
         }
 
         var bucketed = range.Buckets is { Count: > 0 } && table.CanBucket;
-        cmd.CommandText = bucketed
-            ? $"SELECT {table.BucketExpression(range.Buckets!, cmd)}, count(*), coalesce(sum({table.Hash}), 0)::text FROM {table.FromItem} WHERE {where} GROUP BY 1"
-            : $"SELECT 0, count(*), coalesce(sum({table.Hash}), 0)::text FROM {table.FromItem} WHERE {where}";
+        var bucket = bucketed ? table.BucketExpression(range.Buckets!, cmd) : "0";
+        // The typed row hash is mixed from the raw one using it twice: the subquery (kept apart by
+        // OFFSET 0) computes the raw hash once per row.
+        cmd.CommandText = table.Typed
+            ? $"SELECT b, count(*), coalesce(sum({table.Mix("h")}), 0)::text FROM (SELECT {bucket} AS b, {table.RawHash} AS h FROM {table.FromItem} WHERE {where} OFFSET 0) s GROUP BY 1"
+            : bucketed
+                ? $"SELECT {bucket}, count(*), coalesce(sum({table.Hash}), 0)::text FROM {table.FromItem} WHERE {where} GROUP BY 1"
+                : $"SELECT 0, count(*), coalesce(sum({table.Hash}), 0)::text FROM {table.FromItem} WHERE {where}";
         var buckets = new Dictionary<int, ChunkHash>();
         await using var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))

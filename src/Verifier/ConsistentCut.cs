@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
@@ -107,19 +108,21 @@ internal sealed class ConsistentCut : IAsyncDisposable
         var sources = new List<NpgsqlConnection>();
         var targets = new List<NpgsqlConnection>();
         var ok = false;
-        // The barrier is driven from its own connection, never inside a snapshot transaction, so its
-        // INSERT and UPDATE commit at once and the applier sees them.
-        await using var control = await OpenSessionAsync(target, cancellationToken).ConfigureAwait(false);
-        // It writes the barrier rows even where the database is fenced read-only (a rollback's target).
-        await using (var readWrite = new NpgsqlCommand("SET default_transaction_read_only = off", control))
-            await readWrite.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        NpgsqlConnection? control = null;
+        LogicalReplicationConnection? replication = null;
         try
         {
-            // Opened all at once: the round trips of 2 × workers logins overlap.
+            // Opened all at once: the round trips of every login overlap. The barrier is driven from
+            // its own connection (control), never inside a snapshot transaction, so its INSERT and
+            // UPDATE commit at once and the applier sees them. The replication connection only
+            // creates the slot once the applier holds still (below).
+            var controlOpening = OpenSessionAsync(target, cancellationToken);
+            // A quiescent cut takes no slot: no replication connection.
+            var replicationOpening = request.Quiescent ? null : OpenReplicationAsync(source, cancellationToken);
             var opening = Enumerable.Range(0, workers).SelectMany(_ => new[] { OpenSessionAsync(source, cancellationToken), OpenSessionAsync(target, cancellationToken) }).ToList();
             try
             {
-                await Task.WhenAll(opening).ConfigureAwait(false);
+                await Task.WhenAll(opening.Cast<Task>().Append(controlOpening).Concat(replicationOpening is null ? [] : [replicationOpening])).ConfigureAwait(false);
             }
             finally
             {
@@ -128,7 +131,17 @@ internal sealed class ConsistentCut : IAsyncDisposable
                     if (opening[i].IsCompletedSuccessfully)
                         (i % 2 == 0 ? sources : targets).Add(opening[i].Result);
                 }
+
+                if (controlOpening.IsCompletedSuccessfully)
+                    control = controlOpening.Result;
+                if (replicationOpening is { IsCompletedSuccessfully: true })
+                    replication = replicationOpening.Result;
             }
+
+            var barrier = control!;
+            // It writes the barrier rows even where the database is fenced read-only (a rollback's target).
+            await using (var readWrite = new NpgsqlCommand("SET default_transaction_read_only = off", barrier))
+                await readWrite.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
 
             // Two steps with a running applier (see TargetState): first hold it between two batches,
             // then take the source snapshot, whose consistent point C is therefore after everything
@@ -151,47 +164,37 @@ internal sealed class ConsistentCut : IAsyncDisposable
                 return new ConsistentCut(sources.Zip(targets, (s, t) => new ConnectionPair(s, t)).ToList(), here, "quiescent", null, TimeSpan.Zero);
             }
 
-            var useBarrier = request.UseBarrier && await TargetState.ReadPositionAsync(control, request.SlotName, cancellationToken).ConfigureAwait(false) is not null;
+            var useBarrier = request.UseBarrier && await TargetState.ReadPositionAsync(barrier, request.SlotName, cancellationToken).ConfigureAwait(false) is not null;
             if (useBarrier)
             {
-                barrierId = await InsertBarrierAsync(control, request.SlotName, null, cancellationToken).ConfigureAwait(false);
-                await WaitForHoldAsync(control, barrierId.Value, request, cancellationToken).ConfigureAwait(false);
+                barrierId = await InsertBarrierAsync(barrier, request.SlotName, null, cancellationToken).ConfigureAwait(false);
+                await WaitForHoldAsync(barrier, barrierId.Value, request, cancellationToken).ConfigureAwait(false);
             }
 
             NpgsqlLogSequenceNumber cutLsn;
             var slotName = $"replicator_verify_{Guid.NewGuid():N}";
-            await using (var replication = new LogicalReplicationConnection(source.ToNpgsqlConnectionString()))
-            {
-                try
-                {
-                    await replication.Open(cancellationToken).ConfigureAwait(false);
-                }
-                catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.InsufficientPrivilege or PostgresErrorCodes.InvalidAuthorizationSpecification)
-                {
-                    throw new VerifyException($"the source refused a replication connection for {source}: {e.MessageText}; the verifier's user needs the REPLICATION attribute (ALTER ROLE … REPLICATION)", e);
-                }
-
-                var slot = await replication.CreatePgOutputReplicationSlot(
-                    slotName, temporarySlot: true, slotSnapshotInitMode: LogicalSlotSnapshotInitMode.Export, cancellationToken: cancellationToken).ConfigureAwait(false);
-                cutLsn = slot.ConsistentPoint;
-                var snapshot = slot.SnapshotName ?? throw new VerifyException("the source created the slot but exported no snapshot");
-                foreach (var conn in sources)
-                    await BeginInSnapshotAsync(conn, snapshot, cancellationToken).ConfigureAwait(false);
-            }
+            var slotConnection = replication!;
+            var slot = await slotConnection.CreatePgOutputReplicationSlot(
+                slotName, temporarySlot: true, slotSnapshotInitMode: LogicalSlotSnapshotInitMode.Export, cancellationToken: cancellationToken).ConfigureAwait(false);
+            cutLsn = slot.ConsistentPoint;
+            var snapshot = slot.SnapshotName ?? throw new VerifyException("the source created the slot but exported no snapshot");
+            await Task.WhenAll(sources.Select(conn => BeginInSnapshotAsync(conn, snapshot, cancellationToken))).ConfigureAwait(false);
+            replication = null;
+            await slotConnection.DisposeAsync().ConfigureAwait(false);
 
             // The slot is gone with its connection; the source transactions keep the snapshot.
             LogMessages.SourceCut(logger, cutLsn.ToString());
 
             if (barrierId is { } held0)
             {
-                var position = await TargetState.ReadPositionAsync(control, request.SlotName, cancellationToken).ConfigureAwait(false);
+                var position = await TargetState.ReadPositionAsync(barrier, request.SlotName, cancellationToken).ConfigureAwait(false);
                 LogMessages.BarrierRequested(logger, request.SlotName, cutLsn.ToString(), position?.ToString() ?? "-");
-                await SetCutAsync(control, held0, cutLsn, cancellationToken).ConfigureAwait(false);
-                (appliedLsn, pause) = await WaitForBarrierAsync(control, held0, request, cutLsn, cancellationToken).ConfigureAwait(false);
+                await SetCutAsync(barrier, held0, cutLsn, cancellationToken).ConfigureAwait(false);
+                (appliedLsn, pause) = await WaitForBarrierAsync(barrier, held0, request, cutLsn, cancellationToken).ConfigureAwait(false);
                 kind = "barrier";
                 if (appliedLsn is { } applied && applied >= cutLsn)
                 {
-                    await ReleaseBarrierAsync(control, held0, cancellationToken).ConfigureAwait(false);
+                    await ReleaseBarrierAsync(barrier, held0, cancellationToken).ConfigureAwait(false);
                     LogMessages.BarrierOvershot(logger, request.SlotName, cutLsn.ToString(), applied.ToString());
                     return null;
                 }
@@ -211,7 +214,7 @@ internal sealed class ConsistentCut : IAsyncDisposable
             finally
             {
                 if (barrierId is { } id)
-                    await ReleaseBarrierAsync(control, id, CancellationToken.None).ConfigureAwait(false);
+                    await ReleaseBarrierAsync(barrier, id, CancellationToken.None).ConfigureAwait(false);
             }
 
             if (barrierId is not null)
@@ -225,6 +228,10 @@ internal sealed class ConsistentCut : IAsyncDisposable
         }
         finally
         {
+            if (replication is not null)
+                await replication.DisposeAsync().ConfigureAwait(false);
+            if (control is not null)
+                await control.DisposeAsync().ConfigureAwait(false);
             if (!ok)
             {
                 foreach (var conn in sources.Concat(targets))
@@ -233,14 +240,46 @@ internal sealed class ConsistentCut : IAsyncDisposable
         }
     }
 
+    private static async Task<LogicalReplicationConnection> OpenReplicationAsync(ConnectionInfo source, CancellationToken cancellationToken)
+    {
+        var replication = new LogicalReplicationConnection(source.ToNpgsqlConnectionString());
+        try
+        {
+            await replication.Open(cancellationToken).ConfigureAwait(false);
+            return replication;
+        }
+        catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.InsufficientPrivilege or PostgresErrorCodes.InvalidAuthorizationSpecification)
+        {
+            await replication.DisposeAsync().ConfigureAwait(false);
+            throw new VerifyException($"the source refused a replication connection for {source}: {e.MessageText}; the verifier's user needs the REPLICATION attribute (ALTER ROLE … REPLICATION)", e);
+        }
+        catch
+        {
+            await replication.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>One data source per connection string, kept for the process (continuous passes reuse them).</summary>
+    private static readonly ConcurrentDictionary<string, NpgsqlDataSource> DataSources = new(StringComparer.Ordinal);
+
     /// <summary>Opens a connection with the canonical session settings and no transaction yet.</summary>
     public static async Task<NpgsqlConnection> OpenSessionAsync(ConnectionInfo info, CancellationToken cancellationToken)
     {
-        var conn = new NpgsqlConnection(info.ToNpgsqlConnectionString(b =>
+        var dataSource = DataSources.GetOrAdd(info.ToNpgsqlConnectionString(b =>
         {
             b.Pooling = false;
             b.CommandTimeout = 0;
-        }));
+        }), static connectionString =>
+        {
+            // The verifier reads only built-in types (text, integers, arrays of them, pg_lsn,
+            // interval): no need to load the server's pg_type first (a query and its processing per
+            // server, which every connection opened meanwhile waits for, on the pass's start-up path).
+            var builder = new NpgsqlDataSourceBuilder(connectionString);
+            builder.ConfigureTypeLoading(t => t.EnableTypeLoading(false));
+            return builder.Build();
+        });
+        var conn = dataSource.CreateConnection();
         try
         {
             await conn.OpenAsync(cancellationToken).ConfigureAwait(false);
@@ -255,26 +294,35 @@ internal sealed class ConsistentCut : IAsyncDisposable
         }
     }
 
+    /// <summary>BEGIN and SET TRANSACTION SNAPSHOT in one round trip (a batch).</summary>
     private static async Task BeginInSnapshotAsync(NpgsqlConnection conn, string snapshot, CancellationToken cancellationToken)
     {
-        await using (var begin = new NpgsqlCommand("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", conn))
-            await begin.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        // SET TRANSACTION SNAPSHOT takes a literal, not a parameter; the name comes from the server
-        // and is quoted as a string literal anyway.
-        await using var set = new NpgsqlCommand($"SET TRANSACTION SNAPSHOT '{snapshot.Replace("'", "''", StringComparison.Ordinal)}'", conn);
-        await set.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        await using var batch = new NpgsqlBatch(conn)
+        {
+            BatchCommands =
+            {
+                new NpgsqlBatchCommand("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
+                // SET TRANSACTION SNAPSHOT takes a literal, not a parameter; the name comes from the
+                // server and is quoted as a string literal anyway.
+                new NpgsqlBatchCommand($"SET TRANSACTION SNAPSHOT '{snapshot.Replace("'", "''", StringComparison.Ordinal)}'"),
+            },
+        };
+        await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>One REPEATABLE READ snapshot, exported by the first connection and imported by the others.</summary>
     private static async Task BeginSharedSnapshotAsync(List<NpgsqlConnection> connections, CancellationToken cancellationToken)
     {
-        await using (var begin = new NpgsqlCommand("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", connections[0]))
-            await begin.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         string snapshot;
-        await using (var export = new NpgsqlCommand("SELECT pg_export_snapshot()", connections[0]))
+        await using (var export = new NpgsqlBatch(connections[0])
+        {
+            BatchCommands = { new NpgsqlBatchCommand("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"), new NpgsqlBatchCommand("SELECT pg_export_snapshot()") },
+        })
+        {
             snapshot = (string)(await export.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
-        foreach (var conn in connections.Skip(1))
-            await BeginInSnapshotAsync(conn, snapshot, cancellationToken).ConfigureAwait(false);
+        }
+
+        await Task.WhenAll(connections.Skip(1).Select(conn => BeginInSnapshotAsync(conn, snapshot, cancellationToken))).ConfigureAwait(false);
     }
 
     private static async Task<long> InsertBarrierAsync(NpgsqlConnection conn, string slot, NpgsqlLogSequenceNumber? cutLsn, CancellationToken cancellationToken)

@@ -40,7 +40,7 @@ internal static class Repair
                 var insertColumns = o.Match.Target.Columns.Where(c => !c.IsGenerated).ToList();
                 await using var delete = new NpgsqlCommand { Connection = conn, Transaction = tx };
                 await using var select = new NpgsqlCommand { Connection = sources[0] };
-                var texts = string.Join(", ", insertColumns.Select(c => Identifier.Quote(c.Name) + "::text"));
+                var texts = string.Join(", ", insertColumns.Select(CanonicalRow.TextOf));
                 if (o.Match.Source.HasKey)
                 {
                     var keys = o.Keys.Select(k => k.Key).ToList();

@@ -5,7 +5,8 @@ namespace Replicator.Verifier;
 /// <summary>A table present on both sides, with the canonical row built for each side over the columns both have.</summary>
 internal sealed class TableMatch
 {
-    public TableMatch(TableInfo source, TableInfo target)
+    /// <param name="typedHash">Both servers are PostgreSQL 14+ (<c>hash_record_extended</c>): hash columns whose type is the same on both sides and <see cref="CanonicalRow.HashesLikeText"/> by value, not through text.</param>
+    public TableMatch(TableInfo source, TableInfo target, bool typedHash = false)
     {
         SourceTable = source;
         TargetTable = target;
@@ -14,8 +15,12 @@ internal sealed class TableMatch
         var keys = source.KeyColumns.Count > 0 && source.KeyColumns.All(targetColumns.Contains) ? source.KeyColumns : [];
         var wholeRow = source.Columns.Select(c => c.Name).SequenceEqual(columns) && target.Columns.Select(c => c.Name).SequenceEqual(columns)
             && !columns.Contains(CanonicalRow.RowAlias);
-        Source = new CanonicalRow(source, columns, keys, wholeRow);
-        Target = new CanonicalRow(target, columns, keys, wholeRow);
+        var typed = typedHash
+            ? columns.Where(c => source.Column(c) is var s && target.Column(c) is var t && s.TypeOid == t.TypeOid && s.TypeName == t.TypeName && CanonicalRow.HashesLikeText(s))
+                .ToHashSet(StringComparer.Ordinal)
+            : null;
+        Source = new CanonicalRow(source, columns, keys, wholeRow, typed);
+        Target = new CanonicalRow(target, columns, keys, wholeRow, typed);
     }
 
     public TableInfo SourceTable { get; }

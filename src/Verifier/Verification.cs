@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 using Replicator.Core.Catalog;
@@ -83,7 +84,9 @@ public static class Verification
         VerifyRequest request, ConnectionInfo source, ConnectionInfo target, VerifyReport report, ILogger logger, CancellationToken cancellationToken)
     {
         var clock = Stopwatch.StartNew();
-        await using var cut = await ConsistentCut.OpenAsync(source, target, request, request.Jobs, logger, null, cancellationToken).ConfigureAwait(false);
+        // One pair more than --jobs while the schema check runs beside the data comparison, so the
+        // hashing keeps all its pairs.
+        await using var cut = await ConsistentCut.OpenAsync(source, target, request, request.Jobs + (request.SchemaCheck ? 1 : 0), logger, null, cancellationToken).ConfigureAwait(false);
         LogMessages.Phase(logger, "cut", clock.Elapsed.TotalSeconds);
         report.CutLsn = cut.SourceLsn.ToString();
         report.CutKind = cut.Kind;
@@ -98,7 +101,7 @@ public static class Verification
         LogMessages.Phase(logger, "catalog", clock.Elapsed.TotalSeconds);
         var selected = Select(request, sourceTables, targetTables);
         var outcomes = new List<TableOutcome>();
-        // The schema check runs beside the data comparison, on a pair of its own while it lasts.
+        // The schema check runs beside the data comparison, on the extra pair.
         var schemaCheck = request.SchemaCheck ? CheckSchemaAsync(cut, sourceTables, targetTables, cancellationToken) : Task.FromResult(new List<SchemaDifference>());
         try
         {
@@ -121,6 +124,8 @@ public static class Verification
     {
         var clock = Stopwatch.StartNew();
         var targetByName = targetTables.ToDictionary(t => t.DisplayName, StringComparer.Ordinal);
+        // hash_record_extended: PostgreSQL 14+, on both sides (the two must hash alike).
+        var typedHash = cut.First.Source.PostgreSqlVersion.Major >= 14 && cut.First.Target.PostgreSqlVersion.Major >= 14;
         foreach (var table in selected)
         {
             if (!targetByName.TryGetValue(table.DisplayName, out var targetTable))
@@ -132,7 +137,7 @@ public static class Verification
                 continue;
             }
 
-            var match = new TableMatch(table, targetTable);
+            var match = new TableMatch(table, targetTable, typedHash);
             var tableReport = new TableReport
             {
                 Table = table.DisplayName,
@@ -147,49 +152,63 @@ public static class Verification
         ReplicatorMetrics.VerifyCoverage.Record(0);
         var parallel = new ParallelOptions { MaxDegreeOfParallelism = request.Jobs, CancellationToken = cancellationToken };
 
-        // Plan chunks (sampling the source's keys) for every table.
-        await Parallel.ForEachAsync(outcomes, parallel, async (o, ct) =>
+        // Plan each table (sampling the source's keys; a bucketed table's block slices on each side,
+        // by its own physical size) and hash its chunks as soon as it is planned: the largest table
+        // is planned first, and its hashing starts while the others are still being planned.
+        var work = Channel.CreateUnbounded<WorkItem>();
+        using var stopPlanning = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var planningOptions = new ParallelOptions { MaxDegreeOfParallelism = request.Jobs, CancellationToken = stopPlanning.Token };
+        var planning = Task.Run(async () =>
         {
-            using var lease = await cut.RentAsync(ct).ConfigureAwait(false);
-            o.Ranges = await ChunkPlanner.PlanAsync(lease.Pair.Source, o.Match.Source, o.Match.SourceTable.EstimatedRows, o.Match.SourceTable.SizeBytes, request.ChunkRows, request.BisectRows, ct).ConfigureAwait(false);
-            o.Report.Chunks = o.Ranges.Count;
-            o.ChunksLeft = o.Ranges.Count;
-        }).ConfigureAwait(false);
-
-        // A bucketed table is scanned in block slices, each side by its own physical size.
-        await Parallel.ForEachAsync(outcomes.Where(o => o.Ranges is [{ Buckets: not null }]), parallel, async (o, ct) =>
-        {
-            using var lease = await cut.RentAsync(ct).ConfigureAwait(false);
-            var estimated = Math.Max(o.Match.SourceTable.EstimatedRows, o.Match.TargetTable.EstimatedRows);
-            var count = (int)Math.Clamp((estimated + request.ChunkRows - 1) / request.ChunkRows, 1, 10_000);
-            var s = BlockSlicesAsync(lease.Pair.Source, o.Match.SourceTable, count, ct);
-            var t = BlockSlicesAsync(lease.Pair.Target, o.Match.TargetTable, count, ct);
-            (o.SourceSlices, o.TargetSlices) = (await s.ConfigureAwait(false), await t.ConfigureAwait(false));
-            o.ChunksLeft = Math.Max(o.SourceSlices.Count, o.TargetSlices.Count);
-        }).ConfigureAwait(false);
-
-        LogMessages.Phase(logger, "plan", clock.Elapsed.TotalSeconds);
-        // Hash everything on both sides; the largest tables first so the tail is short.
-        var work = new List<WorkItem>();
-        foreach (var o in outcomes.OrderByDescending(o => o.Match.SourceTable.SizeBytes))
-        {
-            if (o.SourceSlices is not null && o.TargetSlices is not null)
+            try
             {
-                for (var i = 0; i < Math.Max(o.SourceSlices.Count, o.TargetSlices.Count); i++)
-                    work.Add(new WorkItem(o, o.Ranges[0], i < o.SourceSlices.Count ? o.SourceSlices[i] : null, i < o.TargetSlices.Count ? o.TargetSlices[i] : null, Sliced: true));
+                await Parallel.ForEachAsync(outcomes.OrderByDescending(o => o.Match.SourceTable.SizeBytes), planningOptions, async (o, ct) =>
+                {
+                    using (var lease = await cut.RentAsync(ct).ConfigureAwait(false))
+                    {
+                        o.Ranges = await ChunkPlanner.PlanAsync(lease.Pair.Source, o.Match.Source, o.Match.SourceTable.EstimatedRows, o.Match.SourceTable.SizeBytes, request.ChunkRows, request.BisectRows, ct).ConfigureAwait(false);
+                        o.Report.Chunks = o.Ranges.Count;
+                        o.ChunksLeft = o.Ranges.Count;
+                        if (o.Ranges is [{ Buckets: not null }])
+                        {
+                            var estimated = Math.Max(o.Match.SourceTable.EstimatedRows, o.Match.TargetTable.EstimatedRows);
+                            var count = (int)Math.Clamp((estimated + request.ChunkRows - 1) / request.ChunkRows, 1, 10_000);
+                            var s = BlockSlicesAsync(lease.Pair.Source, o.Match.SourceTable, count, ct);
+                            var t = BlockSlicesAsync(lease.Pair.Target, o.Match.TargetTable, count, ct);
+                            (o.SourceSlices, o.TargetSlices) = (await s.ConfigureAwait(false), await t.ConfigureAwait(false));
+                            o.ChunksLeft = Math.Max(o.SourceSlices.Count, o.TargetSlices.Count);
+                        }
+                    }
+
+                    if (o.SourceSlices is not null && o.TargetSlices is not null)
+                    {
+                        for (var i = 0; i < Math.Max(o.SourceSlices.Count, o.TargetSlices.Count); i++)
+                            work.Writer.TryWrite(new WorkItem(o, o.Ranges[0], i < o.SourceSlices.Count ? o.SourceSlices[i] : null, i < o.TargetSlices.Count ? o.TargetSlices[i] : null, Sliced: true));
+                    }
+                    else
+                    {
+                        foreach (var r in o.Ranges)
+                            work.Writer.TryWrite(new WorkItem(o, r, null, null, Sliced: false));
+                    }
+                }).ConfigureAwait(false);
+                LogMessages.Phase(logger, "plan", clock.Elapsed.TotalSeconds);
+                work.Writer.Complete();
             }
-            else
+            catch (Exception e)
             {
-                work.AddRange(o.Ranges.Select(r => new WorkItem(o, r, null, null, Sliced: false)));
+                work.Writer.Complete(e);
+                throw;
             }
-        }
+        }, CancellationToken.None);
 
         var differing = new ConcurrentBag<(TableOutcome Outcome, ChunkRange Range, ChunkHashes Source, ChunkHashes Target)>();
         var tablesDone = 0;
+        var chunks = 0;
         var hashing = Stopwatch.StartNew();
-        await Parallel.ForEachAsync(work, parallel, async (item, ct) =>
+        var hashingDone = Parallel.ForEachAsync(work.Reader.ReadAllAsync(cancellationToken), parallel, async (item, ct) =>
         {
             using var lease = await cut.RentAsync(ct).ConfigureAwait(false);
+            Interlocked.Increment(ref chunks);
             var o = item.Outcome;
             var tag = new KeyValuePair<string, object?>("table", o.Report.Table);
             if (item.Sliced)
@@ -237,8 +256,21 @@ public static class Verification
                 differing.Add((o, item.Range, shr, thr));
             if (Interlocked.Decrement(ref o.ChunksLeft) == 0)
                 ReplicatorMetrics.VerifyCoverage.Record((double)Interlocked.Increment(ref tablesDone) / totalTables);
-        }).ConfigureAwait(false);
-        LogMessages.ChunksHashed(logger, work.Count, differing.Count, hashing.Elapsed.TotalSeconds);
+        });
+        try
+        {
+            await hashingDone.ConfigureAwait(false);
+        }
+        catch
+        {
+            // Planning must stop using the cut's connections before the cut closes.
+            await stopPlanning.CancelAsync().ConfigureAwait(false);
+            await Task.WhenAny(planning).ConfigureAwait(false);
+            throw;
+        }
+
+        await planning.ConfigureAwait(false);
+        LogMessages.ChunksHashed(logger, chunks, differing.Count, hashing.Elapsed.TotalSeconds);
 
         // Narrow differing chunks to rows (keyed) or to row hashes (multiset); each differing bucket on its own.
         var narrowing = differing.SelectMany(d => d.Source.Buckets is not null && d.Target.Buckets is not null
