@@ -13,7 +13,7 @@ writer_start() {
 }
 
 # writer_hook NAME: a --switch-command that points the writer NAME at the new endpoint.
-writer_hook() { printf "printf '%%s' \"\$REPLICATOR_NEW_ENDPOINT\" > '%s'" "$BENCH_DIR/endpoint-$1"; }
+writer_hook() { local f="$BENCH_DIR/endpoint-$1"; printf "printf '%%s' \"\$REPLICATOR_NEW_ENDPOINT\" > '%s.new' && mv '%s.new' '%s'" "$f" "$f" "$f"; }
 
 # writer_stop NAME: stops it; its summary line is then in $BENCH_DIR/writer-NAME.out.
 writer_stop() {

@@ -63,6 +63,13 @@ public sealed class AppWriter : IAsyncDisposable
         while (!_stop.IsCancellationRequested)
         {
             var endpoint = (await File.ReadAllTextAsync(_endpointFile)).Trim();
+            if (endpoint.Length == 0)
+            {
+                // A hook that rewrites the file in place (printf > file) leaves it empty for a moment.
+                await Task.Delay(5);
+                continue;
+            }
+
             try
             {
                 await using var conn = new NpgsqlConnection(ConnectionInfo.Parse(endpoint, "app").ToNpgsqlConnectionString(b => { b.Pooling = false; b.Timeout = 5; }));

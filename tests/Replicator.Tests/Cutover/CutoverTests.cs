@@ -74,7 +74,7 @@ public class CutoverTests(PostgresFixture fixture) : IClassFixture<PostgresFixtu
         var options = new CutoverOptions
         {
             Slot = replication.Slot,
-            SwitchCommand = $"printf '%s' \"$REPLICATOR_NEW_ENDPOINT\" > '{endpoint}'",
+            SwitchCommand = $"printf '%s' \"$REPLICATOR_NEW_ENDPOINT\" > '{endpoint}.new' && mv '{endpoint}.new' '{endpoint}'",
             FinalVerify = FinalVerification.Changed,
             FullVerifyRows = 0, // exercise "what changed since the last clean pass"
         };

@@ -16,7 +16,7 @@ public class RollbackTests(PostgresFixture fixture) : IClassFixture<PostgresFixt
         var endpoint = Path.Combine(Path.GetTempPath(), $"endpoint-{db.Name}");
         await File.WriteAllTextAsync(endpoint, db.SourceUri);
         string[] connections = ["--source", db.SourceUri, "--target", db.TargetUri, "--metrics-listen", "127.0.0.1:0"];
-        var hook = $"printf '%s' \"$REPLICATOR_NEW_ENDPOINT\" > '{endpoint}'; echo switched to $REPLICATOR_NEW_PORT";
+        var hook = $"printf '%s' \"$REPLICATOR_NEW_ENDPOINT\" > '{endpoint}.new' && mv '{endpoint}.new' '{endpoint}'; echo switched to $REPLICATOR_NEW_PORT";
         var reverseSlot = "rev_" + setup.Slot;
         var sourcePort = db.SourceCluster.Port.ToString(CultureInfo.InvariantCulture);
         var targetPort = db.TargetCluster.Port.ToString(CultureInfo.InvariantCulture);
