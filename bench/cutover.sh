@@ -55,7 +55,7 @@ writer_start rep "$(src rep)" "$RATE"
 sleep 2
 "$root/replicator" verify --source "$(src rep)" --target "$(tgt rep)" >"$BENCH_DIR/verify.txt" || { cat "$BENCH_DIR/verify.txt" >&2; exit 1; }
 sleep "$BEFORE"
-"$root/replicator" cutover --source "$(src rep)" --target "$(tgt rep)" --format json \
+"$root/replicator" cutover --source "$(src rep)" --target "$(tgt rep)" --format json --log-level Debug \
   --switch-command "$(writer_hook rep)" >"$BENCH_DIR/cutover.json" 2>>"$log" \
   || { cat "$BENCH_DIR/cutover.json" "$log" >&2; exit 1; }
 sleep "$AFTER"
@@ -103,6 +103,7 @@ Cutover benchmark — pgbench scale $SCALE plus an application writer at $RATE t
 
 replicator's steps (ms): $rep_phases
 replicator's final verification: $rep_verified
+replicator's final verification, phases: $(grep -A12 'Cutover step sequences' "$log" | grep -Eo '(Phase [a-z]+ done after [0-9.]{1,5}|Plan of [a-z_.]+: [a-z ()0-9]+ after [0-9.]{1,5}|Hashed [0-9]+ chunks in [0-9.]{1,5})' | paste -sd';')
 writer, replicator run: $rep_writer
 writer, native run: $nat_writer
 target: under 1000 ms. For reference (documented, not measured here): RDS Blue/Green switchover under 5 s; published logical-replication cutovers about 3 s.

@@ -163,7 +163,8 @@ internal sealed class ChangeApplier
                     }
 
                     var wait = reader.WaitToReadAsync(cancellationToken).AsTask();
-                    if (await Task.WhenAny(wait, Task.Delay(_unflushed.Count > 0 ? 20 : 100, cancellationToken)).ConfigureAwait(false) != wait)
+                    // Idle: look again soon (flushes to acknowledge, a barrier row to answer).
+                    if (await Task.WhenAny(wait, Task.Delay(_unflushed.Count > 0 ? 20 : 25, cancellationToken)).ConfigureAwait(false) != wait)
                         continue;
                     if (!await wait.ConfigureAwait(false))
                         return;
@@ -785,7 +786,7 @@ internal sealed class ChangeApplier
     private async Task CheckBarrierAsync(CancellationToken cancellationToken)
     {
         var now = Environment.TickCount64;
-        if (_barrier is not null || now - _barrierCheckedAt < 50)
+        if (_barrier is not null || now - _barrierCheckedAt < 25)
             return;
         _barrierCheckedAt = now;
         long id;

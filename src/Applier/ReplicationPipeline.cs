@@ -155,11 +155,11 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
         }
 
         if (capture)
-            // A heartbeat soon after the source goes idle: the slot catches up with the WAL end promptly,
-            // and a cutover's drain (the fenced source is idle) completes within it. Through Kafka each
-            // one is a small record, only while idle.
+            // A heartbeat soon after the source goes idle (and only when the stream's position moved):
+            // the slot catches up with the WAL end promptly, and a cutover's drain on the fenced, idle
+            // source completes within it. Through Kafka each one is a record: less often there.
             reader = new PgOutputCapture(Required(sourceInfo, "source"), settings.Slot, publication, loggerFactory.CreateLogger<PgOutputCapture>(),
-                TimeSpan.FromMilliseconds(200));
+                TimeSpan.FromMilliseconds(kafka ? 200 : 25));
 
         if (capture && !kafka)
         {

@@ -93,22 +93,36 @@ internal sealed class WriteFence
 
     /// <summary>
     /// Marks the fence in the WAL and returns its position: every transaction committed before the
-    /// fence has its commit record below it. A non-transactional logical message is used because it
-    /// writes a WAL record the stream passes (a heartbeat then reports having passed it); where the
-    /// role may not emit one, the current insert position serves.
+    /// fence has its commit record below it. The mark is a transactional logical message (or, where
+    /// the role may not emit one, the current insert position) in a transaction committed with
+    /// <c>synchronous_commit = on</c>, so the WAL is flushed past the mark at once: the walsender
+    /// only sends flushed WAL, and would otherwise wait for the WAL writer. pgoutput sends nothing
+    /// for it (messages are not requested, and a transaction without changes is skipped), but the
+    /// stream's position passes it, which a heartbeat then reports.
     /// </summary>
     public async Task<NpgsqlLogSequenceNumber> MarkAsync(CancellationToken cancellationToken)
     {
+        await using var tx = await _connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        await using (var sync = new NpgsqlCommand("SET LOCAL synchronous_commit = on", _connection, tx))
+            await sync.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        NpgsqlLogSequenceNumber mark;
+        await using (var savepoint = new NpgsqlCommand("SAVEPOINT mark", _connection, tx))
+            await savepoint.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            await using var mark = new NpgsqlCommand("SELECT pg_logical_emit_message(false, 'replicator.cutover', 'fence')", _connection);
-            return (NpgsqlLogSequenceNumber)(await mark.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+            await using var emit = new NpgsqlCommand("SELECT pg_logical_emit_message(true, 'replicator.cutover', 'fence')", _connection, tx);
+            mark = (NpgsqlLogSequenceNumber)(await emit.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
         }
         catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InsufficientPrivilege)
         {
-            await using var insert = new NpgsqlCommand("SELECT pg_current_wal_insert_lsn()", _connection);
-            return (NpgsqlLogSequenceNumber)(await insert.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+            await using (var back = new NpgsqlCommand("ROLLBACK TO SAVEPOINT mark", _connection, tx))
+                await back.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            await using var insert = new NpgsqlCommand("SELECT pg_current_wal_insert_lsn() FROM (SELECT txid_current()) x", _connection, tx);
+            mark = (NpgsqlLogSequenceNumber)(await insert.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
         }
+
+        await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return mark;
     }
 
     /// <summary>Lets writes in again (the cutover aborted).</summary>

@@ -164,8 +164,10 @@ public static class Verification
             {
                 await Parallel.ForEachAsync(outcomes.OrderByDescending(o => o.Match.SourceTable.SizeBytes), planningOptions, async (o, ct) =>
                 {
+                    var planned = Stopwatch.StartNew();
                     using (var lease = await cut.RentAsync(ct).ConfigureAwait(false))
                     {
+                        LogMessages.PlanStep(logger, o.Match.SourceTable.DisplayName, "pair rented", planned.Elapsed.TotalMilliseconds);
                         o.Ranges = await ChunkPlanner.PlanAsync(lease.Pair.Source, o.Match.Source, o.Match.SourceTable.EstimatedRows, o.Match.SourceTable.SizeBytes, request.ChunkRows, request.BisectRows, ct).ConfigureAwait(false);
                         o.Report.Chunks = o.Ranges.Count;
                         o.ChunksLeft = o.Ranges.Count;
@@ -178,6 +180,8 @@ public static class Verification
                             (o.SourceSlices, o.TargetSlices) = (await s.ConfigureAwait(false), await t.ConfigureAwait(false));
                             o.ChunksLeft = Math.Max(o.SourceSlices.Count, o.TargetSlices.Count);
                         }
+
+                        LogMessages.PlanStep(logger, o.Match.SourceTable.DisplayName, $"planned ({o.Ranges.Count} range(s))", planned.Elapsed.TotalMilliseconds);
                     }
 
                     if (o.SourceSlices is not null && o.TargetSlices is not null)
