@@ -62,6 +62,7 @@ proc_cpu() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$1/stat" 2>/dev/null ||
 rep_cpu=$(proc_cpu "$rep_pid")
 rep_backend_cpu=$(proc_cpu "$(psql_at "$TGT_PORT" rep -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'replicator-applier' LIMIT 1")")
 echo "replicator caught up in ${t_rep}s" >&2
+grep -E "warn|fail|crit" "$log" | head -20 | sed 's/^/  replicator log: /' >&2 || true
 
 t0=$(now)
 psql_at "$TGT_PORT" native -c "ALTER SUBSCRIPTION native_sub ENABLE"

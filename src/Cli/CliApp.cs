@@ -39,7 +39,15 @@ public static class CliApp
         var parse = Build().Parse(args);
         try
         {
-            return await parse.InvokeAsync(new InvocationConfiguration { Error = error, EnableDefaultExceptionHandler = false }, cancellationToken).ConfigureAwait(false);
+            // SIGTERM cancels the job; it then gets up to 20 s to stop cleanly (a Kafka consumer
+            // leaving its group, a batch rolling back) before the runtime ends it with 143.
+            // Kubernetes' default grace period is 30 s.
+            return await parse.InvokeAsync(new InvocationConfiguration
+            {
+                Error = error,
+                EnableDefaultExceptionHandler = false,
+                ProcessTerminationTimeout = TimeSpan.FromSeconds(20),
+            }, cancellationToken).ConfigureAwait(false);
         }
         catch (ConfigurationException e)
         {

@@ -132,19 +132,28 @@ public sealed class CutoverRunner(CutoverOptions options, ConnectionInfo from, C
             throw new CutoverException(report.AbortReason, writable, e) { Report = report };
         }
 
-        // After the switch: the old applier stops, the old side stays read-only.
-        await ReleaseAsync(toConnection, barrierId!.Value, "switched", CancellationToken.None).ConfigureAwait(false);
-        if (reverseFingerprints is { } fingerprints)
+        // After the switch: the old applier stops, the old side stays read-only. The application
+        // already writes to the target, so nothing here may undo the switch: a failure is reported.
+        try
         {
-            // The reverse direction's first "clean pass": both sides were equal at the switch.
-            await using var state = await OpenAsync(from, cancellationToken).ConfigureAwait(false);
-            await VerificationHistory.InsertAsync(state, options.ReverseSlot, "cutover", DateTimeOffset.UtcNow, DateTimeOffset.UtcNow,
-                report.ReverseStartLsn is { } start ? NpgsqlLogSequenceNumber.Parse(start) : null, true, fingerprints.To.Count, 0, 0, 0,
-                TableFingerprints.ToJson(fingerprints.To, fingerprints.From), CancellationToken.None).ConfigureAwait(false);
+            await ReleaseAsync(toConnection, barrierId!.Value, "switched", CancellationToken.None).ConfigureAwait(false);
+            if (reverseFingerprints is { } fingerprints)
+            {
+                // The reverse direction's first "clean pass": both sides were equal at the switch.
+                await using var state = await OpenAsync(from, cancellationToken).ConfigureAwait(false);
+                await VerificationHistory.InsertAsync(state, options.ReverseSlot, "cutover", DateTimeOffset.UtcNow, DateTimeOffset.UtcNow,
+                    report.ReverseStartLsn is { } start ? NpgsqlLogSequenceNumber.Parse(start) : null, true, fingerprints.To.Count, 0, 0, 0,
+                    TableFingerprints.ToJson(fingerprints.To, fingerprints.From), CancellationToken.None).ConfigureAwait(false);
+            }
+
+            if (!options.KeepSlot)
+                report.SlotDropped = await DropSlotAsync(fromConnection, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is NpgsqlException or OperationCanceledException)
+        {
+            _logger.LogWarning("Switched, but a step after the switch failed: {Error}. If the old applier still runs, stop it; drop slot {Slot} on {From} by hand", e.Message, options.Slot, from);
         }
 
-        if (!options.KeepSlot)
-            report.SlotDropped = await DropSlotAsync(fromConnection, cancellationToken).ConfigureAwait(false);
         await RecordEndAsync(toConnection, cutoverId, report, CancellationToken.None).ConfigureAwait(false);
         return report;
     }

@@ -39,7 +39,7 @@ public class KafkaThroughputTests(KafkaFixture kafka, ITestOutputHelper output) 
     }
 
     [Fact]
-    public async Task Kafka_path_throughput_is_measured_and_stays_above_a_floor()
+    public async Task Fifty_thousand_events_travel_the_kafka_path_whole_and_in_order_with_their_rates_printed()
     {
         const int rows = Transactions * RowsPerTransaction;
         var serializeOnly = Stopwatch.StartNew();
@@ -114,7 +114,6 @@ public class KafkaThroughputTests(KafkaFixture kafka, ITestOutputHelper output) 
         output.WriteLine($"{rows} row events in {Transactions} transactions, {bytes / rows} bytes/event (key+value JSON)");
         output.WriteLine($"deserialize+order only (no Kafka): {rows / decodeOnly.Elapsed.TotalSeconds:F0} events/s");
         output.WriteLine($"serialize only: {serializeRate:F0} events/s; produce until acknowledged: {produceRate:F0} events/s; consume+deserialize+order: {consumeRate:F0} events/s");
-        Assert.True(produceRate > 1000, $"produce path at {produceRate:F0} events/s");
-        Assert.True(consumeRate > 1000, $"consume path at {consumeRate:F0} events/s");
+        // Rates are printed, not asserted: performance is judged in bench/, never by a timed test.
     }
 }
