@@ -337,16 +337,10 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
 
     private async Task<(NpgsqlLogSequenceNumber Position, string? KafkaOffsets)> ReadPositionAsync(NpgsqlConnection target, CancellationToken cancellationToken)
     {
-        await using var cmd = new NpgsqlCommand("SELECT commit_lsn, kafka_offsets::text FROM replicator.position WHERE slot_name = $1", target);
-        cmd.Parameters.AddWithValue(settings.Slot);
-        await using var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-        {
-            throw new ReplicationException(ReplicationErrorKind.Permanent,
+        var row = await TargetState.ReadPositionRowAsync(target, settings.Slot, cancellationToken).ConfigureAwait(false)
+            ?? throw new ReplicationException(ReplicationErrorKind.Permanent,
                 $"the target {targetInfo} has no replication position for slot \"{settings.Slot}\": the initial snapshot has not finished. Run 'replicator run' (it snapshots first) or 'replicator snapshot'");
-        }
-
-        return (reader.GetFieldValue<NpgsqlLogSequenceNumber>(0), reader.IsDBNull(1) ? null : reader.GetString(1));
+        return (row.CommitLsn, row.KafkaOffsets);
     }
 
     private static ConnectionInfo Required(ConnectionInfo? connection, string side) =>

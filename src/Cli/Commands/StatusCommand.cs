@@ -4,6 +4,7 @@ using System.Text.Json;
 using Npgsql;
 using NpgsqlTypes;
 using Replicator.Core.Configuration;
+using Replicator.Core.State;
 using Replicator.Verifier;
 
 namespace Replicator.Cli.Commands;
@@ -76,24 +77,11 @@ public static class StatusCommand
 
         await using var tgt = new NpgsqlConnection(target.ToNpgsqlConnectionString());
         await tgt.OpenAsync(cancellationToken).ConfigureAwait(false);
-        string? applied = null;
-        DateTimeOffset? commitTime = null, updated = null;
-        try
-        {
-            await using var pos = new NpgsqlCommand("SELECT commit_lsn, commit_time, updated_at FROM replicator.position WHERE slot_name = $1", tgt);
-            pos.Parameters.AddWithValue(options.SlotName);
-            await using var reader = await pos.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-            if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-            {
-                applied = reader.GetFieldValue<NpgsqlLogSequenceNumber>(0).ToString();
-                commitTime = reader.IsDBNull(1) ? null : reader.GetFieldValue<DateTimeOffset>(1);
-                updated = reader.GetFieldValue<DateTimeOffset>(2);
-            }
-        }
-        catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.UndefinedTable or PostgresErrorCodes.InvalidSchemaName)
-        {
-            // No replicator schema yet: nothing replicated to this target.
-        }
+        // No row (or no replicator schema yet): nothing replicated to this target.
+        var position = await TargetState.ReadPositionRowAsync(tgt, options.SlotName, cancellationToken).ConfigureAwait(false);
+        var applied = position?.CommitLsn.ToString();
+        var commitTime = position?.CommitTime;
+        var updated = position?.UpdatedAt;
 
         // Lag in seconds: zero when the slot has confirmed everything; else the age of the last applied commit.
         double? lagSeconds = lag is null ? null : lag <= 0 || commitTime is null ? 0 : Math.Max(0, (DateTimeOffset.UtcNow - commitTime.Value).TotalSeconds);

@@ -192,15 +192,22 @@ public static class TargetState
     }
 
     /// <summary>The applied position for <paramref name="slot"/>, or null when the snapshot has not finished.</summary>
-    public static async Task<NpgsqlLogSequenceNumber?> ReadPositionAsync(NpgsqlConnection target, string slot, CancellationToken cancellationToken)
+    public static async Task<NpgsqlLogSequenceNumber?> ReadPositionAsync(NpgsqlConnection target, string slot, CancellationToken cancellationToken) =>
+        (await ReadPositionRowAsync(target, slot, cancellationToken).ConfigureAwait(false))?.CommitLsn;
+
+    /// <summary>The whole <c>replicator.position</c> row for <paramref name="slot"/>, or null when there is none (or no replicator schema).</summary>
+    public static async Task<PositionRow?> ReadPositionRowAsync(NpgsqlConnection target, string slot, CancellationToken cancellationToken)
     {
         await using var cmd = new NpgsqlCommand(
-            "SELECT commit_lsn FROM replicator.position WHERE slot_name = $1", target);
+            "SELECT commit_lsn, commit_time, kafka_offsets::text, updated_at FROM replicator.position WHERE slot_name = $1", target);
         cmd.Parameters.AddWithValue(slot);
         try
         {
-            var value = await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
-            return value is NpgsqlLogSequenceNumber lsn ? lsn : null;
+            await using var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                return null;
+            return new PositionRow(reader.GetFieldValue<NpgsqlLogSequenceNumber>(0), reader.IsDBNull(1) ? null : reader.GetFieldValue<DateTimeOffset>(1),
+                reader.IsDBNull(2) ? null : reader.GetString(2), reader.GetFieldValue<DateTimeOffset>(3));
         }
         catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.UndefinedTable or PostgresErrorCodes.InvalidSchemaName)
         {
@@ -208,3 +215,6 @@ public static class TargetState
         }
     }
 }
+
+/// <summary>One row of <c>replicator.position</c>: the last source commit applied, when it committed on the source, the Kafka offsets consumed with it, and when it was written.</summary>
+public sealed record PositionRow(NpgsqlLogSequenceNumber CommitLsn, DateTimeOffset? CommitTime, string? KafkaOffsets, DateTimeOffset UpdatedAt);
