@@ -147,8 +147,7 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
             await targetConnection!.OpenAsync(cancellationToken).ConfigureAwait(false);
             // The applier writes even where the database is fenced read-only (the old source, written
             // by reverse replication after a cutover): it is the one writer that must go on.
-            await using (var readWrite = new NpgsqlCommand("SET default_transaction_read_only = off", targetConnection))
-                await readWrite.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            await TargetState.WriteThroughFenceAsync(targetConnection, cancellationToken).ConfigureAwait(false);
             await TargetState.EnsureAsync(targetConnection, cancellationToken).ConfigureAwait(false);
             (start, offsets) = await ReadPositionAsync(targetConnection, cancellationToken).ConfigureAwait(false);
             received = (ulong)start;

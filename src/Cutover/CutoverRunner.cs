@@ -169,9 +169,7 @@ public sealed class CutoverRunner(CutoverOptions options, ConnectionInfo from, C
         try
         {
             await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
-            // This session keeps writing where the fence makes new sessions read-only.
-            await using var readWrite = new NpgsqlCommand("SET default_transaction_read_only = off", connection);
-            await readWrite.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            await TargetState.WriteThroughFenceAsync(connection, cancellationToken).ConfigureAwait(false);
             return connection;
         }
         catch

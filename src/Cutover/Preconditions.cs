@@ -166,16 +166,19 @@ internal static class Preconditions
         await using var cmd = new NpgsqlCommand("""
             SELECT r.rolsuper OR pg_has_role(current_user, d.datdba, 'MEMBER'),
                    r.rolsuper OR pg_has_role(current_user, 'pg_signal_backend', 'MEMBER'),
-                   EXISTS (SELECT 1 FROM pg_db_role_setting s, unnest(s.setconfig) AS setting
-                           WHERE s.setdatabase = d.oid AND s.setrole = 0 AND lower(setting) IN ('default_transaction_read_only=on', 'default_transaction_read_only=true', 'default_transaction_read_only=1')),
                    current_database()
             FROM pg_database d, pg_roles r
             WHERE d.datname = current_database() AND r.rolname = current_user
             """, from);
-        await using var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-        var (owner, signal, readOnly, database) = (reader.GetBoolean(0), reader.GetBoolean(1), reader.GetBoolean(2), reader.GetString(3));
-        if (readOnly)
+        bool owner, signal;
+        string database;
+        await using (var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            (owner, signal, database) = (reader.GetBoolean(0), reader.GetBoolean(1), reader.GetString(2));
+        }
+
+        if (await WriteFence.IsDatabaseFencedAsync(from, cancellationToken).ConfigureAwait(false))
             return new(name, false, $"database {database} is already read-only for new sessions (default_transaction_read_only = on): an earlier cutover switched away from it. Lift it (ALTER DATABASE … RESET default_transaction_read_only) only if this side is really the live one");
         if (!owner)
             return new(name, false, $"the cutover's role may not ALTER DATABASE {database} (it must own it): connect as the owner, or fence through your connection pooler with --fence-command/--unfence-command");

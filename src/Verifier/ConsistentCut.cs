@@ -140,8 +140,7 @@ internal sealed class ConsistentCut : IAsyncDisposable
 
             var barrier = control!;
             // It writes the barrier rows even where the database is fenced read-only (a rollback's target).
-            await using (var readWrite = new NpgsqlCommand("SET default_transaction_read_only = off", barrier))
-                await readWrite.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            await TargetState.WriteThroughFenceAsync(barrier, cancellationToken).ConfigureAwait(false);
 
             // Two steps with a running applier (see TargetState): first hold it between two batches,
             // then take the source snapshot, whose consistent point C is therefore after everything

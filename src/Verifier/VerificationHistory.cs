@@ -42,8 +42,7 @@ public static class VerificationHistory
                 return;
         }
 
-        await using (var readWrite = new NpgsqlCommand("SET default_transaction_read_only = off", connection))
-            await readWrite.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        await TargetState.WriteThroughFenceAsync(connection, cancellationToken).ConfigureAwait(false);
         await TargetState.EnsureAsync(connection, cancellationToken).ConfigureAwait(false);
         await InsertAsync(connection, request.SlotName, "pass", report.StartedAt, report.FinishedAt,
             string.IsNullOrEmpty(report.CutLsn) ? null : NpgsqlLogSequenceNumber.Parse(report.CutLsn), report.Identical, report.Tables.Count,

@@ -191,6 +191,18 @@ public static class TargetState
         return triggers.Count;
     }
 
+    /// <summary>
+    /// Lets this session write where a cutover's fence makes new sessions read-only (database-level
+    /// <c>default_transaction_read_only</c>): replicator's own writers — the applier (reverse
+    /// replication writes to the fenced old source), the verifier's barrier and pass records, the
+    /// cutover itself — must go on through it.
+    /// </summary>
+    public static async Task WriteThroughFenceAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    {
+        await using var readWrite = new NpgsqlCommand("SET default_transaction_read_only = off", connection);
+        await readWrite.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
     /// <summary>The applied position for <paramref name="slot"/>, or null when the snapshot has not finished.</summary>
     public static async Task<NpgsqlLogSequenceNumber?> ReadPositionAsync(NpgsqlConnection target, string slot, CancellationToken cancellationToken) =>
         (await ReadPositionRowAsync(target, slot, cancellationToken).ConfigureAwait(false))?.CommitLsn;
