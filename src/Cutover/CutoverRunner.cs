@@ -400,7 +400,7 @@ public sealed class CutoverRunner(CutoverOptions options, ConnectionInfo from, C
         await using var drop = new NpgsqlCommand("""
             SELECT CASE WHEN active AND $2 THEN pg_terminate_backend(active_pid) = false
                         WHEN active THEN false
-                        ELSE pg_drop_replication_slot(slot_name) IS NULL END
+                        ELSE pg_drop_replication_slot(slot_name) IS NOT NULL END -- void, never null: true once dropped
             FROM pg_replication_slots WHERE slot_name = $1
             """, fromConnection);
         drop.Parameters.AddWithValue(options.Slot);

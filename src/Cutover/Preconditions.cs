@@ -139,22 +139,11 @@ internal static class Preconditions
     private static async Task<PreconditionResult> CheckSequencesAsync(NpgsqlConnection from, NpgsqlConnection to, CancellationToken cancellationToken)
     {
         var sourceSequences = await SequenceSync.ListAsync(from, cancellationToken).ConfigureAwait(false);
-        var targetSequences = (await SequenceSync.ListAsync(to, cancellationToken).ConfigureAwait(false)).ToHashSet(StringComparer.Ordinal);
-        var missing = sourceSequences.Where(s => !targetSequences.Contains(s)).ToList();
+        var targetSequences = await SequenceSync.ListAsync(to, cancellationToken).ConfigureAwait(false);
+        var missing = sourceSequences.Keys.Where(s => !targetSequences.ContainsKey(s)).Order(StringComparer.Ordinal).ToList();
         if (missing.Count > 0)
             return new("sequences", false, $"missing on the target: {Few(missing)} — create them (CREATE SEQUENCE …) so the cutover can set them");
-        var denied = new List<string>();
-        await using (var cmd = new NpgsqlCommand("""
-            SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE c.relkind = 'S' AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'replicator') AND n.nspname NOT LIKE 'pg\_%'
-              AND CASE WHEN c.relkind = 'S' THEN NOT has_sequence_privilege(c.oid, 'UPDATE') END -- evaluated for sequences only
-            """, to))
-        await using (var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
-        {
-            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                denied.Add(reader.GetString(0));
-        }
-
+        var denied = targetSequences.Where(s => !s.Value).Select(s => s.Key).Order(StringComparer.Ordinal).ToList();
         return denied.Count == 0
             ? new("sequences", true, $"all {sourceSequences.Count} sequence(s) exist on the target and may be set")
             : new("sequences", false, $"the target role may not set {Few(denied)}: GRANT UPDATE ON SEQUENCE … TO it, or connect as the owner");

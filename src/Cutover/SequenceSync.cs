@@ -21,18 +21,19 @@ internal static class SequenceSync
         ORDER BY 1, 2
         """;
 
-    /// <summary>Every user sequence, as <c>schema.name</c>.</summary>
-    public static async Task<List<string>> ListAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    /// <summary>Every user sequence, as <c>schema.name</c>, and whether this session's role may set it.</summary>
+    public static async Task<Dictionary<string, bool>> ListAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
     {
-        var names = new List<string>();
+        var sequences = new Dictionary<string, bool>(StringComparer.Ordinal);
         await using var cmd = new NpgsqlCommand("""
-            SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE c.relkind = 'S' AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'replicator') AND n.nspname NOT LIKE 'pg\_%'
+            SELECT n.nspname || '.' || c.relname, has_sequence_privilege(c.oid, 'UPDATE')
+            FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'replicator') AND n.nspname NOT LIKE 'pg\_%'
             """, connection);
         await using var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-            names.Add(reader.GetString(0));
-        return names;
+            sequences[reader.GetString(0)] = reader.GetBoolean(1);
+        return sequences;
     }
 
     /// <summary>Copies every sequence's position from <paramref name="from"/> to <paramref name="to"/>; returns how many.</summary>
