@@ -351,10 +351,10 @@ public sealed class CutoverRunner(CutoverOptions options, ConnectionInfo from, C
     /// <summary>Constraints valid on the side being left but NOT VALID on the side switched to are validated there.</summary>
     private static async Task<int> ValidateConstraintsAsync(NpgsqlConnection fromConnection, NpgsqlConnection toConnection, CancellationToken cancellationToken)
     {
-        const string sql = """
+        const string sql = $"""
             SELECT n.nspname, c.relname, k.conname, k.convalidated
             FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE k.contype IN ('c', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'replicator') AND n.nspname NOT LIKE 'pg\_%'
+            WHERE k.contype IN ('c', 'f') AND {TableCatalog.UserSchemas}
             """;
         var validOnSource = new HashSet<(string, string, string)>();
         await using (var cmd = new NpgsqlCommand(sql, fromConnection))
@@ -481,9 +481,9 @@ public sealed class CutoverRunner(CutoverOptions options, ConnectionInfo from, C
 
     private static async Task<long> EstimateRowsAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
     {
-        await using var cmd = new NpgsqlCommand("""
+        await using var cmd = new NpgsqlCommand($"""
             SELECT coalesce(sum(CASE WHEN c.reltuples < 0 THEN pg_relation_size(c.oid) / 100 ELSE c.reltuples END), 0)::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'replicator') AND n.nspname NOT LIKE 'pg\_%'
+            WHERE c.relkind = 'r' AND {TableCatalog.UserSchemas}
             """, connection);
         return (long)(await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
     }

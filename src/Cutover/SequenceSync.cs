@@ -1,4 +1,5 @@
 using Npgsql;
+using Replicator.Core.Catalog;
 using NpgsqlTypes;
 
 namespace Replicator.Cutover;
@@ -12,12 +13,12 @@ namespace Replicator.Cutover;
 /// </summary>
 internal static class SequenceSync
 {
-    private const string ListSql = """
+    private const string ListSql = $"""
         SELECT n.nspname, c.relname, pg_sequence_last_value(c.oid), s.seqstart
         FROM pg_sequence s
         JOIN pg_class c ON c.oid = s.seqrelid
         JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'replicator') AND n.nspname NOT LIKE 'pg\_%'
+        WHERE {TableCatalog.UserSchemas}
         ORDER BY 1, 2
         """;
 
@@ -25,10 +26,10 @@ internal static class SequenceSync
     public static async Task<Dictionary<string, bool>> ListAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
     {
         var sequences = new Dictionary<string, bool>(StringComparer.Ordinal);
-        await using var cmd = new NpgsqlCommand("""
+        await using var cmd = new NpgsqlCommand($"""
             SELECT n.nspname || '.' || c.relname, has_sequence_privilege(c.oid, 'UPDATE')
             FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'replicator') AND n.nspname NOT LIKE 'pg\_%'
+            WHERE {TableCatalog.UserSchemas}
             """, connection);
         await using var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))

@@ -13,6 +13,13 @@ public static class TableCatalog
     /// <summary>The schema Replicator keeps its own state in, on the target (and skips everywhere).</summary>
     public const string StateSchema = "replicator";
 
+    /// <summary>
+    /// SQL condition on <c>n</c> (a <c>pg_namespace</c> row) for user schemas: not the system ones, not
+    /// pg_toast/pg_temp and the like, not replicator's own state. Shared by every catalog query that
+    /// lists user objects (sequences, constraints, triggers, fingerprints).
+    /// </summary>
+    public const string UserSchemas = "n.nspname NOT IN ('pg_catalog', 'information_schema', 'replicator') AND n.nspname NOT LIKE 'pg\\_%'";
+
     private const string TablesSql = """
         SELECT c.oid, n.nspname, c.relname, c.relkind::text, c.relreplident::text,
                pn.nspname, pc.relname, c.reltuples::bigint, pg_relation_size(c.oid)

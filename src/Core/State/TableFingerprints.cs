@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Npgsql;
+using Replicator.Core.Catalog;
 
 namespace Replicator.Core.State;
 
@@ -13,14 +14,14 @@ namespace Replicator.Core.State;
 /// </summary>
 public static class TableFingerprints
 {
-    private const string Sql = """
+    private const string Sql = $"""
         SELECT n.nspname, c.relname,
                concat_ws('/', coalesce(s.n_tup_ins, 0), coalesce(s.n_tup_upd, 0), coalesce(s.n_tup_del, 0), pg_relation_filenode(c.oid))
         FROM pg_class c
         JOIN pg_namespace n ON n.oid = c.relnamespace
         LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
         WHERE c.relkind = 'r'
-          AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'replicator') AND n.nspname NOT LIKE 'pg\_%'
+          AND {TableCatalog.UserSchemas}
         """;
 
     /// <summary>Fingerprints of every user table, keyed by <c>schema.table</c> (unquoted).</summary>

@@ -1,4 +1,5 @@
 using Npgsql;
+using Replicator.Core.Catalog;
 using NpgsqlTypes;
 
 namespace Replicator.Core.State;
@@ -128,11 +129,11 @@ public static class TargetState
     public static async Task<IReadOnlyList<string>> DisableUserTriggersAsync(NpgsqlConnection target, CancellationToken cancellationToken)
     {
         var triggers = new List<(string Schema, string Table, string Trigger)>();
-        await using (var cmd = new NpgsqlCommand("""
+        await using (var cmd = new NpgsqlCommand($"""
             SELECT n.nspname, c.relname, t.tgname
             FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE NOT t.tgisinternal AND t.tgenabled <> 'D' AND c.relkind IN ('r', 'p')
-              AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'replicator') AND n.nspname NOT LIKE 'pg\_%'
+              AND {TableCatalog.UserSchemas}
             ORDER BY 1, 2, 3
             """, target))
         await using (var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
