@@ -1,10 +1,9 @@
-using System.Text;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 using Npgsql.Replication;
 using Npgsql.Replication.PgOutput;
-using Npgsql.Replication.PgOutput.Messages;
+using Npgsql.Replication.Internal;
 using NpgsqlTypes;
 using Replicator.Core.Catalog;
 using Replicator.Core.Changes;
@@ -37,11 +36,18 @@ public sealed class PgOutputCapture
     private readonly ILogger _logger;
     private readonly TimeSpan _heartbeatInterval;
     private readonly KeyValuePair<string, object?> _slotTag;
+    private readonly bool _streaming;
+    private readonly string _spoolDirectory;
     private LogicalReplicationConnection? _connection;
     private ulong _acknowledged;
 
-    public PgOutputCapture(ConnectionInfo source, string slot, string publication, ILogger logger, TimeSpan? heartbeatInterval = null)
+    /// <param name="streaming">Ask a PostgreSQL 14+ source to stream large in-progress transactions (spooled here until they commit).</param>
+    /// <param name="spoolDirectory">Where streamed transactions wait for their commit; the system's temporary directory by default.</param>
+    public PgOutputCapture(ConnectionInfo source, string slot, string publication, ILogger logger, TimeSpan? heartbeatInterval = null,
+        bool streaming = true, string? spoolDirectory = null)
     {
+        _streaming = streaming;
+        _spoolDirectory = spoolDirectory ?? Path.GetTempPath();
         _source = source;
         _slot = slot;
         _publication = publication;
@@ -83,25 +89,32 @@ public sealed class PgOutputCapture
         await CheckSlotAndPublicationAsync(dataSource, cancellationToken).ConfigureAwait(false);
         var relations = new RelationCache(dataSource);
 
-        await using var connection = new LogicalReplicationConnection(_source.ToNpgsqlConnectionString())
+        // Values are decoded as UTF-8 straight from the message bytes: the server converts them to
+        // the session's client encoding, so the session asks for UTF-8 whatever the connection string says.
+        await using var connection = new LogicalReplicationConnection(_source.ToNpgsqlConnectionString(b => b.ClientEncoding = "UTF8"))
         {
             WalReceiverStatusInterval = TimeSpan.FromMilliseconds(100), // the source learns promptly what may be released
         };
         await connection.Open(cancellationToken).ConfigureAwait(false);
-        var encoding = new NpgsqlConnectionStringBuilder(_source.ToNpgsqlConnectionString()).ClientEncoding;
-        _utf8 = encoding is null || encoding.Replace("-", "", StringComparison.Ordinal).Equals("UTF8", StringComparison.OrdinalIgnoreCase);
-        var protocol = connection.PostgreSqlVersion.Major >= 14 ? PgOutputProtocolVersion.V2 : PgOutputProtocolVersion.V1;
-        // Large transactions are not streamed in progress: the server spills them to its own disk
-        // (logical_decoding_work_mem) and sends them at commit, and this stage passes them through
-        // change by change without holding them, so memory stays bounded either way.
-        var options = new PgOutputReplicationOptions(_publication, protocol, binary: false, streamingMode: PgOutputStreamingMode.Off, messages: false, twoPhase: false);
+        // Protocol 2 (PostgreSQL 14+) streams transactions that outgrow the source's
+        // logical_decoding_work_mem while they are still in progress, instead of spilling them to the
+        // source's disk until commit; they wait in a local spool until their Stream Commit.
+        var protocol = connection.PostgreSqlVersion.Major >= 14 ? 2 : 1;
+        var options = new List<KeyValuePair<string, string?>>
+        {
+            new("proto_version", protocol.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+            new("publication_names", Replicator.Core.Sql.Identifier.Quote(_publication)),
+        };
+        if (protocol >= 2 && _streaming)
+            options.Add(new("streaming", "on"));
         Interlocked.Exchange(ref _acknowledged, Math.Max((ulong)startLsn, Interlocked.Read(ref _acknowledged)));
         connection.SetReplicationStatus(new NpgsqlLogSequenceNumber(Interlocked.Read(ref _acknowledged)));
         _connection = connection;
+        using var spool = new StreamSpool(Path.Combine(_spoolDirectory, $"replicator-{Environment.ProcessId}-{_slot}"));
         try
         {
-            _logger.StreamingStarted(_slot, _publication, startLsn, (int)protocol);
-            await StreamAsync(connection, relations, options, output, startLsn, cancellationToken).ConfigureAwait(false);
+            _logger.StreamingStarted(_slot, _publication, startLsn, protocol);
+            await StreamAsync(connection, relations, spool, options, output, startLsn, cancellationToken).ConfigureAwait(false);
         }
         catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.ObjectInUse)
         {
@@ -114,15 +127,15 @@ public sealed class PgOutputCapture
         }
     }
 
-    private async Task StreamAsync(LogicalReplicationConnection connection, RelationCache relations, PgOutputReplicationOptions options,
+    private async Task StreamAsync(LogicalReplicationConnection connection, RelationCache relations, StreamSpool spool, IEnumerable<KeyValuePair<string, string?>> options,
         ChannelWriter<ChangeEvent> output, NpgsqlLogSequenceNumber startLsn, CancellationToken cancellationToken)
     {
-        var messages = connection.StartReplication(new PgOutputReplicationSlot(_slot), options, cancellationToken, startLsn);
+        var messages = connection.StartLogicalReplication(new PgOutputReplicationSlot(_slot), cancellationToken, startLsn, options);
         var enumerator = messages.GetAsyncEnumerator(cancellationToken);
         Task<bool>? next = null;
         try
         {
-            await ReadMessagesAsync(connection, relations, enumerator, output, startLsn, t => next = t, cancellationToken).ConfigureAwait(false);
+            await ReadMessagesAsync(connection, relations, spool, enumerator, output, startLsn, t => next = t, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
@@ -144,12 +157,10 @@ public sealed class PgOutputCapture
         }
     }
 
-    private async Task ReadMessagesAsync(LogicalReplicationConnection connection, RelationCache relations, IAsyncEnumerator<PgOutputReplicationMessage> enumerator,
+    private async Task ReadMessagesAsync(LogicalReplicationConnection connection, RelationCache relations, StreamSpool spool, IAsyncEnumerator<XLogDataMessage> enumerator,
         ChannelWriter<ChangeEvent> output, NpgsqlLogSequenceNumber startLsn, Action<Task<bool>?> pendingRead, CancellationToken cancellationToken)
     {
-        var inTransaction = false;
-        uint xid = 0;
-        var lastPosition = (ulong)startLsn;
+        var state = new StreamState { LastPosition = (ulong)startLsn };
         Task<bool>? next = null;
         Task? heartbeat = null;
         while (true)
@@ -159,7 +170,7 @@ public sealed class PgOutputCapture
                 next = enumerator.MoveNextAsync().AsTask();
                 pendingRead(next);
             }
-            if (!inTransaction)
+            if (!state.InTransaction)
             {
                 // Between transactions: wait for the next message, but speak up when the source is idle.
                 heartbeat ??= Task.Delay(_heartbeatInterval, cancellationToken);
@@ -168,9 +179,9 @@ public sealed class PgOutputCapture
                     heartbeat = null;
                     cancellationToken.ThrowIfCancellationRequested();
                     var received = (ulong)connection.LastReceivedLsn;
-                    if (received > lastPosition)
+                    if (received > state.LastPosition)
                     {
-                        lastPosition = received;
+                        state.LastPosition = received;
                         await output.WriteAsync(new Heartbeat(connection.LastReceivedLsn, DateTimeOffset.UtcNow), cancellationToken).ConfigureAwait(false);
                     }
 
@@ -184,95 +195,222 @@ public sealed class PgOutputCapture
             if (!more)
                 return;
             var message = enumerator.Current;
-            ChangeEvent? change;
-            switch (message)
-            {
-                case BeginMessage begin:
-                    inTransaction = true;
-                    xid = begin.TransactionXid;
-                    Count("begin");
-                    change = new TransactionBegin(begin.TransactionXid, begin.TransactionFinalLsn, begin.TransactionCommitTimestamp);
-                    break;
-                case CommitMessage commit:
-                    inTransaction = false;
-                    lastPosition = Math.Max(lastPosition, (ulong)commit.TransactionEndLsn);
-                    Count("commit");
-                    PublishCounts(commit.TransactionEndLsn);
-                    change = new TransactionCommit(xid, commit.CommitLsn, commit.TransactionEndLsn, commit.TransactionCommitTimestamp);
-                    break;
-                case RelationMessage relation:
-                    Count("relation");
-                    var described = await relations.AddAsync(relation, cancellationToken).ConfigureAwait(false);
-                    _logger.RelationReceived(described.DisplayName, described.RelationId, described.Columns.Count);
-                    change = null;
-                    break;
-                case InsertMessage insert:
-                    Count("insert");
-                    change = new RowChange(relations.Get(insert.Relation.RelationId), ChangeKind.Insert, insert.WalStart, null, false,
-                        await ReadTupleAsync(insert.NewRow, cancellationToken).ConfigureAwait(false));
-                    break;
-                case FullUpdateMessage update:
-                    Count("update");
-                    {
-                        var old = await ReadTupleAsync(update.OldRow, cancellationToken).ConfigureAwait(false);
-                        change = new RowChange(relations.Get(update.Relation.RelationId), ChangeKind.Update, update.WalStart, old, false,
-                            await ReadTupleAsync(update.NewRow, cancellationToken).ConfigureAwait(false));
-                    }
-
-                    break;
-                case IndexUpdateMessage update:
-                    Count("update");
-                    {
-                        var key = await ReadTupleAsync(update.Key, cancellationToken).ConfigureAwait(false);
-                        change = new RowChange(relations.Get(update.Relation.RelationId), ChangeKind.Update, update.WalStart, key, true,
-                            await ReadTupleAsync(update.NewRow, cancellationToken).ConfigureAwait(false));
-                    }
-
-                    break;
-                case UpdateMessage update:
-                    Count("update");
-                    change = new RowChange(relations.Get(update.Relation.RelationId), ChangeKind.Update, update.WalStart, null, false,
-                        await ReadTupleAsync(update.NewRow, cancellationToken).ConfigureAwait(false));
-                    break;
-                case KeyDeleteMessage delete:
-                    Count("delete");
-                    change = new RowChange(relations.Get(delete.Relation.RelationId), ChangeKind.Delete, delete.WalStart,
-                        await ReadTupleAsync(delete.Key, cancellationToken).ConfigureAwait(false), true, null);
-                    break;
-                case FullDeleteMessage delete:
-                    Count("delete");
-                    change = new RowChange(relations.Get(delete.Relation.RelationId), ChangeKind.Delete, delete.WalStart,
-                        await ReadTupleAsync(delete.OldRow, cancellationToken).ConfigureAwait(false), false, null);
-                    break;
-                case TruncateMessage truncate:
-                    Count("truncate");
-                    change = new TruncateChange(
-                        truncate.Relations.Select(r => relations.Get(r.RelationId)).ToArray(),
-                        (truncate.Options & TruncateMessage.TruncateOptions.Cascade) != 0,
-                        (truncate.Options & TruncateMessage.TruncateOptions.RestartIdentity) != 0,
-                        truncate.WalStart);
-                    break;
-                case TypeMessage or OriginMessage or LogicalDecodingMessage:
-                    // Type names are resolved with format_type; origins and decoding messages carry no row data.
-                    Count(message is TypeMessage ? "type" : message is OriginMessage ? "origin" : "message");
-                    _logger.Ignored(message.GetType().Name, message.WalStart);
-                    change = null;
-                    break;
-                default:
-                    throw new ReplicationException(ReplicationErrorKind.Permanent,
-                        $"unexpected logical replication message {message.GetType().Name} at {message.WalStart} from slot \"{_slot}\" (streaming and two-phase are not requested)");
-            }
-
-            // Replicator's own state never travels: a database that was a target (reverse replication
-            // after a cutover) has a replicator schema, and a FOR ALL TABLES publication includes it.
-            if (change is RowChange { Relation.Schema: TableCatalog.StateSchema })
-                change = null;
-            else if (change is TruncateChange truncated && truncated.Relations.Any(r => r.Schema == TableCatalog.StateSchema))
-                change = truncated.Relations.All(r => r.Schema == TableCatalog.StateSchema) ? null : truncated with { Relations = truncated.Relations.Where(r => r.Schema != TableCatalog.StateSchema).ToArray() };
-
-            if (change is not null)
-                await output.WriteAsync(change, cancellationToken).ConfigureAwait(false);
+            var data = message.Data;
+            var length = checked((int)data.Length);
+            if (_message.Length < length)
+                _message = new byte[Math.Max(length, _message.Length * 2)];
+            await data.ReadExactlyAsync(_message.AsMemory(0, length), cancellationToken).ConfigureAwait(false);
+            await HandleAsync(_message, length, (ulong)message.WalStart, state, relations, spool, output, cancellationToken).ConfigureAwait(false);
+            if (length > MaxKeptMessageBuffer)
+                _message = new byte[MaxKeptMessageBuffer];
         }
+    }
+
+    /// <summary>Where the stream stands between messages.</summary>
+    private sealed class StreamState
+    {
+        /// <summary>Between Begin and Commit of a transaction sent whole: no heartbeat may come between.</summary>
+        public bool InTransaction;
+
+        public uint Xid;
+
+        /// <summary>Inside a Stream Start … Stop block: changes belong to in-progress transaction <see cref="StreamXid"/>, each message carries its (sub)transaction id.</summary>
+        public bool InStreamBlock;
+
+        public uint StreamXid;
+
+        public ulong LastPosition;
+    }
+
+    private async ValueTask HandleAsync(byte[] buffer, int length, ulong walStart, StreamState state, RelationCache relations, StreamSpool spool,
+        ChannelWriter<ChangeEvent> output, CancellationToken cancellationToken)
+    {
+        var reader = new PgOutputReader(buffer, length);
+        var type = reader.Byte();
+        if (state.InStreamBlock && type is (byte)'R' or (byte)'Y' or (byte)'I' or (byte)'U' or (byte)'D' or (byte)'T' or (byte)'M')
+        {
+            // A chunk of an in-progress transaction: to the spool until its Stream Commit (or Abort).
+            var messageXid = reader.UInt32();
+            spool.Append(state.StreamXid, messageXid, walStart, buffer.AsSpan(0, length));
+            Count("streamed");
+            return;
+        }
+
+        switch (type)
+        {
+            case (byte)'B':
+            {
+                var finalLsn = reader.UInt64();
+                var time = reader.Timestamp();
+                state.Xid = reader.UInt32();
+                state.InTransaction = true;
+                Count("begin");
+                await output.WriteAsync(new TransactionBegin(state.Xid, new NpgsqlLogSequenceNumber(finalLsn), time), cancellationToken).ConfigureAwait(false);
+                return;
+            }
+            case (byte)'C':
+            {
+                reader.Skip(1); // flags
+                var commitLsn = new NpgsqlLogSequenceNumber(reader.UInt64());
+                var endLsn = new NpgsqlLogSequenceNumber(reader.UInt64());
+                var time = reader.Timestamp();
+                state.InTransaction = false;
+                state.LastPosition = Math.Max(state.LastPosition, (ulong)endLsn);
+                Count("commit");
+                PublishCounts(endLsn);
+                await output.WriteAsync(new TransactionCommit(state.Xid, commitLsn, endLsn, time), cancellationToken).ConfigureAwait(false);
+                return;
+            }
+            case (byte)'S':
+                state.StreamXid = reader.UInt32();
+                state.InStreamBlock = true;
+                Count("stream_start");
+                return;
+            case (byte)'E':
+                state.InStreamBlock = false;
+                Count("stream_stop");
+                return;
+            case (byte)'A':
+            {
+                var xid = reader.UInt32();
+                var subxid = reader.UInt32();
+                spool.Abort(xid, subxid);
+                Count("stream_abort");
+                return;
+            }
+            case (byte)'c':
+            {
+                var xid = reader.UInt32();
+                reader.Skip(1); // flags
+                var commitLsn = new NpgsqlLogSequenceNumber(reader.UInt64());
+                var endLsn = new NpgsqlLogSequenceNumber(reader.UInt64());
+                var time = reader.Timestamp();
+                Count("stream_commit");
+                await ReplayStreamedAsync(xid, commitLsn, endLsn, time, relations, spool, output, cancellationToken).ConfigureAwait(false);
+                state.LastPosition = Math.Max(state.LastPosition, (ulong)endLsn);
+                PublishCounts(endLsn);
+                return;
+            }
+            default:
+                await HandleChangeAsync(type, ref reader, walStart, relations, output, cancellationToken).ConfigureAwait(false);
+                return;
+        }
+    }
+
+    /// <summary>
+    /// A streamed transaction committed: it goes downstream whole, framed like any other, its
+    /// messages read back from the spool in the order they arrived.
+    /// </summary>
+    private async Task ReplayStreamedAsync(uint xid, NpgsqlLogSequenceNumber commitLsn, NpgsqlLogSequenceNumber endLsn, DateTimeOffset time,
+        RelationCache relations, StreamSpool spool, ChannelWriter<ChangeEvent> output, CancellationToken cancellationToken)
+    {
+        using var replay = spool.Commit(xid);
+        await output.WriteAsync(new TransactionBegin(xid, commitLsn, time), cancellationToken).ConfigureAwait(false);
+        while (replay.TryRead(ref _replayBuffer, out var length, out var walStart))
+        {
+            var reader = new PgOutputReader(_replayBuffer, length);
+            var type = reader.Byte();
+            reader.Skip(4); // the (sub)transaction id, known
+            await HandleChangeAsync(type, ref reader, walStart, relations, output, cancellationToken).ConfigureAwait(false);
+        }
+
+        await output.WriteAsync(new TransactionCommit(xid, commitLsn, endLsn, time), cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Relation, type, row change, truncate, origin or logical message; the reader stands after the type byte (and the xid of a streamed one).</summary>
+    private ValueTask HandleChangeAsync(byte type, ref PgOutputReader reader, ulong walStart, RelationCache relations,
+        ChannelWriter<ChangeEvent> output, CancellationToken cancellationToken)
+    {
+        var lsn = new NpgsqlLogSequenceNumber(walStart);
+        ChangeEvent? change;
+        switch (type)
+        {
+            case (byte)'R':
+                Count("relation");
+                return AddRelationAsync(RelationDescription.Read(ref reader), relations, cancellationToken);
+            case (byte)'I':
+            {
+                Count("insert");
+                var relation = relations.Get(reader.UInt32());
+                Expect(ref reader, (byte)'N', "insert");
+                change = new RowChange(relation, ChangeKind.Insert, lsn, null, false, reader.Tuple());
+                break;
+            }
+            case (byte)'U':
+            {
+                Count("update");
+                var relation = relations.Get(reader.UInt32());
+                var part = reader.Byte();
+                ColumnValue[]? old = null;
+                var keyOnly = false;
+                if (part is (byte)'K' or (byte)'O')
+                {
+                    keyOnly = part == (byte)'K';
+                    old = reader.Tuple();
+                    part = reader.Byte();
+                }
+
+                if (part != (byte)'N')
+                    throw PgOutputReader.Malformed($"update of {relation.DisplayName} at {lsn}: expected the new tuple ('N'), found '{(char)part}'");
+                change = new RowChange(relation, ChangeKind.Update, lsn, old, keyOnly, reader.Tuple());
+                break;
+            }
+            case (byte)'D':
+            {
+                Count("delete");
+                var relation = relations.Get(reader.UInt32());
+                var part = reader.Byte();
+                if (part is not ((byte)'K' or (byte)'O'))
+                    throw PgOutputReader.Malformed($"delete of {relation.DisplayName} at {lsn}: expected the old key ('K') or row ('O'), found '{(char)part}'");
+                change = new RowChange(relation, ChangeKind.Delete, lsn, reader.Tuple(), part == (byte)'K', null);
+                break;
+            }
+            case (byte)'T':
+            {
+                Count("truncate");
+                var count = reader.Int32();
+                var flags = reader.Byte();
+                var truncated = new StreamRelation[count];
+                for (var i = 0; i < count; i++)
+                    truncated[i] = relations.Get(reader.UInt32());
+                change = new TruncateChange(truncated, (flags & 1) != 0, (flags & 2) != 0, lsn);
+                break;
+            }
+            case (byte)'Y' or (byte)'O' or (byte)'M':
+                // Type names are resolved with format_type; origins and decoding messages carry no row data.
+                Count(type == (byte)'Y' ? "type" : type == (byte)'O' ? "origin" : "message");
+                _logger.Ignored(type == (byte)'Y' ? "Type" : type == (byte)'O' ? "Origin" : "LogicalDecodingMessage", lsn);
+                return ValueTask.CompletedTask;
+            default:
+                throw new ReplicationException(ReplicationErrorKind.Permanent,
+                    $"unexpected logical replication message '{(char)type}' at {lsn} from slot \"{_slot}\" (two-phase is not requested)");
+        }
+
+        // Replicator's own state never travels: a database that was a target (reverse replication
+        // after a cutover) has a replicator schema, and a FOR ALL TABLES publication includes it.
+        if (change is RowChange { Relation.Schema: TableCatalog.StateSchema })
+            return ValueTask.CompletedTask;
+        if (change is TruncateChange truncate && truncate.Relations.Any(r => r.Schema == TableCatalog.StateSchema))
+        {
+            if (truncate.Relations.All(r => r.Schema == TableCatalog.StateSchema))
+                return ValueTask.CompletedTask;
+            change = truncate with { Relations = truncate.Relations.Where(r => r.Schema != TableCatalog.StateSchema).ToArray() };
+        }
+
+        return output.WriteAsync(change, cancellationToken);
+    }
+
+    private async ValueTask AddRelationAsync(RelationDescription description, RelationCache relations, CancellationToken cancellationToken)
+    {
+        var described = await relations.AddAsync(description, cancellationToken).ConfigureAwait(false);
+        _logger.RelationReceived(described.DisplayName, described.RelationId, described.Columns.Count);
+    }
+
+    private static void Expect(ref PgOutputReader reader, byte part, string what)
+    {
+        var found = reader.Byte();
+        if (found != part)
+            throw PgOutputReader.Malformed($"{what}: expected '{(char)part}', found '{(char)found}'");
     }
 
     private async Task CheckSlotAndPublicationAsync(NpgsqlDataSource dataSource, CancellationToken cancellationToken)
@@ -360,45 +498,7 @@ public sealed class PgOutputCapture
         ReplicatorMetrics.CaptureReceivedLsn.Record((ulong)received, _slotTag);
     }
 
-    /// <summary>Reads a tuple's values as owned copies (the tuple's buffer is reused by the next message).</summary>
-    private async ValueTask<ColumnValue[]> ReadTupleAsync(ReplicationTuple tuple, CancellationToken cancellationToken)
-    {
-        var values = new ColumnValue[tuple.NumColumns];
-        var i = 0;
-        await foreach (var value in tuple.ConfigureAwait(false))
-        {
-            values[i++] = value.Kind switch
-            {
-                TupleDataKind.Null => ColumnValue.Null,
-                TupleDataKind.UnchangedToastedValue => ColumnValue.UnchangedToast,
-                TupleDataKind.TextValue => ColumnValue.Of(_utf8
-                    ? await ReadUtf8Async(value, cancellationToken).ConfigureAwait(false)
-                    : await value.GetTextReader().ReadToEndAsync(cancellationToken).ConfigureAwait(false)),
-                _ => throw new ReplicationException(ReplicationErrorKind.Permanent, "binary tuple data was not requested but arrived"),
-            };
-        }
-
-        return values;
-    }
-
-    /// <summary>
-    /// A text value straight from the message bytes (the session's client encoding is UTF-8): one
-    /// string per value and nothing else, where a TextReader per value cost more than the decoding.
-    /// The scratch buffer is kept for values up to 1 MiB; a larger value gets its own array.
-    /// </summary>
-    private async ValueTask<string> ReadUtf8Async(ReplicationValue value, CancellationToken cancellationToken)
-    {
-        var length = value.Length;
-        if (length == 0)
-            return string.Empty;
-        var buffer = length <= _textBuffer.Length ? _textBuffer
-            : length <= MaxKeptTextBuffer ? _textBuffer = new byte[Math.Min(MaxKeptTextBuffer, Math.Max(length, _textBuffer.Length * 2))]
-            : new byte[length];
-        await value.GetStream().ReadExactlyAsync(buffer.AsMemory(0, length), cancellationToken).ConfigureAwait(false);
-        return Encoding.UTF8.GetString(buffer, 0, length);
-    }
-
-    private const int MaxKeptTextBuffer = 1 << 20;
-    private byte[] _textBuffer = new byte[4096];
-    private bool _utf8;
+    private const int MaxKeptMessageBuffer = 1 << 20;
+    private byte[] _message = new byte[1 << 16];
+    private byte[] _replayBuffer = new byte[1 << 16];
 }

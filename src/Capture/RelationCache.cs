@@ -1,5 +1,4 @@
 using Npgsql;
-using Npgsql.Replication.PgOutput.Messages;
 using Replicator.Core.Changes;
 
 namespace Replicator.Capture;
@@ -20,24 +19,16 @@ internal sealed class RelationCache(NpgsqlDataSource source)
             : throw new InvalidOperationException($"the stream sent a change for relation {relationId} before describing it");
 
     /// <summary>Records a Relation message; returns the relation (new, or replacing the previous description).</summary>
-    public async Task<StreamRelation> AddAsync(RelationMessage message, CancellationToken cancellationToken)
+    public async Task<StreamRelation> AddAsync(RelationDescription message, CancellationToken cancellationToken)
     {
         var columns = new List<StreamColumn>(message.Columns.Count);
         foreach (var column in message.Columns)
         {
-            var typeName = await TypeNameAsync(column.DataTypeId, column.TypeModifier, cancellationToken).ConfigureAwait(false);
-            columns.Add(new StreamColumn(column.ColumnName, column.DataTypeId, column.TypeModifier,
-                (column.Flags & RelationMessage.Column.ColumnFlags.PartOfKey) != 0, typeName));
+            var typeName = await TypeNameAsync(column.TypeOid, column.TypeModifier, cancellationToken).ConfigureAwait(false);
+            columns.Add(new StreamColumn(column.Name, column.TypeOid, column.TypeModifier, column.IsKey, typeName));
         }
 
-        var identity = message.ReplicaIdentity switch
-        {
-            RelationMessage.ReplicaIdentitySetting.AllColumns => 'f',
-            RelationMessage.ReplicaIdentitySetting.Nothing => 'n',
-            RelationMessage.ReplicaIdentitySetting.IndexWithIndIsReplIdent => 'i',
-            _ => 'd',
-        };
-        var relation = new StreamRelation(message.RelationId, message.Namespace, message.RelationName, identity, columns);
+        var relation = new StreamRelation(message.RelationId, message.Schema, message.Name, message.ReplicaIdentity, columns);
         _relations[message.RelationId] = relation;
         return relation;
     }
@@ -54,3 +45,29 @@ internal sealed class RelationCache(NpgsqlDataSource source)
         return name;
     }
 }
+
+/// <summary>A pgoutput Relation message as sent, before its type names are resolved.</summary>
+/// <param name="ReplicaIdentity"><c>'d'</c> default, <c>'n'</c> nothing, <c>'f'</c> full, <c>'i'</c> index.</param>
+internal sealed record RelationDescription(uint RelationId, string Schema, string Name, char ReplicaIdentity, IReadOnlyList<RelationColumn> Columns)
+{
+    /// <summary>Relation: Int32 id, namespace, name, Int8 replica identity, Int16 column count, then per column Int8 flags (1 = key), name, Int32 type, Int32 modifier.</summary>
+    public static RelationDescription Read(ref PgOutputReader reader)
+    {
+        var id = reader.UInt32();
+        var schema = reader.CString();
+        var name = reader.CString();
+        var identity = (char)reader.Byte();
+        var count = reader.Int16();
+        var columns = new RelationColumn[Math.Max((int)count, 0)];
+        for (var i = 0; i < columns.Length; i++)
+        {
+            var flags = reader.Byte();
+            columns[i] = new RelationColumn(reader.CString(), reader.UInt32(), reader.Int32(), (flags & 1) != 0);
+        }
+
+        return new RelationDescription(id, schema.Length == 0 ? "pg_catalog" : schema, name, identity, columns);
+    }
+}
+
+/// <summary>A column of a <see cref="RelationDescription"/>.</summary>
+internal readonly record struct RelationColumn(string Name, uint TypeOid, int TypeModifier, bool IsKey);

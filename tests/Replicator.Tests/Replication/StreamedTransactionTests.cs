@@ -1,0 +1,72 @@
+using Npgsql;
+using Replicator.Tests.Fixtures;
+
+namespace Replicator.Tests.Replication;
+
+/// <summary>
+/// pgoutput protocol 2 streams a transaction that outgrows the source's logical_decoding_work_mem
+/// while it is still open (Stream Start/Stop chunks interleaved with other transactions, then
+/// Stream Commit or Abort, and Stream Abort of a rolled-back subtransaction). The source database
+/// here decodes with the smallest allowed budget (64 kB), so every transaction below of more than
+/// a few hundred rows is streamed.
+/// </summary>
+public class StreamedTransactionTests(PostgresFixture fixture) : IClassFixture<PostgresFixture>
+{
+    [Fact]
+    public async Task Transactions_streamed_in_progress_land_whole_in_commit_order_without_rolled_back_savepoints_or_aborted_transactions()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("apply_streamed");
+        await Sql.ExecAsync(db.SourceConnectionString,
+            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET logical_decoding_work_mem = %L', current_database(), '64kB'); END $$");
+        await using var replication = await Fixtures.Replication.PrepareAsync(db, """
+            CREATE TABLE big (id int PRIMARY KEY, v text);
+            CREATE TABLE small (id int PRIMARY KEY, v bigint);
+            """);
+        replication.Start();
+
+        // The big transaction stays open while small ones commit before it.
+        await using var big = new NpgsqlConnection(db.SourceConnectionString);
+        await big.OpenAsync();
+        await Exec(big, "BEGIN; INSERT INTO big SELECT g, repeat('x', 100) FROM generate_series(1, 5000) g");
+        await Sql.ExecAsync(db.SourceConnectionString, "INSERT INTO small VALUES (1, 0), (2, 0)");
+        await Exec(big, """
+            SAVEPOINT a;
+            INSERT INTO big SELECT g, 'rolled back' FROM generate_series(5001, 7000) g;
+            UPDATE big SET v = 'rolled back too' WHERE id <= 100;
+            ROLLBACK TO SAVEPOINT a;
+            SAVEPOINT b;
+            UPDATE big SET v = 'kept' WHERE id <= 10;
+            RELEASE SAVEPOINT b;
+            """);
+        await Sql.ExecAsync(db.SourceConnectionString, "UPDATE small SET v = 2 WHERE id = 2");
+        await Exec(big, """
+            INSERT INTO big SELECT g, 'after' FROM generate_series(7001, 9000) g;
+            SAVEPOINT c;
+            DELETE FROM big WHERE id > 8000;
+            ROLLBACK TO SAVEPOINT c;
+            DELETE FROM big WHERE id BETWEEN 4001 AND 5000;
+            COMMIT
+            """);
+        // Streamed, then rolled back whole: nothing of it may reach the target.
+        await Sql.ExecAsync(db.SourceConnectionString, """
+            BEGIN; INSERT INTO big SELECT g, 'never' FROM generate_series(10001, 15000) g; UPDATE small SET v = -1; ROLLBACK;
+            UPDATE small SET v = (SELECT count(*) FROM big) WHERE id = 1;
+            """);
+
+        await replication.CatchUpAsync(TimeSpan.FromMinutes(2));
+        await Compare.AssertSameAsync(db);
+        Assert.Equal(6000L, await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM big"));
+        Assert.Equal(10L, await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM big WHERE v = 'kept'"));
+        Assert.Equal(0L, await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM big WHERE v LIKE 'rolled back%' OR v = 'never'"));
+        Assert.Equal(6000L, await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT v FROM small WHERE id = 1"));
+        // The server did stream them (not merely send them at commit): both, the aborted one included.
+        Assert.True(await Sql.ScalarAsync<long>(db.SourceConnectionString,
+            $"SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = '{replication.Slot}'") >= 2);
+    }
+
+    private static async Task Exec(NpgsqlConnection connection, string sql)
+    {
+        await using var command = new NpgsqlCommand(sql, connection);
+        await command.ExecuteNonQueryAsync();
+    }
+}
