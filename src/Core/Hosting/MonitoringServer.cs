@@ -29,7 +29,14 @@ public sealed class MonitoringServer : IAsyncDisposable
     {
         if (!ConfigLoader.TryParseListen(listen, out var host, out var port))
             throw new ConfigurationException("Metrics:Listen", $"'{listen}' is not host:port");
-        var builder = WebApplication.CreateSlimBuilder();
+        // No configuration files are read here, so none is watched: by default the builder watches
+        // its content root (the working directory, recursively) for appsettings changes, and every
+        // file written below it (logs, spool, the user's own files) costs the process a wake-up.
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
+        {
+            Args = ["--hostBuilder:reloadConfigOnChange=false"],
+            ContentRootPath = AppContext.BaseDirectory,
+        });
         builder.Logging.ClearProviders();
         builder.WebHost.ConfigureKestrel(k =>
         {
