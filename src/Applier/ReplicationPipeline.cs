@@ -139,6 +139,7 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
         var received = 0UL;
         PgOutputCapture? reader = null;
         ChangeApplier? applier = null;
+        KafkaAheadGate? gate = null;
         NpgsqlLogSequenceNumber start = default;
         string? offsets = null;
 
@@ -176,10 +177,25 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
                 var sinkOptions = KafkaSink ?? throw new InvalidOperationException("Kafka producer settings missing");
                 var types = await Replicator.Kafka.Debezium.CatalogTypeResolver.LoadAsync(await sourceData!.OpenConnectionAsync(cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
                 var sink = new Replicator.Kafka.KafkaChangeSink(sinkOptions, types, loggerFactory.CreateLogger<Replicator.Kafka.KafkaChangeSink>());
+                // A first heartbeat, at the slot's confirmed position (everything before it is in Kafka
+                // already, or in the snapshot), creates the heartbeat topic before the applier's group
+                // subscribes: a topic that appears mid-run costs the group a rebalance, during which
+                // nothing is consumed (seen: 8 s without progress in a catch-up, ending at that rebalance).
+                await using (var slot = sourceData!.CreateCommand("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1"))
+                {
+                    slot.Parameters.AddWithValue(settings.Slot);
+                    if (await slot.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is NpgsqlLogSequenceNumber confirmed)
+                        await sink.WriteAsync(new Heartbeat(confirmed, DateTimeOffset.UtcNow), cancellationToken).ConfigureAwait(false);
+                }
+
                 var channel = NewChannel();
                 // The capture half alone does not know the target: the slot's confirmed position decides where it starts.
                 stages.Add(CaptureInto(reader!, channel.Writer, apply ? start : default, stop.Token));
-                stages.Add(ProduceAsync(channel.Reader, sink, reader!, stop.Token));
+                // Both halves in this process: the capture keeps at most a bounded backlog ahead of the
+                // applier (the rest waits in the slot), so a catch-up cannot outrun the topics' retention
+                // (the development broker keeps only 5 MB per partition) and the two halves share the CPU.
+                gate = apply ? new KafkaAheadGate(InProcessMaxAheadEvents) : null;
+                stages.Add(ProduceAsync(channel.Reader, sink, reader!, gate, stop.Token));
             }
 
             if (apply)
@@ -192,7 +208,7 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
                 var channel = NewChannel();
                 stages.Add(ConsumeAsync(consumer, Replicator.Kafka.KafkaChangeSource.OffsetsFromJson(offsets), channel.Writer, stop.Token));
                 applier = new ChangeApplier(targetConnection!, sourceData, settings, loggerFactory.CreateLogger<ChangeApplier>(),
-                    _ => { }, () => 0, _strictUntil);
+                    lsn => gate?.Applied((ulong)lsn), () => 0, _strictUntil);
                 await applier.InitializeAsync((ulong)start, cancellationToken).ConfigureAwait(false);
                 stages.Add(applier.RunAsync(channel.Reader, stop.Token));
             }
@@ -249,6 +265,9 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
             throw new ChannelClosedException("the replication stream ended");
     }
 
+    /// <summary>With capture and apply through Kafka in one process: row events produced and not yet applied, at most.</summary>
+    internal const long InProcessMaxAheadEvents = 20_000;
+
     private Channel<ChangeEvent> NewChannel() => Channel.CreateBounded<ChangeEvent>(new BoundedChannelOptions(BufferCapacity)
     {
         SingleReader = true,
@@ -270,7 +289,8 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
         }, cancellationToken);
 
     /// <summary>Produces every event to Kafka and acknowledges the slot as far as Kafka has made the stream durable.</summary>
-    private static async Task ProduceAsync(ChannelReader<ChangeEvent> events, Replicator.Kafka.KafkaChangeSink sink, PgOutputCapture capture, CancellationToken cancellationToken)
+    private static async Task ProduceAsync(ChannelReader<ChangeEvent> changes, Replicator.Kafka.KafkaChangeSink sink, PgOutputCapture capture, KafkaAheadGate? gate,
+        CancellationToken cancellationToken)
     {
         using (sink)
         {
@@ -292,8 +312,25 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
             }, cancellationToken);
             try
             {
-                await foreach (var change in events.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+                long events = 0;
+                await foreach (var change in changes.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    switch (change)
+                    {
+                        case TransactionBegin when gate is not null:
+                            await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+                            events = 0;
+                            break;
+                        case TransactionCommit commit:
+                            gate?.Produced((ulong)commit.EndLsn, events);
+                            break;
+                        case RowChange or TruncateChange:
+                            events++;
+                            break;
+                    }
+
                     await sink.WriteAsync(change, cancellationToken).ConfigureAwait(false);
+                }
             }
             finally
             {
@@ -397,4 +434,61 @@ public enum PipelineRole
 
     /// <summary>Both halves in one process with Kafka between them.</summary>
     KafkaBoth,
+}
+
+/// <summary>
+/// Back-pressure between the two halves of one process's pipeline through Kafka: the capture waits
+/// before a transaction while more than a bound of row events it produced are not yet applied
+/// (the applier reports what the target has flushed).
+/// </summary>
+internal sealed class KafkaAheadGate(long maxAhead)
+{
+    private readonly object _lock = new();
+    private readonly Queue<(ulong EndLsn, long Events)> _produced = new();
+    private long _ahead;
+    private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public async ValueTask WaitAsync(CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            Task changed;
+            lock (_lock)
+            {
+                if (_ahead < maxAhead)
+                    return;
+                changed = _changed.Task;
+            }
+
+            await changed.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    public void Produced(ulong endLsn, long events)
+    {
+        lock (_lock)
+        {
+            _produced.Enqueue((endLsn, events));
+            _ahead += events;
+        }
+    }
+
+    /// <summary>Everything up to <paramref name="lsn"/> is applied (and flushed) on the target.</summary>
+    public void Applied(ulong lsn)
+    {
+        TaskCompletionSource changed;
+        lock (_lock)
+        {
+            while (_produced.TryPeek(out var produced) && produced.EndLsn <= lsn)
+            {
+                _produced.Dequeue();
+                _ahead -= produced.Events;
+            }
+
+            changed = _changed;
+            _changed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+
+        changed.TrySetResult();
+    }
 }

@@ -83,7 +83,10 @@ public sealed class KafkaChangeSource : IDisposable
             IsolationLevel = IsolationLevel.ReadCommitted,
             EnableAutoCommit = false,
             EnableAutoOffsetStore = false,
-            AutoOffsetReset = AutoOffsetReset.Earliest,
+            // A position Kafka no longer holds (records deleted by retention before they were applied)
+            // is an error, never a silent jump to whatever is oldest: that would skip transactions.
+            // Partitions without a stored position start at their beginning explicitly (assign handler).
+            AutoOffsetReset = AutoOffsetReset.Error,
             TopicMetadataRefreshIntervalMs = 5000,
             // A restarted applier (pod rescheduled, process killed) gets the partitions only once the
             // group evicts its dead predecessor: 10 s instead of the 45 s default.
@@ -145,6 +148,13 @@ public sealed class KafkaChangeSource : IDisposable
                 // The regex subscription names no topic yet: the capture has not produced anything.
                 await Task.Delay(200, cancellationToken).ConfigureAwait(false);
                 continue;
+            }
+            catch (ConsumeException e) when (e.Error.Code == ErrorCode.Local_AutoOffsetReset)
+            {
+                throw new Replicator.Core.Errors.ReplicationException(Replicator.Core.Errors.ReplicationErrorKind.Permanent,
+                    $"Kafka no longer holds records this applier has not applied yet ({e.ConsumerRecord?.TopicPartitionOffset.ToString() ?? "topic unknown"}: {e.Error.Reason}). "
+                    + "They were deleted by the topic's retention (or by the development broker's limit of 5 MB per partition) before they were applied, and the source's slot released their WAL once Kafka had them: "
+                    + "nothing after them is applied. Give the topics a retention longer than the applier's longest stop (retention.ms, retention.bytes), then start over with a new snapshot (a new --slot and an empty target).", e);
             }
 
             if (result is null || result.IsPartitionEOF)

@@ -14,7 +14,7 @@ public static class DevKafkaCommand
         command.SetAction(async (parse, cancellationToken) =>
         {
             using var cluster = DevKafkaCluster.Start(parse.GetValue(brokers));
-            Console.Error.WriteLine("DEVELOPMENT ONLY: in-memory mock Kafka cluster (librdkafka); all data is lost when this process stops.");
+            Console.Error.WriteLine("DEVELOPMENT ONLY: in-memory mock Kafka cluster (librdkafka); it keeps at most 5 MB per partition (older records are deleted: an applier that falls further behind stops with an error), and all data is lost when this process stops.");
             Console.Out.WriteLine(cluster.BootstrapServers);
             await Console.Out.FlushAsync(cancellationToken).ConfigureAwait(false);
             try

@@ -3,6 +3,7 @@ using Confluent.Kafka;
 using NpgsqlTypes;
 using Replicator.Core.Catalog;
 using Replicator.Core.Changes;
+using Replicator.Core.Errors;
 using Replicator.Kafka;
 using Replicator.Kafka.Debezium;
 using Replicator.Tests.Fixtures;
@@ -153,6 +154,40 @@ public class KafkaBufferTests(KafkaFixture kafka) : IClassFixture<KafkaFixture>
     }
 
     [Fact]
+    public async Task A_stored_position_Kafka_no_longer_holds_stops_the_applier_with_the_cause_instead_of_skipping_ahead()
+    {
+        var prefix = NewPrefix();
+        using (var sink = Sink(prefix))
+        {
+            await WriteAllAsync(sink, Workload());
+            await sink.FlushAsync(TimeSpan.FromSeconds(30), CancellationToken.None);
+        }
+
+        // The development broker keeps 5 MB per partition: 6 MB more on the transaction topic pushes
+        // its first records out, as a topic's retention would while an applier is stopped.
+        using (var producer = new ProducerBuilder<byte[]?, byte[]?>(new ProducerConfig { BootstrapServers = kafka.BootstrapServers, LingerMs = 5 }).Build())
+        {
+            var filler = new byte[100_000];
+            for (var i = 0; i < 60; i++)
+                producer.Produce(new TopicPartition(prefix + ".transaction", 0), new Message<byte[]?, byte[]?> { Value = filler });
+            Assert.Equal(0, producer.Flush(TimeSpan.FromSeconds(30)));
+        }
+
+        var deserializer = new DebeziumDeserializer(DebeziumSourceSettings.Default, (s, t) => t == "customers" ? CustomersTable : t == "orders" ? OrdersTable : null);
+        using var source = new KafkaChangeSource(new KafkaSourceOptions { BootstrapServers = kafka.BootstrapServers, TopicPrefix = prefix, GroupId = prefix }, deserializer);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var stored = new Dictionary<(string, int), long> { [(prefix + ".transaction", 0)] = 2 };
+        var e = await Assert.ThrowsAsync<ReplicationException>(async () =>
+        {
+            await foreach (var t in source.ReadAsync(stored, timeout.Token))
+                Assert.Fail($"transaction {t.Begin.Xid} was handed on although the ones before it are gone");
+        });
+        Assert.Contains("Kafka no longer holds records this applier has not applied yet", e.Message, StringComparison.Ordinal);
+        Assert.Contains(prefix + ".transaction", e.Message, StringComparison.Ordinal);
+        Assert.Contains("retention", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Producer_is_idempotent_acks_all_lz4_and_murmur2_and_consumer_reads_committed_without_auto_commit()
     {
         var producer = KafkaChangeSink.ProducerConfigFor(new KafkaSinkOptions { BootstrapServers = "b:9092", Format = Options });
@@ -163,6 +198,7 @@ public class KafkaBufferTests(KafkaFixture kafka) : IClassFixture<KafkaFixture>
         var consumer = KafkaChangeSource.ConsumerConfigFor(new KafkaSourceOptions { BootstrapServers = "b:9092", TopicPrefix = "p" });
         Assert.Equal(IsolationLevel.ReadCommitted, consumer.IsolationLevel);
         Assert.False(consumer.EnableAutoCommit);
+        Assert.Equal(AutoOffsetReset.Error, consumer.AutoOffsetReset);
     }
 }
 

@@ -203,3 +203,26 @@ public class KafkaPipelineTests(PostgresFixture fixture, KafkaFixture kafka) : I
         await Task.Delay(500); // the last batch's remaining statements
     }
 }
+
+public class KafkaAheadGateTests
+{
+    [Fact]
+    public async Task Capture_waits_while_too_many_produced_events_are_unapplied_and_goes_on_as_the_applier_reports_progress()
+    {
+        var gate = new KafkaAheadGate(maxAhead: 10);
+        await gate.WaitAsync(CancellationToken.None); // nothing ahead yet
+        gate.Produced(100, 6);
+        gate.Produced(200, 6);
+        var waiting = gate.WaitAsync(CancellationToken.None).AsTask();
+        await Task.Delay(100);
+        Assert.False(waiting.IsCompleted, "12 events ahead of a bound of 10");
+        gate.Applied(150); // the first transaction's 6 applied: 6 ahead
+        await waiting.WaitAsync(TimeSpan.FromSeconds(5));
+
+        gate.Produced(300, 20); // one transaction larger than the bound still goes through, then waits
+        using var cancel = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => gate.WaitAsync(cancel.Token).AsTask());
+        gate.Applied(300);
+        await gate.WaitAsync(CancellationToken.None).AsTask().WaitAsync(TimeSpan.FromSeconds(5));
+    }
+}
