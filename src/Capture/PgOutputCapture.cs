@@ -72,10 +72,36 @@ public sealed class PgOutputCapture
         }
         while (Interlocked.CompareExchange(ref _acknowledged, value, current) != current);
 
-        _connection?.SetReplicationStatus(lsn);
+        if (_connection is { } connection)
+        {
+            connection.SetReplicationStatus(lsn);
+            // Tell the source now rather than at the next status interval: the slot's confirmed
+            // position is what a catch-up, a cutover's drain and an operator watch.
+            if (Interlocked.Exchange(ref _sendingStatus, 1) == 0)
+                _ = SendStatusAsync(connection);
+        }
+
         ReplicatorMetrics.CaptureConfirmedLsn.Record(value, _slotTag);
         _logger.Acknowledged(lsn, _slot);
     }
+
+    private async Task SendStatusAsync(LogicalReplicationConnection connection)
+    {
+        try
+        {
+            await connection.SendStatusUpdate(CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is NpgsqlException or InvalidOperationException or ObjectDisposedException or IOException)
+        {
+            // The connection is going away; the next session reports the position again.
+        }
+        finally
+        {
+            Volatile.Write(ref _sendingStatus, 0);
+        }
+    }
+
+    private int _sendingStatus;
 
     /// <summary>
     /// Checks the slot and publication, then streams from <paramref name="startLsn"/> (the server
