@@ -85,6 +85,17 @@ public sealed class PgOutputCapture
         _logger.Acknowledged(lsn, _slot);
     }
 
+    /// <summary>
+    /// One directory per slot and source: a slot has one reader at a time, so the directory is
+    /// this capture's alone, and what a killed predecessor left there is deleted when it starts.
+    /// </summary>
+    internal static string SpoolDirectoryName(ConnectionInfo source, string slot)
+    {
+        var where = System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes($"{source.Endpoint}/{source.Database}/{slot}"));
+        var safeSlot = string.Concat(slot.Select(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-' ? c : '_'));
+        return $"replicator-stream-{safeSlot}-{Convert.ToHexString(where, 0, 6).ToLowerInvariant()}";
+    }
+
     private async Task SendStatusAsync(LogicalReplicationConnection connection)
     {
         try
@@ -136,7 +147,7 @@ public sealed class PgOutputCapture
         Interlocked.Exchange(ref _acknowledged, Math.Max((ulong)startLsn, Interlocked.Read(ref _acknowledged)));
         connection.SetReplicationStatus(new NpgsqlLogSequenceNumber(Interlocked.Read(ref _acknowledged)));
         _connection = connection;
-        using var spool = new StreamSpool(Path.Combine(_spoolDirectory, $"replicator-{Environment.ProcessId}-{_slot}"));
+        using var spool = new StreamSpool(Path.Combine(_spoolDirectory, SpoolDirectoryName(_source, _slot)));
         try
         {
             _logger.StreamingStarted(_slot, _publication, startLsn, protocol);

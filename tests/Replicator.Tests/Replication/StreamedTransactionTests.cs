@@ -64,6 +64,42 @@ public class StreamedTransactionTests(PostgresFixture fixture) : IClassFixture<P
             $"SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = '{replication.Slot}'") >= 2);
     }
 
+    [Fact]
+    public async Task A_restart_in_the_middle_of_a_streamed_transaction_gets_it_again_whole_and_clears_what_the_last_process_spooled()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("apply_streamed_restart");
+        await Sql.ExecAsync(db.SourceConnectionString,
+            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET logical_decoding_work_mem = %L', current_database(), '64kB'); END $$");
+        await using var first = await Fixtures.Replication.PrepareAsync(db, "CREATE TABLE big (id int PRIMARY KEY, v text);");
+        var source = Replicator.Core.Configuration.ConnectionInfo.Parse(db.SourceUri, "source");
+        var spool = Path.Combine(Path.GetTempPath(), Replicator.Capture.PgOutputCapture.SpoolDirectoryName(source, first.Slot));
+        first.Start();
+
+        await using var big = new NpgsqlConnection(db.SourceConnectionString);
+        await big.OpenAsync();
+        await Exec(big, "BEGIN; INSERT INTO big SELECT g, repeat('x', 100) FROM generate_series(1, 5000) g");
+        // Wait until chunks of it have been streamed to the capture, then stop mid-transaction.
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (await Sql.ScalarAsync<long>(db.SourceConnectionString, $"SELECT stream_count FROM pg_stat_replication_slots WHERE slot_name = '{first.Slot}'") == 0)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the server did not stream the open transaction");
+            await Task.Delay(50);
+        }
+
+        await first.StopAsync();
+        // What a killed process would have left behind.
+        Directory.CreateDirectory(spool);
+        await File.WriteAllTextAsync(Path.Combine(spool, "4242.stream"), "left by a killed capture");
+
+        await Exec(big, "INSERT INTO big SELECT g, 'second half' FROM generate_series(5001, 8000) g; COMMIT");
+        await using var second = Fixtures.Replication.Attach(db, first.Slot);
+        second.Start();
+        await second.CatchUpAsync(TimeSpan.FromMinutes(2));
+        await Compare.AssertSameAsync(db);
+        Assert.Equal(8000L, await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM big"));
+        Assert.False(File.Exists(Path.Combine(spool, "4242.stream")));
+    }
+
     private static async Task Exec(NpgsqlConnection connection, string sql)
     {
         await using var command = new NpgsqlCommand(sql, connection);
