@@ -21,6 +21,12 @@ public sealed record ApplierSettings(string Slot)
     /// <summary>While behind, the three batch limits above are multiplied by this (memory stays bounded by <see cref="FlushRows"/>).</summary>
     public int BehindBatchScale { get; init; } = 5;
 
+    /// <summary>Capture asks the source to stream large in-progress transactions (spooled until commit).</summary>
+    public bool StreamInProgress { get; init; } = true;
+
+    /// <summary>Where streamed in-progress transactions wait for their commit; null: the system's temporary directory.</summary>
+    public string? SpoolDirectory { get; init; }
+
     /// <summary>Longest the applier waits at a verifier barrier before going on without it.</summary>
     public TimeSpan BarrierTimeout { get; init; } = TimeSpan.FromSeconds(30);
 }

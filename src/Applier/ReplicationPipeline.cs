@@ -159,7 +159,7 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
             // the slot catches up with the WAL end promptly, and a cutover's drain on the fenced, idle
             // source completes within it. Through Kafka each one is a record: less often there.
             reader = new PgOutputCapture(Required(sourceInfo, "source"), settings.Slot, publication, loggerFactory.CreateLogger<PgOutputCapture>(),
-                TimeSpan.FromMilliseconds(kafka ? 200 : 25));
+                TimeSpan.FromMilliseconds(kafka ? 200 : 25), settings.StreamInProgress, settings.SpoolDirectory);
 
         if (capture && !kafka)
         {

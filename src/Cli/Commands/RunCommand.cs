@@ -113,5 +113,7 @@ public static class RunCommand
         MaxBatchTransactions = options.Apply.MaxBatchTransactions,
         MaxBatchChanges = options.Apply.MaxBatchChanges,
         MaxBatchDuration = TimeSpan.FromMilliseconds(options.Apply.MaxBatchMilliseconds),
+        StreamInProgress = options.Capture.StreamInProgress,
+        SpoolDirectory = options.Capture.SpoolDirectory,
     };
 }

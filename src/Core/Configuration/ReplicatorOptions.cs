@@ -21,6 +21,8 @@ public sealed class ReplicatorOptions
 
     public ApplyOptions Apply { get; set; } = new();
 
+    public CaptureOptions Capture { get; set; } = new();
+
     public BufferOptions Buffer { get; set; } = new();
 
     public MetricsOptions Metrics { get; set; } = new();
@@ -50,6 +52,19 @@ public sealed class SnapshotOptions
 
     /// <summary>Copy owners and grants (off by default: managed targets have no superuser).</summary>
     public bool CopyOwnership { get; set; }
+}
+
+public sealed class CaptureOptions
+{
+    /// <summary>
+    /// Ask a PostgreSQL 14+ source to stream transactions larger than its logical_decoding_work_mem
+    /// while they are in progress; they wait in <see cref="SpoolDirectory"/> until they commit. Off:
+    /// the source spills them to its own disk and sends them at commit.
+    /// </summary>
+    public bool StreamInProgress { get; set; } = true;
+
+    /// <summary>Where streamed in-progress transactions wait for their commit (about their WAL size on disk); default: the system's temporary directory.</summary>
+    public string? SpoolDirectory { get; set; }
 }
 
 public sealed class ApplyOptions

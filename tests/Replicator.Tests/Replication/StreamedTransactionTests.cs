@@ -100,6 +100,26 @@ public class StreamedTransactionTests(PostgresFixture fixture) : IClassFixture<P
         Assert.False(File.Exists(Path.Combine(spool, "4242.stream")));
     }
 
+    [Fact]
+    public async Task With_streaming_off_the_source_keeps_large_transactions_until_commit_and_they_still_land_whole()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("apply_not_streamed");
+        await Sql.ExecAsync(db.SourceConnectionString,
+            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET logical_decoding_work_mem = %L', current_database(), '64kB'); END $$");
+        await using var replication = await Fixtures.Replication.PrepareAsync(db, "CREATE TABLE big (id int PRIMARY KEY, v text);");
+        replication.Start(replication.Settings with { StreamInProgress = false });
+        await Sql.ExecAsync(db.SourceConnectionString, """
+            BEGIN; INSERT INTO big SELECT g, repeat('x', 100) FROM generate_series(1, 5000) g; SAVEPOINT a; DELETE FROM big WHERE id > 100; ROLLBACK TO a; COMMIT;
+            """);
+        await replication.CatchUpAsync(TimeSpan.FromMinutes(2));
+        await Compare.AssertSameAsync(db);
+        Assert.Equal(5000L, await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM big"));
+        Assert.Equal(0L, await Sql.ScalarAsync<long>(db.SourceConnectionString,
+            $"SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = '{replication.Slot}'"));
+        Assert.True(await Sql.ScalarAsync<long>(db.SourceConnectionString,
+            $"SELECT spill_txns FROM pg_stat_replication_slots WHERE slot_name = '{replication.Slot}'") >= 1);
+    }
+
     private static async Task Exec(NpgsqlConnection connection, string sql)
     {
         await using var command = new NpgsqlCommand(sql, connection);
