@@ -20,12 +20,15 @@ public sealed class CopyWorker : IAsyncDisposable
 {
     private const int BufferSize = 1 << 20;
 
+    /// <summary>A buffer is handed on once less than this is left in it (a row rarely needs more).</summary>
+    private const int MinReadSpace = 64 << 10;
+
     private readonly NpgsqlConnection _source;
     private readonly NpgsqlConnection _target;
     private readonly string? _slotName;
     private readonly NpgsqlLogSequenceNumber _snapshotLsn;
     private readonly ISnapshotProgress _progress;
-    private readonly byte[] _buffer = new byte[BufferSize];
+    private readonly byte[][] _buffers = [new byte[BufferSize], new byte[BufferSize], new byte[BufferSize]];
     private readonly bool _trackCounts;
     private bool _seqScanEnabled = true;
     private bool _freezeAllowed = true;
@@ -144,18 +147,64 @@ public sealed class CopyWorker : IAsyncDisposable
             {
                 await using var input = await _target.BeginRawBinaryCopyAsync(copyIn, cancellationToken).ConfigureAwait(false);
                 await using var output = await _source.BeginRawBinaryCopyAsync(copyOut, cancellationToken).ConfigureAwait(false);
-                int read;
-                while ((read = await output.ReadAsync(_buffer, cancellationToken).ConfigureAwait(false)) > 0)
+                // Reading the source and writing the target overlap: the next buffer is read while the
+                // previous one is written, each side on its own connection and task.
+                var filled = System.Threading.Channels.Channel.CreateBounded<(byte[] Buffer, int Length)>(_buffers.Length);
+                var free = System.Threading.Channels.Channel.CreateUnbounded<byte[]>();
+                foreach (var spare in _buffers)
+                    free.Writer.TryWrite(spare);
+                using var stopReading = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                var reading = Task.Run(async () =>
                 {
-                    counter.Feed(_buffer.AsSpan(0, read));
-                    await input.WriteAsync(_buffer.AsMemory(0, read), cancellationToken).ConfigureAwait(false);
-                    bytes += read;
-                    if (bytes - reportedBytes >= 4 * BufferSize)
+                    try
                     {
-                        Report(table.TableName, label, counter.Rows - reportedRows, bytes - reportedBytes);
-                        reportedRows = counter.Rows;
-                        reportedBytes = bytes;
+                        while (true)
+                        {
+                            var buffer = await free.Reader.ReadAsync(stopReading.Token).ConfigureAwait(false);
+                            // A read returns at most one CopyData message, which the server sends per row:
+                            // gather many rows per buffer, so the target gets one write per megabyte.
+                            var count = 0;
+                            int read;
+                            while (count < buffer.Length - MinReadSpace
+                                   && (read = await output.ReadAsync(buffer.AsMemory(count), stopReading.Token).ConfigureAwait(false)) > 0)
+                                count += read;
+                            if (count == 0)
+                                break;
+                            counter.Feed(buffer.AsSpan(0, count));
+                            await filled.Writer.WriteAsync((buffer, count), stopReading.Token).ConfigureAwait(false);
+                        }
+
+                        filled.Writer.Complete();
                     }
+                    catch (Exception e)
+                    {
+                        filled.Writer.Complete(e);
+                    }
+                }, CancellationToken.None);
+                try
+                {
+                    await foreach (var (buffer, count) in filled.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+                    {
+                        await input.WriteAsync(buffer.AsMemory(0, count), cancellationToken).ConfigureAwait(false);
+                        free.Writer.TryWrite(buffer);
+                        bytes += count;
+                        if (bytes - reportedBytes >= 4 * BufferSize)
+                        {
+                            var rows = counter.Rows; // the reader's count so far (progress only)
+                            Report(table.TableName, label, rows - reportedRows, bytes - reportedBytes);
+                            reportedRows = rows;
+                            reportedBytes = bytes;
+                        }
+                    }
+                }
+                catch
+                {
+                    await stopReading.CancelAsync().ConfigureAwait(false);
+                    throw;
+                }
+                finally
+                {
+                    await reading.ConfigureAwait(false); // never throws: its failure ends the loop above
                 }
             }
             else

@@ -359,7 +359,18 @@ public static class SnapshotRunner
                 await using var worker = await CopyWorker.OpenAsync(sourceCs, targetCs, snapshot.Name, snapshot.Lsn, slotName, progress, failed.Token).ConfigureAwait(false);
                 while (queue.TryDequeue(out var chunk))
                 {
-                    var copy = await worker.CopyAsync(chunk, textTables.Contains(chunk.Table.Oid), failed.Token).ConfigureAwait(false);
+                    ChunkCopy copy;
+                    try
+                    {
+                        copy = await worker.CopyAsync(chunk, textTables.Contains(chunk.Table.Oid), failed.Token).ConfigureAwait(false);
+                    }
+                    catch (PostgresException e)
+                    {
+                        throw new SnapshotException(
+                            $"copying {chunk} failed: {e.MessageText} ({e.SqlState}{(e.Where is { } where ? "; " + where.ReplaceLineEndings(" ") : "")}). "
+                            + "Nothing of this chunk was kept; finished chunks are. Remove the cause (on the target: a trigger, a constraint or a column type that differs from the source) and run the same command again: it resumes.", e);
+                    }
+
                     finished[chunk] = copy;
                     if (copy.Committed)
                     {

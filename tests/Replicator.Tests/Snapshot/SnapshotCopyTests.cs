@@ -133,6 +133,40 @@ public class SnapshotCopyTests(PostgresFixture fixture) : IClassFixture<Postgres
     }
 
     [Fact]
+    public async Task A_copy_the_target_rejects_halfway_through_a_large_table_fails_promptly_naming_the_table_and_hands_nothing_over()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("snapshot rejected");
+        await Sql.ExecAsync(db.SourceConnectionString, """
+            CREATE TABLE public.wide (id int PRIMARY KEY, v text);
+            INSERT INTO public.wide SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 200000) g;
+            """);
+        // Sabotage on the target: the table gets a trigger that rejects one row deep into the stream.
+        await Sql.ExecAsync(db.TargetConnectionString, """
+            CREATE FUNCTION public.reject_row() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.id = 150000 THEN RAISE EXCEPTION 'row % rejected by the target', NEW.id; END IF;
+                RETURN NEW;
+            END $$;
+            CREATE FUNCTION public.add_reject() RETURNS event_trigger LANGUAGE plpgsql AS $$
+            DECLARE r record;
+            BEGIN
+                FOR r IN SELECT * FROM pg_event_trigger_ddl_commands() WHERE command_tag = 'CREATE TABLE' AND schema_name = 'public' LOOP
+                    EXECUTE format('CREATE TRIGGER reject BEFORE INSERT ON %s FOR EACH ROW EXECUTE FUNCTION public.reject_row()', r.object_identity);
+                END LOOP;
+            END $$;
+            CREATE EVENT TRIGGER add_reject ON ddl_command_end EXECUTE FUNCTION public.add_reject();
+            """);
+
+        var result = await ProcessRunner.ReplicatorAsync(Args(db, "--slot", "rejected_slot"), timeout: TimeSpan.FromMinutes(2));
+
+        Assert.NotEqual(0, result.ExitCode);
+        Assert.Contains("copying public.wide failed: row 150000 rejected by the target (P0001", result.Stderr, StringComparison.Ordinal);
+        Assert.Contains("run the same command again: it resumes", result.Stderr, StringComparison.Ordinal);
+        Assert.Equal(0, await ScalarLongAsync(db.TargetConnectionString, "SELECT count(*) FROM public.wide"));
+        Assert.Equal(0, await ScalarLongAsync(db.TargetConnectionString, "SELECT count(*) FROM replicator.position"));
+    }
+
+    [Fact]
     public async Task A_row_count_difference_fails_the_command_and_nothing_is_handed_over()
     {
         await using var db = await fixture.CreateDatabasesAsync("snapshot mismatch");
