@@ -72,6 +72,18 @@ public class MetricsTests
         var broken = await http.GetAsync(new Uri("/healthz", UriKind.Relative));
         Assert.Equal(HttpStatusCode.ServiceUnavailable, broken.StatusCode);
         Assert.Contains("applier: broken (target unreachable)", await broken.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+
+        // Bad input: answered or dropped, and the server goes on serving.
+        Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync(new Uri("/nothing?x=1", UriKind.Relative))).StatusCode);
+        Assert.Equal(HttpStatusCode.MethodNotAllowed, (await http.PostAsync(new Uri("/metrics", UriKind.Relative), new StringContent("x"))).StatusCode);
+        using (var garbage = new System.Net.Sockets.TcpClient())
+        {
+            await garbage.ConnectAsync(server.Address.Host, server.Address.Port);
+            await garbage.GetStream().WriteAsync("not http at all\r\n\r\n"u8.ToArray());
+            Assert.Equal(0, await garbage.GetStream().ReadAsync(new byte[64]));
+        }
+
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync(new Uri("/metrics?scrape=1", UriKind.Relative))).StatusCode);
     }
 
     internal static async Task PromtoolCheckAsync(string page)
