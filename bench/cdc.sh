@@ -2,7 +2,8 @@
 # Continuous-replication benchmark: Replicator against native logical replication, same machine,
 # same data, same run.
 #   (1) backlog: both consumers stopped, pgbench writes for $BACKLOG_SECONDS, then each consumer
-#       alone catches up; we time it to the slot's confirmed_flush_lsn reaching the end of the backlog.
+#       alone catches up (after a CHECKPOINT on both clusters and with no autovacuum worker running);
+#       we time it to the slot's confirmed_flush_lsn reaching the end of the backlog.
 #   (2) live lag: pgbench at $RATE tps for $LIVE_SECONDS with one consumer running; a probe row with
 #       clock_timestamp() is written every 100 ms and the target is sampled every 100 ms for the
 #       age of the newest probe it has (includes up to 100 ms of probe spacing).
@@ -49,7 +50,19 @@ goal=$(psql_at "$SRC_PORT" bench -c "SELECT pg_current_wal_insert_lsn()")
 wal_mb=$(psql_at "$SRC_PORT" bench -c "SELECT round((pg_current_wal_insert_lsn() - '$lsn')::numeric / 1048576, 1)")
 echo "backlog: $txns transactions, $wal_mb MB of WAL" >&2
 
+# Before each timed consumer: no checkpoint or autovacuum left over from what ran before (pgbench's
+# backlog leaves both behind, and the first consumer timed would pay for them).
+settle() {
+  local port waited=0
+  for port in "$SRC_PORT" "$TGT_PORT"; do psql_at "$port" postgres -c "CHECKPOINT"; done
+  while [ "$waited" -lt 120 ] && [ "$(( $(psql_at "$SRC_PORT" postgres -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'") + \
+        $(psql_at "$TGT_PORT" postgres -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'") ))" -gt 0 ]; do
+    sleep 0.5; waited=$((waited + 1))
+  done
+}
+
 log="$BENCH_DIR/replicator.log"
+settle
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 t0=$(now)
 "$root/replicator" run --source "postgres://postgres@127.0.0.1:$SRC_PORT/bench" --target "postgres://postgres@127.0.0.1:$TGT_PORT/rep" \
@@ -64,6 +77,7 @@ rep_backend_cpu=$(proc_cpu "$(psql_at "$TGT_PORT" rep -c "SELECT pid FROM pg_sta
 echo "replicator caught up in ${t_rep}s" >&2
 grep -E "warn|fail|crit" "$log" | head -20 | sed 's/^/  replicator log: /' >&2 || true
 
+settle
 t0=$(now)
 psql_at "$TGT_PORT" native -c "ALTER SUBSCRIPTION native_sub ENABLE"
 wait_slot_caught_up "$SRC_PORT" bench native_slot "$goal"
@@ -77,6 +91,7 @@ if [ "$KAFKA" = 1 ]; then
   kafka_pid=$!
   until [ -s "$BENCH_DIR/kafka.out" ]; do sleep 0.1; done
   bootstrap=$(head -1 "$BENCH_DIR/kafka.out")
+  settle
   t0=$(now)
   "$root/replicator" run --buffer kafka --kafka-bootstrap "$bootstrap" --topic-prefix bench --source "postgres://postgres@127.0.0.1:$SRC_PORT/bench" \
     --target "postgres://postgres@127.0.0.1:$TGT_PORT/kaf" --slot kaf_slot --metrics-listen 127.0.0.1:0 --log-level Warning >>"$BENCH_DIR/kafka-run.log" 2>&1 &

@@ -364,11 +364,6 @@ internal sealed class ChangeApplier
             }
 
             TakeBegin(batch);
-            // Nothing more is waiting (the end of a catch-up, a quiet moment live): this commit waits
-            // for its flush, so its source LSNs are acknowledged now instead of after the target's WAL
-            // writer flushes (up to wal_writer_delay, 200 ms by default). Busy batches stay asynchronous.
-            if (_reader is { CanCount: true, Count: 0 })
-                batch.BatchCommands.Add(new NpgsqlBatchCommand("SET LOCAL synchronous_commit = on"));
             batch.BatchCommands.Add(new NpgsqlBatchCommand("COMMIT"));
             batch.BatchCommands.Add(new NpgsqlBatchCommand("SELECT pg_current_wal_insert_lsn(), pg_current_wal_flush_lsn()"));
             _inBatch = false;

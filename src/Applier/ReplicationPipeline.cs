@@ -100,7 +100,15 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
                 throw new ReplicationException(ReplicationErrorKind.Permanent, $"the target refused a change: {e.MessageText} (SQLSTATE {e.SqlState}{(e.TableName is null ? "" : ", table " + e.SchemaName + "." + e.TableName)})", e);
             }
 
-            await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return; // stopped while waiting to retry: as clean a stop as any other
+            }
+
             delay = TimeSpan.FromSeconds(Math.Min(30, Math.Max(1, delay.TotalSeconds * 2)));
         }
     }
