@@ -1,3 +1,4 @@
+using System.Text;
 using System.Diagnostics;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
@@ -33,8 +34,6 @@ namespace Replicator.Applier;
 /// </remarks>
 internal sealed class ChangeApplier
 {
-    private const int TextArray = (int)(NpgsqlDbType.Array | NpgsqlDbType.Text);
-
     private readonly NpgsqlConnection _target;
     private readonly NpgsqlDataSource? _source;
     private readonly ApplierSettings _settings;
@@ -719,22 +718,50 @@ internal sealed class ChangeApplier
     private static void Add(NpgsqlBatch batch, string sql, int[] columns, List<ColumnValue[]> rows, string table, string op)
     {
         var command = new NpgsqlBatchCommand(sql);
+        var literal = new StringBuilder();
         foreach (var column in columns)
         {
-            var values = new string?[rows.Count];
+            // Each column travels as one array literal ('{"a","b",NULL}', cast to text[] by the
+            // statement), built here while the previous flush executes: written by Npgsql as one
+            // string, where a text[] parameter cost an element converter call per value after the
+            // drain, with the server waiting.
+            literal.Clear().Append('{');
             for (var r = 0; r < rows.Count; r++)
             {
                 var value = rows[r][column];
                 if (value.Kind == ValueKind.UnchangedToast)
                     throw new InvalidOperationException($"internal error: an unchanged TOAST value of {table} reached a {op}; refusing to write it");
-                values[r] = value.Text;
+                if (r > 0)
+                    literal.Append(',');
+                AppendArrayElement(literal, value.Text);
             }
 
-            command.Parameters.Add(new NpgsqlParameter { Value = values, NpgsqlDbType = (NpgsqlDbType)TextArray });
+            command.Parameters.Add(new NpgsqlParameter { Value = literal.Append('}').ToString(), NpgsqlDbType = NpgsqlDbType.Text });
         }
 
         batch.BatchCommands.Add(command);
         ReplicatorMetrics.ApplyRows.Add(rows.Count, Tag(table), new("op", op));
+    }
+
+    /// <summary>One element of a PostgreSQL array literal: NULL, or the text in double quotes with <c>"</c> and <c>\</c> escaped.</summary>
+    internal static void AppendArrayElement(StringBuilder literal, string? text)
+    {
+        if (text is null)
+        {
+            literal.Append("NULL");
+            return;
+        }
+
+        literal.Append('"');
+        var span = text.AsSpan();
+        int special;
+        while ((special = span.IndexOfAny('"', '\\')) >= 0)
+        {
+            literal.Append(span[..special]).Append('\\').Append(span[special]);
+            span = span[(special + 1)..];
+        }
+
+        literal.Append(span).Append('"');
     }
 
     private async Task ApplyKeylessAsync(TableApplyPlan plan, RowChange row, CancellationToken cancellationToken)

@@ -13,9 +13,9 @@ namespace Replicator.Applier;
 /// stream describes it anew (a schema change).
 /// </summary>
 /// <remarks>
-/// Every statement takes one <c>text[]</c> parameter per column and casts on the server
-/// (<c>unnest($1::text[]) … u.p1::numeric(12,2)</c>): values travel as parameters in PostgreSQL's
-/// own text form, identifiers are quoted, and one statement writes any number of rows.
+/// Every statement takes one parameter per column, an array literal sent as text, and casts on
+/// the server (<c>unnest($1::text[]) … u.p1::numeric(12,2)</c>): values travel as parameters in
+/// PostgreSQL's own text form, identifiers are quoted, and one statement writes any number of rows.
 /// </remarks>
 internal sealed class TableApplyPlan
 {

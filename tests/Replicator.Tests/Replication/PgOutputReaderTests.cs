@@ -71,4 +71,19 @@ public class PgOutputReaderTests
 
         Assert.False(Directory.Exists(directory));
     }
+
+    [Fact]
+    public void Array_literal_elements_quote_everything_and_escape_quotes_and_backslashes()
+    {
+        var literal = new StringBuilder("{");
+        string?[] values = [null, "", "NULL", "a,b", "{x}", "say \"hi\"", "C:\\path", "ünï\ncödé"];
+        for (var i = 0; i < values.Length; i++)
+        {
+            if (i > 0)
+                literal.Append(',');
+            Replicator.Applier.ChangeApplier.AppendArrayElement(literal, values[i]);
+        }
+
+        Assert.Equal("{NULL,\"\",\"NULL\",\"a,b\",\"{x}\",\"say \\\"hi\\\"\",\"C:\\\\path\",\"ünï\ncödé\"}", literal.Append('}').ToString());
+    }
 }
