@@ -1,5 +1,5 @@
-using System.Text;
 using System.Diagnostics;
+using System.Text;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Npgsql;
@@ -733,7 +733,7 @@ internal sealed class ChangeApplier
                     throw new InvalidOperationException($"internal error: an unchanged TOAST value of {table} reached a {op}; refusing to write it");
                 if (r > 0)
                     literal.Append(',');
-                AppendArrayElement(literal, value.Text);
+                ArrayLiteral.AppendElement(literal, value.Text);
             }
 
             command.Parameters.Add(new NpgsqlParameter { Value = literal.Append('}').ToString(), NpgsqlDbType = NpgsqlDbType.Text });
@@ -741,27 +741,6 @@ internal sealed class ChangeApplier
 
         batch.BatchCommands.Add(command);
         ReplicatorMetrics.ApplyRows.Add(rows.Count, Tag(table), new("op", op));
-    }
-
-    /// <summary>One element of a PostgreSQL array literal: NULL, or the text in double quotes with <c>"</c> and <c>\</c> escaped.</summary>
-    internal static void AppendArrayElement(StringBuilder literal, string? text)
-    {
-        if (text is null)
-        {
-            literal.Append("NULL");
-            return;
-        }
-
-        literal.Append('"');
-        var span = text.AsSpan();
-        int special;
-        while ((special = span.IndexOfAny('"', '\\')) >= 0)
-        {
-            literal.Append(span[..special]).Append('\\').Append(span[special]);
-            span = span[(special + 1)..];
-        }
-
-        literal.Append(span).Append('"');
     }
 
     private async Task ApplyKeylessAsync(TableApplyPlan plan, RowChange row, CancellationToken cancellationToken)

@@ -189,12 +189,8 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
                 // already, or in the snapshot), creates the heartbeat topic before the applier's group
                 // subscribes: a topic that appears mid-run costs the group a rebalance, during which
                 // nothing is consumed (seen: 8 s without progress in a catch-up, ending at that rebalance).
-                await using (var slot = sourceData!.CreateCommand("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1"))
-                {
-                    slot.Parameters.AddWithValue(settings.Slot);
-                    if (await slot.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is NpgsqlLogSequenceNumber confirmed)
-                        await sink.WriteAsync(new Heartbeat(confirmed, DateTimeOffset.UtcNow), cancellationToken).ConfigureAwait(false);
-                }
+                if (await SourceSlot.ConfirmedAsync(sourceData, settings.Slot, cancellationToken).ConfigureAwait(false) is { } confirmed)
+                    await sink.WriteAsync(new Heartbeat(confirmed, DateTimeOffset.UtcNow), cancellationToken).ConfigureAwait(false);
 
                 var channel = NewChannel();
                 // The capture half alone does not know the target: the slot's confirmed position decides where it starts.

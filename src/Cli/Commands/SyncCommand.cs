@@ -4,6 +4,7 @@ using Npgsql;
 using NpgsqlTypes;
 using Replicator.Applier;
 using Replicator.Core.Configuration;
+using Replicator.Core.State;
 using Replicator.Verifier;
 
 namespace Replicator.Cli.Commands;
@@ -36,7 +37,9 @@ public static class SyncCommand
                 if (await RunCommand.SnapshotFirstAsync("sync", options, source, target, host, ct).ConfigureAwait(false) is { } failed)
                     return failed;
                 await using var sourceData = NpgsqlDataSource.Create(source.ToNpgsqlConnectionString());
-                var goal = await ScalarAsync<NpgsqlLogSequenceNumber>(sourceData, "SELECT pg_current_wal_insert_lsn()", null, ct).ConfigureAwait(false);
+                NpgsqlLogSequenceNumber goal;
+                await using (var insertPosition = sourceData.CreateCommand("SELECT pg_current_wal_insert_lsn()"))
+                    goal = (NpgsqlLogSequenceNumber)(await insertPosition.ExecuteScalarAsync(ct).ConfigureAwait(false))!;
                 logger.LogInformation("Syncing up to source position {Lsn}", goal);
 
                 using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -52,8 +55,7 @@ public static class SyncCommand
                         return ExitCodes.Error;
                     }
 
-                    var confirmed = await ScalarAsync<NpgsqlLogSequenceNumber?>(sourceData,
-                        "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1", options.SlotName, ct).ConfigureAwait(false);
+                    var confirmed = await SourceSlot.ConfirmedAsync(sourceData, options.SlotName, ct).ConfigureAwait(false);
                     if (confirmed >= goal)
                         break;
                     if (DateTime.UtcNow > deadline)
@@ -80,14 +82,5 @@ public static class SyncCommand
             }, cancellationToken).ConfigureAwait(false);
         });
         return command;
-    }
-
-    private static async Task<T> ScalarAsync<T>(NpgsqlDataSource data, string sql, string? parameter, CancellationToken cancellationToken)
-    {
-        await using var cmd = data.CreateCommand(sql);
-        if (parameter is not null)
-            cmd.Parameters.AddWithValue(parameter);
-        var value = await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
-        return value is DBNull or null ? default! : (T)value;
     }
 }

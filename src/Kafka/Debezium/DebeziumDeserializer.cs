@@ -599,7 +599,7 @@ public sealed class DebeziumDeserializer
             {
                 var elementOid = PgOid.ArrayElements.TryGetValue(oid, out var e) ? e : PgOid.Text;
                 var elementName = typeName.EndsWith("[]", StringComparison.Ordinal) ? typeName[..^2] : typeName;
-                return PgText.FormatArray(value.EnumerateArray().Select(item =>
+                return Replicator.Core.Sql.ArrayLiteral.Format(value.EnumerateArray().Select(item =>
                 {
                     var v = Convert(item, schema.Items, elementOid, typmod, elementName);
                     return v.Kind == ValueKind.Text ? v.Text : null;
@@ -636,7 +636,7 @@ public sealed class DebeziumDeserializer
             if (elementOid == 0)
                 elementOid = PgOid.Text;
             var elementName = typeName.EndsWith("[]", StringComparison.Ordinal) ? typeName[..^2] : typeName;
-            return PgText.FormatArray(value.EnumerateArray().Select(item =>
+            return Replicator.Core.Sql.ArrayLiteral.Format(value.EnumerateArray().Select(item =>
             {
                 var v = item.ValueKind == JsonValueKind.Null ? ColumnValue.Null : ColumnValue.Of(WithoutSchema(item, elementOid, typmod, elementName)!);
                 return v.Kind == ValueKind.Text ? v.Text : null;

@@ -410,35 +410,6 @@ internal static class PgText
         return result;
     }
 
-    public static string FormatArray(IEnumerable<string?> elements)
-    {
-        var sb = new StringBuilder("{");
-        var first = true;
-        foreach (var e in elements)
-        {
-            if (!first)
-                sb.Append(',');
-            first = false;
-            if (e is null)
-            {
-                sb.Append("NULL");
-                continue;
-            }
-
-            sb.Append('"');
-            foreach (var c in e)
-            {
-                if (c is '"' or '\\')
-                    sb.Append('\\');
-                sb.Append(c);
-            }
-
-            sb.Append('"');
-        }
-
-        return sb.Append('}').ToString();
-    }
-
     /// <summary>Java's Double.toString, which Jackson (and so JsonConverter) uses for float64.</summary>
     public static string JavaDouble(double value) => JavaFloating(value, value.ToString("R", Inv));
 

@@ -81,7 +81,7 @@ public class PgOutputReaderTests
         {
             if (i > 0)
                 literal.Append(',');
-            Replicator.Applier.ChangeApplier.AppendArrayElement(literal, values[i]);
+            Replicator.Core.Sql.ArrayLiteral.AppendElement(literal, values[i]);
         }
 
         Assert.Equal("{NULL,\"\",\"NULL\",\"a,b\",\"{x}\",\"say \\\"hi\\\"\",\"C:\\\\path\",\"ünï\ncödé\"}", literal.Append('}').ToString());

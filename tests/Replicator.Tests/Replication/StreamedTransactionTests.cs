@@ -16,8 +16,7 @@ public class StreamedTransactionTests(PostgresFixture fixture) : IClassFixture<P
     public async Task Transactions_streamed_in_progress_land_whole_in_commit_order_without_rolled_back_savepoints_or_aborted_transactions()
     {
         await using var db = await fixture.CreateDatabasesAsync("apply_streamed");
-        await Sql.ExecAsync(db.SourceConnectionString,
-            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET logical_decoding_work_mem = %L', current_database(), '64kB'); END $$");
+        await DecodeWithTheSmallestBudgetAsync(db);
         await using var replication = await Fixtures.Replication.PrepareAsync(db, """
             CREATE TABLE big (id int PRIMARY KEY, v text);
             CREATE TABLE small (id int PRIMARY KEY, v bigint);
@@ -68,8 +67,7 @@ public class StreamedTransactionTests(PostgresFixture fixture) : IClassFixture<P
     public async Task A_restart_in_the_middle_of_a_streamed_transaction_gets_it_again_whole_and_clears_what_the_last_process_spooled()
     {
         await using var db = await fixture.CreateDatabasesAsync("apply_streamed_restart");
-        await Sql.ExecAsync(db.SourceConnectionString,
-            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET logical_decoding_work_mem = %L', current_database(), '64kB'); END $$");
+        await DecodeWithTheSmallestBudgetAsync(db);
         await using var first = await Fixtures.Replication.PrepareAsync(db, "CREATE TABLE big (id int PRIMARY KEY, v text);");
         var source = Replicator.Core.Configuration.ConnectionInfo.Parse(db.SourceUri, "source");
         var spool = Path.Combine(Path.GetTempPath(), Replicator.Capture.PgOutputCapture.SpoolDirectoryName(source, first.Slot));
@@ -104,8 +102,7 @@ public class StreamedTransactionTests(PostgresFixture fixture) : IClassFixture<P
     public async Task With_streaming_off_the_source_keeps_large_transactions_until_commit_and_they_still_land_whole()
     {
         await using var db = await fixture.CreateDatabasesAsync("apply_not_streamed");
-        await Sql.ExecAsync(db.SourceConnectionString,
-            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET logical_decoding_work_mem = %L', current_database(), '64kB'); END $$");
+        await DecodeWithTheSmallestBudgetAsync(db);
         await using var replication = await Fixtures.Replication.PrepareAsync(db, "CREATE TABLE big (id int PRIMARY KEY, v text);");
         replication.Start(replication.Settings with { StreamInProgress = false });
         await Sql.ExecAsync(db.SourceConnectionString, """
@@ -119,6 +116,10 @@ public class StreamedTransactionTests(PostgresFixture fixture) : IClassFixture<P
         Assert.True(await Sql.ScalarAsync<long>(db.SourceConnectionString,
             $"SELECT spill_txns FROM pg_stat_replication_slots WHERE slot_name = '{replication.Slot}'") >= 1);
     }
+
+    /// <summary>The source database's walsenders decode with 64 kB, the least PostgreSQL allows: a few hundred rows are streamed.</summary>
+    private static Task DecodeWithTheSmallestBudgetAsync(TestDatabases db) => Sql.ExecAsync(db.SourceConnectionString,
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET logical_decoding_work_mem = %L', current_database(), '64kB'); END $$");
 
     private static async Task Exec(NpgsqlConnection connection, string sql)
     {

@@ -141,20 +141,11 @@ public class SnapshotCopyTests(PostgresFixture fixture) : IClassFixture<Postgres
             INSERT INTO public.wide SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 200000) g;
             """);
         // Sabotage on the target: the table gets a trigger that rejects one row deep into the stream.
-        await Sql.ExecAsync(db.TargetConnectionString, """
-            CREATE FUNCTION public.reject_row() RETURNS trigger LANGUAGE plpgsql AS $$
+        await SabotageEveryNewTableAsync(db, "reject", "BEFORE", """
             BEGIN
                 IF NEW.id = 150000 THEN RAISE EXCEPTION 'row % rejected by the target', NEW.id; END IF;
                 RETURN NEW;
-            END $$;
-            CREATE FUNCTION public.add_reject() RETURNS event_trigger LANGUAGE plpgsql AS $$
-            DECLARE r record;
-            BEGIN
-                FOR r IN SELECT * FROM pg_event_trigger_ddl_commands() WHERE command_tag = 'CREATE TABLE' AND schema_name = 'public' LOOP
-                    EXECUTE format('CREATE TRIGGER reject BEFORE INSERT ON %s FOR EACH ROW EXECUTE FUNCTION public.reject_row()', r.object_identity);
-                END LOOP;
-            END $$;
-            CREATE EVENT TRIGGER add_reject ON ddl_command_end EXECUTE FUNCTION public.add_reject();
+            END
             """);
 
         var result = await ProcessRunner.ReplicatorAsync(Args(db, "--slot", "rejected_slot"), timeout: TimeSpan.FromMinutes(2));
@@ -176,22 +167,13 @@ public class SnapshotCopyTests(PostgresFixture fixture) : IClassFixture<Postgres
             INSERT INTO public.loose SELECT g, g::text FROM generate_series(1, 10) g;
             """);
         // Sabotage on the target: every table created in public gets a trigger that inserts row 1 twice.
-        await Sql.ExecAsync(db.TargetConnectionString, """
-            CREATE FUNCTION public.dup_row() RETURNS trigger LANGUAGE plpgsql AS $$
+        await SabotageEveryNewTableAsync(db, "dup", "AFTER", """
             BEGIN
                 IF pg_trigger_depth() = 1 AND NEW.id = 1 THEN
                     EXECUTE format('INSERT INTO %s SELECT ($1).*', TG_RELID::regclass) USING NEW;
                 END IF;
                 RETURN NULL;
-            END $$;
-            CREATE FUNCTION public.add_dup() RETURNS event_trigger LANGUAGE plpgsql AS $$
-            DECLARE r record;
-            BEGIN
-                FOR r IN SELECT * FROM pg_event_trigger_ddl_commands() WHERE command_tag = 'CREATE TABLE' AND schema_name = 'public' LOOP
-                    EXECUTE format('CREATE TRIGGER dup AFTER INSERT ON %s FOR EACH ROW EXECUTE FUNCTION public.dup_row()', r.object_identity);
-                END LOOP;
-            END $$;
-            CREATE EVENT TRIGGER add_dup ON ddl_command_end EXECUTE FUNCTION public.add_dup();
+            END
             """);
 
         var result = await ProcessRunner.ReplicatorAsync(Args(db, "--slot", "mismatch_slot"));
@@ -223,4 +205,21 @@ public class SnapshotCopyTests(PostgresFixture fixture) : IClassFixture<Postgres
             Assert.Equal(2345, counter.Rows);
         }
     }
+
+    /// <summary>
+    /// On the target, every table the snapshot creates in <c>public</c> gets a row trigger
+    /// <paramref name="name"/> (<paramref name="timing"/> INSERT) running the plpgsql <paramref name="body"/>.
+    /// </summary>
+    private static Task SabotageEveryNewTableAsync(TestDatabases db, string name, string timing, string body) => Sql.ExecAsync(db.TargetConnectionString, $$$"""
+        CREATE FUNCTION public.{{{name}}}_row() RETURNS trigger LANGUAGE plpgsql AS $$
+        {{{body}}} $$;
+        CREATE FUNCTION public.add_{{{name}}}() RETURNS event_trigger LANGUAGE plpgsql AS $$
+        DECLARE r record;
+        BEGIN
+            FOR r IN SELECT * FROM pg_event_trigger_ddl_commands() WHERE command_tag = 'CREATE TABLE' AND schema_name = 'public' LOOP
+                EXECUTE format('CREATE TRIGGER {{{name}}} {{{timing}}} INSERT ON %s FOR EACH ROW EXECUTE FUNCTION public.{{{name}}}_row()', r.object_identity);
+            END LOOP;
+        END $$;
+        CREATE EVENT TRIGGER add_{{{name}}} ON ddl_command_end EXECUTE FUNCTION public.add_{{{name}}}();
+        """);
 }
