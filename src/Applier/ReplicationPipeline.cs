@@ -138,6 +138,9 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
         await using var targetConnection = apply ? new NpgsqlConnection(Required(targetInfo, "target").ToNpgsqlConnectionString(b =>
         {
             b.ApplicationName = "replicator-applier";
+            // One long-lived session, which holds the applier's lock (TargetState.LockApplierAsync):
+            // closed when the pipeline ends, not parked in a pool with the lock still taken.
+            b.Pooling = false;
             b.MaxAutoPrepare = 200;
             b.AutoPrepareMinUsages = 2;
             b.CommandTimeout = 0;
@@ -158,6 +161,9 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
             // by reverse replication after a cutover): it is the one writer that must go on.
             await TargetState.WriteThroughFenceAsync(targetConnection, cancellationToken).ConfigureAwait(false);
             await TargetState.EnsureAsync(targetConnection, cancellationToken).ConfigureAwait(false);
+            // Reading Kafka, no slot keeps a second applier of the same stream away: the target's lock does.
+            if (kafka)
+                await TargetState.LockApplierAsync(targetConnection, settings.Slot, cancellationToken).ConfigureAwait(false);
             (start, offsets) = await ReadPositionAsync(targetConnection, cancellationToken).ConfigureAwait(false);
             received = (ulong)start;
         }

@@ -27,17 +27,21 @@ public sealed record KafkaSourceOptions
 }
 
 /// <summary>
-/// The applier's side of the Kafka buffer: a consumer (group, read_committed, no auto-commit)
-/// over the table topics and the transaction topic, feeding records through the
+/// The applier's side of the Kafka buffer: a consumer (read_committed, no auto-commit) over the
+/// table topics and the transaction topic, feeding records through the
 /// <see cref="DebeziumDeserializer"/> and the <see cref="TransactionOrderer"/>, yielding whole source
 /// transactions in commit order together with the offsets to resume from. The applier stores those
 /// offsets in <c>replicator.position.kafka_offsets</c> in the same target transaction as the changes
-/// (DESIGN invariant 2) and passes them back as <c>startOffsets</c> after a restart; Kafka's own
-/// committed offsets (<see cref="CommitAdvisory"/>) only serve monitoring.
+/// (DESIGN invariant 2) and passes them back as <c>startOffsets</c> after a restart; offsets
+/// committed to Kafka under the group id (<see cref="CommitAdvisory"/>) only serve monitoring.
 /// <para>
-/// Commit order needs every partition in one orderer, so one applier consumes a prefix: a second
-/// member of the same group would take partitions away and stall the orderer (it waits, it does not
-/// reorder). Run one applier per target; a standby may wait in the group.
+/// Commit order needs every partition in one orderer, so the consumer assigns itself every
+/// partition of the prefix's topics instead of joining a group: a group member would wait for the
+/// broker's first rebalance (<c>group.initial.rebalance.delay.ms</c>, 3 s by default) at every
+/// start and for another whenever a topic appeared mid-run, and a second member would take
+/// partitions away and stall the orderer. Topics that appear later (a table's first change) are
+/// found by a metadata look every second and assigned from their beginning. That one applier
+/// applies a slot is the applier's target lock (<c>TargetState.LockApplierAsync</c>).
 /// </para>
 /// A record that cannot be read stops the stream with <see cref="DebeziumFormatException"/> naming
 /// its topic, partition and offset (a poison message is never skipped silently).
@@ -59,17 +63,6 @@ public sealed class KafkaChangeSource : IDisposable
         _logger = logger ?? NullLogger.Instance;
         _consumer = new ConsumerBuilder<byte[]?, byte[]?>(ConsumerConfigFor(options))
             .SetErrorHandler((_, e) => _logger.ClientError("consumer", e.Reason))
-            .SetPartitionsAssignedHandler((_, partitions) =>
-            {
-                _logger.PartitionsAssigned(string.Join(", ", partitions.Select(p => $"{p.Topic}[{p.Partition.Value}]")));
-                // Our position wins over the group's committed offsets: at the start the stored one
-                // (the orderer was seeded with it), after a rebalance where the orderer stands (what it
-                // had not released yet is read again). Partitions never stored start at the beginning
-                // (Debezium topics are the full history since the snapshot).
-                var resume = _orderer.Rewind();
-                return partitions.Select(p => new TopicPartitionOffset(p,
-                    resume.TryGetValue((p.Topic, p.Partition.Value), out var o) ? new Offset(o) : Offset.Beginning));
-            })
             .Build();
     }
 
@@ -78,6 +71,7 @@ public sealed class KafkaChangeSource : IDisposable
         var config = new ConsumerConfig
         {
             BootstrapServers = options.BootstrapServers,
+            // Only for the advisory offsets committed to Kafka: partitions are assigned, not balanced.
             GroupId = options.GroupId,
             ClientId = "replicator-apply",
             IsolationLevel = IsolationLevel.ReadCommitted,
@@ -87,11 +81,6 @@ public sealed class KafkaChangeSource : IDisposable
             // is an error, never a silent jump to whatever is oldest: that would skip transactions.
             // Partitions without a stored position start at their beginning explicitly (assign handler).
             AutoOffsetReset = AutoOffsetReset.Error,
-            TopicMetadataRefreshIntervalMs = 5000,
-            // A restarted applier (pod rescheduled, process killed) gets the partitions only once the
-            // group evicts its dead predecessor: 10 s instead of the 45 s default.
-            SessionTimeoutMs = 10_000,
-            HeartbeatIntervalMs = 3_000,
         };
         KafkaClientSecurity.Apply(config, options.SaslUsername, options.SaslPassword, options.Extra);
         return config;
@@ -130,88 +119,136 @@ public sealed class KafkaChangeSource : IDisposable
     {
         _startOffsets = startOffsets ?? new Dictionary<(string, int), long>();
         _orderer.StartFrom(_startOffsets);
-        await WaitForTopicsAsync(cancellationToken).ConfigureAwait(false);
-        _consumer.Subscribe(["^" + EscapeRegex(_options.TopicPrefix) + "\\..*", "^" + EscapeRegex(HeartbeatTopic) + "$"]);
+        // Nothing to read until Capture (or a connector) has created a topic of the prefix.
+        while (AssignNew(await MetadataAsync(cancellationToken).ConfigureAwait(false)) == 0)
+            await Task.Delay(200, cancellationToken).ConfigureAwait(false);
+        Task<Metadata?>? lookup = null;
+        var nextLookup = Environment.TickCount64 + 200;
         var transactionPartition = new TopicPartition(TransactionTopic, new Partition(0));
-        while (!cancellationToken.IsCancellationRequested)
+        try
         {
-            // Take what is already fetched without blocking; only an empty queue waits (off the
-            // caller's thread, with a short timeout so cancellation stays prompt).
-            ConsumeResult<byte[]?, byte[]?>? result;
-            try
+            while (!cancellationToken.IsCancellationRequested)
             {
-                result = _consumer.Consume(TimeSpan.Zero)
-                    ?? await Task.Run(() => _consumer.Consume(TimeSpan.FromMilliseconds(200)), cancellationToken).ConfigureAwait(false);
-            }
-            catch (ConsumeException e) when (!e.Error.IsFatal && e.Error.Code == ErrorCode.UnknownTopicOrPart)
-            {
-                // The regex subscription names no topic yet: the capture has not produced anything.
-                await Task.Delay(200, cancellationToken).ConfigureAwait(false);
-                continue;
-            }
-            catch (ConsumeException e) when (e.Error.Code == ErrorCode.Local_AutoOffsetReset)
-            {
-                throw new Replicator.Core.Errors.ReplicationException(Replicator.Core.Errors.ReplicationErrorKind.Permanent,
-                    $"Kafka no longer holds records this applier has not applied yet ({e.ConsumerRecord?.TopicPartitionOffset.ToString() ?? "topic unknown"}: {e.Error.Reason}). "
-                    + "They were deleted by the topic's retention (or by the development broker's limit of 5 MB per partition) before they were applied, and the source's slot released their WAL once Kafka had them: "
-                    + "nothing after them is applied. Give the topics a retention longer than the applier's longest stop (retention.ms, retention.bytes), then start over with a new snapshot (a new --slot and an empty target).", e);
-            }
+                // New topics (a table's first change): looked for off this thread, assigned here.
+                if (lookup is null && Environment.TickCount64 >= nextLookup)
+                    lookup = MetadataAsync(cancellationToken);
+                if (lookup is { IsCompleted: true })
+                {
+                    AssignNew(await lookup.ConfigureAwait(false));
+                    lookup = null;
+                    // Until the transaction topic is there (Capture's first transaction creates it with
+                    // its table topics), look more often: the whole stream waits for it.
+                    nextLookup = Environment.TickCount64 + (_assigned.Contains((TransactionTopic, 0)) ? TopicLookupIntervalMs : 200);
+                }
 
-            if (result is null || result.IsPartitionEOF)
-                continue;
-            var position = new KafkaPosition(result.Topic, result.Partition.Value, result.Offset.Value);
-            List<KeyValuePair<string, byte[]>>? headers = null;
-            if (result.Message.Headers is { Count: > 0 })
-                headers = result.Message.Headers.Select(h => new KeyValuePair<string, byte[]>(h.Key, h.GetValueBytes())).ToList();
-            var decoded = _deserializer.Decode(position, result.Message.Key, result.Message.Value, headers);
-            foreach (var transaction in _orderer.Add(decoded))
-                yield return transaction;
-            if (decoded is DecodedHeartbeat heartbeat)
-            {
-                var watermark = await TransactionWatermarkAsync(transactionPartition, cancellationToken).ConfigureAwait(false);
-                if (watermark is { } through)
-                    _orderer.AddHeartbeat(new Heartbeat(heartbeat.WalEnd, heartbeat.Time), (transactionPartition.Topic, 0), through);
-            }
+                // Take what is already fetched without blocking; only an empty queue waits (off the
+                // caller's thread, with a short timeout so cancellation stays prompt).
+                ConsumeResult<byte[]?, byte[]?>? result;
+                try
+                {
+                    result = _consumer.Consume(TimeSpan.Zero)
+                        ?? await Task.Run(() => _consumer.Consume(TimeSpan.FromMilliseconds(200)), cancellationToken).ConfigureAwait(false);
+                }
+                catch (ConsumeException e) when (!e.Error.IsFatal && e.Error.Code == ErrorCode.UnknownTopicOrPart)
+                {
+                    // An assigned topic was deleted, or this broker does not know it yet: look again shortly.
+                    await Task.Delay(200, cancellationToken).ConfigureAwait(false);
+                    continue;
+                }
+                catch (ConsumeException e) when (e.Error.Code == ErrorCode.Local_AutoOffsetReset)
+                {
+                    throw new Replicator.Core.Errors.ReplicationException(Replicator.Core.Errors.ReplicationErrorKind.Permanent,
+                        $"Kafka no longer holds records this applier has not applied yet ({e.ConsumerRecord?.TopicPartitionOffset.ToString() ?? "topic unknown"}: {e.Error.Reason}). "
+                        + "They were deleted by the topic's retention (or by the development broker's limit of 5 MB per partition) before they were applied, and the source's slot released their WAL once Kafka had them: "
+                        + "nothing after them is applied. Give the topics a retention longer than the applier's longest stop (retention.ms, retention.bytes), then start over with a new snapshot (a new --slot and an empty target).", e);
+                }
 
-            if (_orderer.PendingHeartbeats > 0 && _orderer.TakeHeartbeat() is { } ready)
-                yield return new OrderedHeartbeat(ready);
+                if (result is null || result.IsPartitionEOF)
+                    continue;
+                var position = new KafkaPosition(result.Topic, result.Partition.Value, result.Offset.Value);
+                List<KeyValuePair<string, byte[]>>? headers = null;
+                if (result.Message.Headers is { Count: > 0 })
+                    headers = result.Message.Headers.Select(h => new KeyValuePair<string, byte[]>(h.Key, h.GetValueBytes())).ToList();
+                var decoded = _deserializer.Decode(position, result.Message.Key, result.Message.Value, headers);
+                foreach (var transaction in _orderer.Add(decoded))
+                    yield return transaction;
+                if (decoded is DecodedHeartbeat heartbeat)
+                {
+                    var watermark = await TransactionWatermarkAsync(transactionPartition, cancellationToken).ConfigureAwait(false);
+                    if (watermark is { } through)
+                        _orderer.AddHeartbeat(new Heartbeat(heartbeat.WalEnd, heartbeat.Time), (transactionPartition.Topic, 0), through);
+                }
+
+                if (_orderer.PendingHeartbeats > 0 && _orderer.TakeHeartbeat() is { } ready)
+                    yield return new OrderedHeartbeat(ready);
+            }
+        }
+        finally
+        {
+            // A lookup uses the consumer's handle: none may outlive this method.
+            if (lookup is not null)
+                await ((Task)lookup).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         }
     }
+
+    private const int TopicLookupIntervalMs = 1000;
+
+    private readonly HashSet<(string Topic, int Partition)> _assigned = [];
 
     /// <summary>
-    /// Joining a consumer group costs a rebalance (a broker waits group.initial.rebalance.delay.ms,
-    /// 3 s by default, before answering the first member), and a regex subscription discovers new
-    /// topics only at the next metadata refresh, which costs another. Subscribing before Capture has
-    /// created any topic paid both at every start; so the subscription waits until the prefix's
-    /// topics exist (one metadata request every 200 ms until then).
+    /// Assigns the partitions of the prefix's topics (and of its heartbeat topic) not assigned yet:
+    /// from the position stored with the last applied transaction, else from their beginning
+    /// (Debezium topics are the full history since the snapshot). Returns how many are assigned in all.
     /// </summary>
-    private async Task WaitForTopicsAsync(CancellationToken cancellationToken)
+    private int AssignNew(Metadata? metadata)
     {
-        using var admin = new DependentAdminClientBuilder(_consumer.Handle).Build();
+        if (metadata is null)
+            return _assigned.Count;
         var tablePrefix = _options.TopicPrefix + ".";
-        var seen = false;
-        while (true)
+        var resume = _orderer.ResumeOffsets();
+        var added = new List<TopicPartitionOffset>();
+        foreach (var topic in metadata.Topics)
         {
-            try
+            if (topic.Error.Code != ErrorCode.NoError || !(topic.Topic.StartsWith(tablePrefix, StringComparison.Ordinal) || topic.Topic == HeartbeatTopic))
+                continue;
+            foreach (var partition in topic.Partitions)
             {
-                var metadata = await Task.Run(() => admin.GetMetadata(TimeSpan.FromSeconds(5)), cancellationToken).ConfigureAwait(false);
-                var present = metadata.Topics.Count(t => t.Error.Code == ErrorCode.NoError && (t.Topic.StartsWith(tablePrefix, StringComparison.Ordinal) || t.Topic == HeartbeatTopic));
-                if (present > 0 && seen)
-                    return;
-                // Capture creates the transaction topic and a transaction's table topics together: one
-                // more look a moment later catches the table topics created with it.
-                seen = present > 0;
+                if (_assigned.Add((topic.Topic, partition.PartitionId)))
+                    added.Add(new TopicPartitionOffset(topic.Topic, new Partition(partition.PartitionId),
+                        resume.TryGetValue((topic.Topic, partition.PartitionId), out var offset) ? new Offset(offset) : Offset.Beginning));
             }
-            catch (KafkaException e)
-            {
-                _logger.ClientError("consumer", e.Error.Reason);
-            }
-
-            await Task.Delay(200, cancellationToken).ConfigureAwait(false);
         }
+
+        if (added.Count > 0)
+        {
+            _consumer.IncrementalAssign(added);
+            _logger.PartitionsAssigned(string.Join(", ", added.Select(p => $"{p.Topic}[{p.Partition.Value}]@{p.Offset}")));
+        }
+
+        return _assigned.Count;
     }
 
-    private static string EscapeRegex(string text) => System.Text.RegularExpressions.Regex.Escape(text);
+    /// <summary>The cluster's topics; null (logged) when the broker did not answer in time: the next look follows.</summary>
+    /// <remarks>
+    /// The admin client lives only for the look: a long-lived one keeps a thread polling its result
+    /// queue, which cost about half a core for the whole run (measured in a catch-up).
+    /// </remarks>
+    private async Task<Metadata?> MetadataAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await Task.Run(() =>
+            {
+                using var admin = new DependentAdminClientBuilder(_consumer.Handle).Build();
+                return admin.GetMetadata(TimeSpan.FromSeconds(5));
+            }, cancellationToken).ConfigureAwait(false);
+        }
+        catch (KafkaException e)
+        {
+            _logger.ClientError("consumer", e.Error.Reason);
+            return null;
+        }
+    }
 
     /// <summary>The transaction topic's high watermark (0 when it does not exist yet); null when the broker did not answer (that heartbeat is dropped, the next one comes).</summary>
     private async Task<long?> TransactionWatermarkAsync(TopicPartition partition, CancellationToken cancellationToken)

@@ -149,9 +149,9 @@ public sealed class PrometheusExporter : IDisposable
 
         public void Record(double value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
         {
-            var labels = FormatLabels(tags);
             lock (_lock)
             {
+                var labels = LabelsOf(tags);
                 if (!_series.TryGetValue(labels, out var s))
                     _series[labels] = s = new Series(_buckets.Length);
                 if (_isHistogram)
@@ -208,6 +208,19 @@ public sealed class PrometheusExporter : IDisposable
                 IEnumerable<int> n => n.Select(x => (double)x).ToArray(),
                 _ => null,
             };
+        }
+
+        // Recording runs per event on hot paths (a Kafka delivery report per record): the label text
+        // of a one-tag series is looked up, not formatted again each time. Bounded by the series count.
+        private readonly Dictionary<(string Key, string Value), string> _singleTagLabels = [];
+
+        private string LabelsOf(ReadOnlySpan<KeyValuePair<string, object?>> tags)
+        {
+            if (tags.Length != 1 || tags[0].Value is not string value)
+                return FormatLabels(tags);
+            if (!_singleTagLabels.TryGetValue((tags[0].Key, value), out var labels))
+                _singleTagLabels[(tags[0].Key, value)] = labels = FormatLabels(tags);
+            return labels;
         }
 
         private static string FormatLabels(ReadOnlySpan<KeyValuePair<string, object?>> tags)

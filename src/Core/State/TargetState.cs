@@ -1,5 +1,6 @@
 using Npgsql;
 using Replicator.Core.Catalog;
+using Replicator.Core.Errors;
 using NpgsqlTypes;
 
 namespace Replicator.Core.State;
@@ -119,6 +120,39 @@ public static class TargetState
         await using (var cmd = new NpgsqlCommand(createSql, target, tx))
             await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Takes the applier's lock for <paramref name="slot"/> on this target, held by the session for
+    /// as long as it lives: one applier per slot and target. Taken by appliers reading Kafka: the
+    /// source slot keeps two embedded pipelines apart, but a second applier reading the topics would
+    /// apply every transaction again.
+    /// </summary>
+    /// <exception cref="ReplicationException">Kind <see cref="ReplicationErrorKind.SlotInUse"/>: another session holds it (named with its pid and client).</exception>
+    public static async Task LockApplierAsync(NpgsqlConnection target, string slot, CancellationToken cancellationToken)
+    {
+        const string key = "hashtextextended('replicator.applier:' || $1, 0)";
+        await using (var take = new NpgsqlCommand($"SELECT pg_try_advisory_lock({key})", target))
+        {
+            take.Parameters.AddWithValue(slot);
+            if ((bool)(await take.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!)
+                return;
+        }
+
+        string holder;
+        await using (var who = new NpgsqlCommand($"""
+            SELECT string_agg(format('pid %s, %s from %s', a.pid, coalesce(nullif(a.application_name, ''), 'no application name'), coalesce(a.client_addr::text, 'a local socket')), '; ')
+            FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+            WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND ((l.classid::bigint << 32) | l.objid::bigint) = {key}
+            """, target))
+        {
+            who.Parameters.AddWithValue(slot);
+            holder = await who.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) as string ?? "a session that has just ended";
+        }
+
+        throw new ReplicationException(ReplicationErrorKind.SlotInUse,
+            $"another applier is applying slot {slot} to this target ({holder}): only one may; this one waits until it stops (stop one of them if both were meant to run)");
     }
 
     /// <summary>

@@ -83,13 +83,17 @@ public sealed class DebeziumSerializer
     private static readonly ConnectSchema HeartbeatValueSchema = ConnectSchema.Struct("io.debezium.connector.common.Heartbeat", false,
         [("ts_ms", ConnectSchema.Primitive("int64", false))], version: 1);
 
+    // The fixed schemas as JSON, written once: every transaction record repeats one of them.
+    private static readonly byte[] TransactionKeySchemaJson = SchemaJson(TransactionKeySchema);
+    private static readonly byte[] TransactionValueSchemaJson = SchemaJson(TransactionValueSchema);
+    private static readonly byte[] HeartbeatKeySchemaJson = SchemaJson(HeartbeatKeySchema);
+    private static readonly byte[] HeartbeatValueSchemaJson = SchemaJson(HeartbeatValueSchema);
+
     private readonly DebeziumOptions _options;
     private readonly IPostgresTypeResolver _types;
     private readonly Func<DateTimeOffset> _clock;
     private readonly ConditionalWeakTable<StreamRelation, RelationShape> _shapes = new();
     private readonly ArrayBufferWriter<byte> _buffer = new(4096);
-    private byte[]? _sourceSchemaJson;
-    private byte[]? _blockSchemaJson;
 
     private TransactionBegin? _transaction;
     private bool _beginSent;
@@ -249,7 +253,7 @@ public sealed class DebeziumSerializer
         string? snapshot, TransactionBegin tx, NpgsqlLogSequenceNumber lsn, RelationShape? shape, bool withTransaction = true)
     {
         shape ??= Shape(relation);
-        var collection = relation.Schema + "." + relation.Name;
+        var collection = shape.Collection;
         long collectionOrder = 0;
         if (withTransaction && _options.ProvideTransactionMetadata)
         {
@@ -447,19 +451,9 @@ public sealed class DebeziumSerializer
         NpgsqlLogSequenceNumber position, IReadOnlyList<KeyValuePair<string, byte[]>>? headers)
     {
         var id = TransactionId(xid, idLsn);
-        var key = Json(w =>
+        var key = Json(TransactionKeySchemaJson, w => w.WriteString("id", id));
+        var value = Json(TransactionValueSchemaJson, w =>
         {
-            w.WritePropertyName("schema");
-            TransactionKeySchema.WriteTo(w);
-            w.WriteStartObject("payload");
-            w.WriteString("id", id);
-            w.WriteEndObject();
-        });
-        var value = Json(w =>
-        {
-            w.WritePropertyName("schema");
-            TransactionValueSchema.WriteTo(w);
-            w.WriteStartObject("payload");
             w.WriteString("status", status);
             w.WriteString("id", id);
             if (kind == DebeziumRecordKind.TransactionEnd)
@@ -483,43 +477,39 @@ public sealed class DebeziumSerializer
             }
 
             w.WriteNumber("ts_ms", time.ToUnixTimeMilliseconds());
-            w.WriteEndObject();
         });
         return new DebeziumRecord(kind, _options.TransactionTopic, key, value, position, headers);
     }
 
     private DebeziumRecord HeartbeatRecord(Heartbeat heartbeat)
     {
-        var key = Json(w =>
-        {
-            w.WritePropertyName("schema");
-            HeartbeatKeySchema.WriteTo(w);
-            w.WriteStartObject("payload");
-            w.WriteString("serverName", _options.EffectiveServerName);
-            w.WriteEndObject();
-        });
-        var value = Json(w =>
-        {
-            w.WritePropertyName("schema");
-            HeartbeatValueSchema.WriteTo(w);
-            w.WriteStartObject("payload");
-            w.WriteNumber("ts_ms", heartbeat.ServerTime.ToUnixTimeMilliseconds());
-            w.WriteEndObject();
-        });
+        var key = Json(HeartbeatKeySchemaJson, w => w.WriteString("serverName", _options.EffectiveServerName));
+        var value = Json(HeartbeatValueSchemaJson, w => w.WriteNumber("ts_ms", heartbeat.ServerTime.ToUnixTimeMilliseconds()));
         return new DebeziumRecord(DebeziumRecordKind.Heartbeat, _options.HeartbeatTopic, key, value, heartbeat.WalEnd,
             [new(ReplicatorHeaders.WalEnd, Encoding.ASCII.GetBytes(heartbeat.WalEnd.ToString()))]);
     }
 
-    private static byte[] Json(Action<Utf8JsonWriter> body)
+    /// <summary>JsonConverter's <c>{"schema":…,"payload":{…}}</c> with a schema written once and the payload's fields from <paramref name="payload"/>.</summary>
+    private byte[] Json(byte[] schemaJson, Action<Utf8JsonWriter> payload)
     {
-        var buffer = new ArrayBufferWriter<byte>(512);
-        using (var w = new Utf8JsonWriter(buffer, JsonOptions.Writer))
-        {
-            w.WriteStartObject();
-            body(w);
-            w.WriteEndObject();
-        }
+        _buffer.ResetWrittenCount();
+        var w = Writer(_buffer);
+        w.WriteStartObject();
+        w.WritePropertyName("schema");
+        w.WriteRawValue(schemaJson, skipInputValidation: true);
+        w.WriteStartObject("payload");
+        payload(w);
+        w.WriteEndObject();
+        w.WriteEndObject();
+        w.Flush();
+        return _buffer.WrittenSpan.ToArray();
+    }
 
+    private static byte[] SchemaJson(ConnectSchema schema)
+    {
+        var buffer = new ArrayBufferWriter<byte>(2048);
+        using (var w = new Utf8JsonWriter(buffer, JsonOptions.Writer))
+            schema.WriteTo(w);
         return buffer.WrittenSpan.ToArray();
     }
 
@@ -547,6 +537,7 @@ public sealed class DebeziumSerializer
         {
             var options = owner._options;
             DisplayName = relation.DisplayName;
+            Collection = relation.Schema + "." + relation.Name;
             var baseName = $"{options.TopicPrefix}.{relation.Schema}.{relation.Name}";
             Topic = SanitizeTopic(baseName);
             Columns = relation.Columns.Select(c => new ShapeColumn(c.Name, ValueConverters.For(c, owner._types, options))).ToArray();
@@ -562,8 +553,6 @@ public sealed class DebeziumSerializer
             var valueFields = relation.Columns.Select((c, i) =>
                 (c.Name, Columns[i].Converter.Schema.WithOptional(!keySet.Contains(i) && !owner._types.IsNotNull(relation.RelationId, c.Name)))).ToList();
             var valueSchema = ConnectSchema.Struct(baseName + ".Value", true, valueFields);
-            owner._sourceSchemaJson ??= SchemaJson(SourceSchema);
-            owner._blockSchemaJson ??= SchemaJson(TransactionBlockSchema);
             var envelope = ConnectSchema.Struct(baseName + ".Envelope", false,
             [
                 ("before", valueSchema),
@@ -586,6 +575,9 @@ public sealed class DebeziumSerializer
 
         public string DisplayName { get; }
 
+        /// <summary>Debezium's data collection name, <c>schema.table</c>.</summary>
+        public string Collection { get; }
+
         public string Topic { get; }
 
         public ShapeColumn[] Columns { get; }
@@ -596,12 +588,5 @@ public sealed class DebeziumSerializer
 
         public byte[]? KeySchemaJson { get; }
 
-        private static byte[] SchemaJson(ConnectSchema schema)
-        {
-            var buffer = new ArrayBufferWriter<byte>(2048);
-            using (var w = new Utf8JsonWriter(buffer, JsonOptions.Writer))
-                schema.WriteTo(w);
-            return buffer.WrittenSpan.ToArray();
-        }
     }
 }

@@ -84,32 +84,6 @@ public sealed class TransactionOrderer
     }
 
     /// <summary>
-    /// Forgets everything not yet released and returns where to read again so that it all comes
-    /// back: per partition the oldest record still held, else the next one. For a consumer-group
-    /// rebalance (a new topic matched the subscription): without it the reassigned partitions
-    /// started again from the offsets this run started from, re-reading the whole run.
-    /// <para>
-    /// Why the position is consistent: within a partition, records are in commit order (one
-    /// producer writes transactions one after another), and transactions are released in commit
-    /// order; so every record at or after a partition's oldest held record belongs to a transaction
-    /// not yet released, and every record of an unreleased transaction is at or after its
-    /// partition's resume offset. Records a producer restart wrote again are handled as always
-    /// (a repeated event replaces, a repeated END at or below the last released commit is dropped).
-    /// </para>
-    /// </summary>
-    public IReadOnlyDictionary<(string Topic, int Partition), long> Rewind()
-    {
-        var resume = ResumeOffsets();
-        _pending.Clear();
-        _ends.Clear();
-        _held.Clear();
-        _buffered = 0;
-        foreach (var (tp, offset) in resume)
-            _nextOffset[tp] = offset;
-        return resume;
-    }
-
-    /// <summary>
     /// A heartbeat to hand on once every record before offset <paramref name="through"/> of
     /// <paramref name="partition"/> (the transaction topic) is done with: its transactions
     /// released, nothing of them still held (see <see cref="TakeHeartbeat"/>).

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 using NpgsqlTypes;
@@ -109,13 +110,62 @@ public class KafkaPipelineTests(PostgresFixture fixture, KafkaFixture kafka) : I
         File.Delete(log);
     }
 
-    /// <summary>Capture and applier in this process with the mock cluster between them (<c>run --buffer kafka</c>'s pipeline).</summary>
-    private (Task Running, CancellationTokenSource Stop) StartKafkaPipeline(TestDatabases db, string slot, string prefix)
+    [Fact]
+    public async Task A_second_applier_of_the_same_topics_and_target_waits_naming_the_first_and_takes_over_when_it_stops()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("kafka_two_appliers");
+        await using var setup = await Fixtures.Replication.PrepareAsync(db, Schema);
+        var prefix = "k" + Guid.NewGuid().ToString("N")[..8];
+        var capture = StartKafkaPipeline(db, setup.Slot, prefix, PipelineRole.Capture);
+        var first = StartKafkaPipeline(db, setup.Slot, prefix, PipelineRole.Apply);
+        try
+        {
+            await WriteAsync(db.SourceConnectionString, 0, 30);
+            await WaitForRowsAsync(db, first.Running, "SELECT count(*)::text FROM ledger WHERE n = 29", "1");
+
+            var log = new CapturingLoggerProvider();
+            using var loggers = Microsoft.Extensions.Logging.LoggerFactory.Create(b => b.AddProvider(log));
+            var second = StartKafkaPipeline(db, setup.Slot, prefix, PipelineRole.Apply, loggers);
+            try
+            {
+                var deadline = DateTime.UtcNow.AddSeconds(30);
+                while (!log.Contains($"another applier is applying slot {setup.Slot} to this target") && DateTime.UtcNow < deadline)
+                    await Task.Delay(100);
+                Assert.True(log.Contains("(pid "), log.Text);
+                Assert.True(log.Contains("replicator-applier"), log.Text);
+                Assert.False(second.Running.IsCompleted);
+                Assert.Equal(1L, await Sql.ScalarAsync<long>(db.TargetConnectionString,
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'replicator-applier' AND datname = current_database()"));
+
+                await first.Stop.CancelAsync();
+                await first.Running;
+                await WriteAsync(db.SourceConnectionString, 30, 30);
+                await WaitForRowsAsync(db, second.Running, "SELECT count(*)::text FROM ledger WHERE n = 59", "1");
+            }
+            finally
+            {
+                await second.Stop.CancelAsync();
+                await second.Running;
+            }
+        }
+        finally
+        {
+            await first.Stop.CancelAsync();
+            await capture.Stop.CancelAsync();
+            await Task.WhenAll(first.Running, capture.Running);
+        }
+
+        await Compare.AssertSameAsync(db);
+    }
+
+    /// <summary>Capture and applier in this process with the mock cluster between them (<c>run --buffer kafka</c>'s pipeline), or one of the two halves.</summary>
+    private (Task Running, CancellationTokenSource Stop) StartKafkaPipeline(TestDatabases db, string slot, string prefix,
+        PipelineRole role = PipelineRole.KafkaBoth, Microsoft.Extensions.Logging.ILoggerFactory? loggers = null)
     {
         var pipeline = new ReplicationPipeline(ConnectionInfo.Parse(db.SourceUri, "source"), ConnectionInfo.Parse(db.TargetUri, "target"),
-            new ApplierSettings(slot), Fixtures.Replication.Publication, NullLoggerFactory.Instance)
+            new ApplierSettings(slot), Fixtures.Replication.Publication, loggers ?? NullLoggerFactory.Instance)
         {
-            Role = PipelineRole.KafkaBoth,
+            Role = role,
             KafkaSink = new KafkaSinkOptions { BootstrapServers = kafka.BootstrapServers, Format = new DebeziumOptions { TopicPrefix = prefix, DatabaseName = db.Name } },
             KafkaSource = new KafkaSourceOptions { BootstrapServers = kafka.BootstrapServers, TopicPrefix = prefix, GroupId = prefix },
         };
