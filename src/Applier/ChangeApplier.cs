@@ -57,7 +57,7 @@ internal sealed class ChangeApplier
     private TransactionBegin? _current;
     private bool _skipping;
     private TransactionCommit? _lastCommit;
-    private string? _bufferPosition;
+    private BufferPosition? _bufferPosition;
     private ulong _pendingAck;
     private int _batchTransactions;
     private int _batchChanges;
@@ -253,7 +253,7 @@ internal sealed class ChangeApplier
                 break;
 
             case BufferPosition buffer:
-                _bufferPosition = buffer.Json;
+                _bufferPosition = buffer;
                 break;
 
             case TransactionCommit commit:
@@ -358,7 +358,7 @@ internal sealed class ChangeApplier
                 position.Parameters.AddWithValue(_settings.Slot);
                 position.Parameters.Add(Parameters.Lsn(last.CommitLsn));
                 position.Parameters.AddWithValue(last.CommitTime);
-                position.Parameters.Add(new NpgsqlParameter { Value = (object?)_bufferPosition ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
+                position.Parameters.Add(new NpgsqlParameter { Value = (object?)_bufferPosition?.Json ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
                 batch.BatchCommands.Add(position);
             }
 

@@ -370,7 +370,7 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
                     await writer.WriteAsync(transaction.Begin, cancellationToken).ConfigureAwait(false);
                     foreach (var change in transaction.Changes)
                         await writer.WriteAsync(change, cancellationToken).ConfigureAwait(false);
-                    await writer.WriteAsync(new BufferPosition(Replicator.Kafka.KafkaChangeSource.OffsetsToJson(transaction.ResumeOffsets)), cancellationToken).ConfigureAwait(false);
+                    await writer.WriteAsync(new BufferPosition(() => Replicator.Kafka.KafkaChangeSource.OffsetsToJson(transaction.ResumeOffsets)), cancellationToken).ConfigureAwait(false);
                     await writer.WriteAsync(transaction.Commit, cancellationToken).ConfigureAwait(false);
                 }
             }

@@ -167,8 +167,12 @@ public sealed class KafkaChangeSource : IDisposable
                     continue;
                 var position = new KafkaPosition(result.Topic, result.Partition.Value, result.Offset.Value);
                 List<KeyValuePair<string, byte[]>>? headers = null;
-                if (result.Message.Headers is { Count: > 0 })
-                    headers = result.Message.Headers.Select(h => new KeyValuePair<string, byte[]>(h.Key, h.GetValueBytes())).ToList();
+                if (result.Message.Headers is { Count: > 0 } messageHeaders)
+                {
+                    headers = new List<KeyValuePair<string, byte[]>>(messageHeaders.Count);
+                    foreach (var header in messageHeaders)
+                        headers.Add(new(header.Key, header.GetValueBytes()));
+                }
                 var decoded = _deserializer.Decode(position, result.Message.Key, result.Message.Value, headers);
                 foreach (var transaction in _orderer.Add(decoded))
                     yield return transaction;

@@ -112,6 +112,12 @@ public readonly record struct ColumnValue(ValueKind Kind, string? Text)
 /// <summary>
 /// Where the buffer stands once the enclosing transaction is consumed (Kafka: the offsets to resume
 /// from, as JSON). Stands just before that transaction's <see cref="TransactionCommit"/>, so the
-/// applier stores it in the same target transaction as the changes.
+/// applier stores it in the same target transaction as the changes. The text is made only when
+/// asked for: the applier stores the last one of a batch of many source transactions.
 /// </summary>
-public sealed record BufferPosition(string Json) : ChangeEvent;
+public sealed record BufferPosition(Func<string> Render) : ChangeEvent
+{
+    private string? _json;
+
+    public string Json => _json ??= Render();
+}

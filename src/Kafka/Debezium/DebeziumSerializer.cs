@@ -90,6 +90,9 @@ public sealed class DebeziumSerializer
     private static readonly byte[] HeartbeatValueSchemaJson = SchemaJson(HeartbeatValueSchema);
 
     private readonly DebeziumOptions _options;
+    private readonly JsonEncodedText _encodedVersion;
+    private readonly JsonEncodedText _encodedServerName;
+    private readonly JsonEncodedText _encodedDatabase;
     private readonly IPostgresTypeResolver _types;
     private readonly Func<DateTimeOffset> _clock;
     private readonly ConditionalWeakTable<StreamRelation, RelationShape> _shapes = new();
@@ -106,6 +109,9 @@ public sealed class DebeziumSerializer
     public DebeziumSerializer(DebeziumOptions options, IPostgresTypeResolver? types = null, Func<DateTimeOffset>? clock = null)
     {
         _options = options;
+        _encodedVersion = Names.Encode(options.ConnectorVersion);
+        _encodedServerName = Names.Encode(options.EffectiveServerName);
+        _encodedDatabase = Names.Encode(options.DatabaseName);
         _types = types ?? BuiltInTypeResolver.Instance;
         _clock = clock ?? (() => DateTimeOffset.UtcNow);
     }
@@ -268,52 +274,55 @@ public sealed class DebeziumSerializer
         var w = Writer(_buffer);
         {
             w.WriteStartObject();
-            w.WritePropertyName("schema");
+            w.WritePropertyName(Names.Schema);
             w.WriteRawValue(shape.EnvelopeSchemaJson, skipInputValidation: true);
-            w.WriteStartObject("payload");
-            w.WritePropertyName("before");
+            w.WriteStartObject(Names.Payload);
+            w.WritePropertyName(Names.Before);
             WriteRow(w, shape, before);
-            w.WritePropertyName("after");
+            w.WritePropertyName(Names.After);
             WriteRow(w, shape, after);
-            w.WriteStartObject("source");
-            w.WriteString("version", _options.ConnectorVersion);
-            w.WriteString("connector", "postgresql");
-            w.WriteString("name", _options.EffectiveServerName);
-            w.WriteNumber("ts_ms", tx.CommitTime.ToUnixTimeMilliseconds());
-            w.WriteString("snapshot", snapshot ?? "false");
-            w.WriteString("db", _options.DatabaseName);
-            w.WriteString("sequence", Sequence(_lastCommitLsn, lsn, stackalloc char[64]));
-            w.WriteNumber("ts_us", UnixMicros(tx.CommitTime));
-            w.WriteNumber("ts_ns", UnixMicros(tx.CommitTime) * 1000);
-            w.WriteString("schema", relation.Schema);
-            w.WriteString("table", relation.Name);
+            w.WriteStartObject(Names.Source);
+            w.WriteString(Names.Version, _encodedVersion);
+            w.WriteString(Names.Connector, Names.Postgresql);
+            w.WriteString(Names.Name, _encodedServerName);
+            w.WriteNumber(Names.TsMs, tx.CommitTime.ToUnixTimeMilliseconds());
             if (snapshot is null)
-                w.WriteNumber("txId", tx.Xid);
+                w.WriteString(Names.Snapshot, Names.False);
             else
-                w.WriteNull("txId");
-            w.WriteNumber("lsn", (ulong)lsn);
-            w.WriteNull("xmin");
-            w.WriteNull("origin");
-            w.WriteNull("origin_lsn");
+                w.WriteString(Names.Snapshot, snapshot);
+            w.WriteString(Names.Db, _encodedDatabase);
+            w.WriteString(Names.Sequence, Sequence(_lastCommitLsn, lsn, stackalloc char[64]));
+            w.WriteNumber(Names.TsUs, UnixMicros(tx.CommitTime));
+            w.WriteNumber(Names.TsNs, UnixMicros(tx.CommitTime) * 1000);
+            w.WriteString(Names.Schema, shape.EncodedSchema);
+            w.WriteString(Names.Table, shape.EncodedTable);
+            if (snapshot is null)
+                w.WriteNumber(Names.TxId, tx.Xid);
+            else
+                w.WriteNull(Names.TxId);
+            w.WriteNumber(Names.Lsn, (ulong)lsn);
+            w.WriteNull(Names.Xmin);
+            w.WriteNull(Names.Origin);
+            w.WriteNull(Names.OriginLsn);
             w.WriteEndObject();
             if (withTransaction && _options.ProvideTransactionMetadata)
             {
-                w.WriteStartObject("transaction");
+                w.WriteStartObject(Names.Transaction);
                 Span<char> id = stackalloc char[32];
-                w.WriteString("id", id[..TransactionId(tx.Xid, lsn, id)]);
-                w.WriteNumber("total_order", _totalOrder);
-                w.WriteNumber("data_collection_order", collectionOrder);
+                w.WriteString(Names.Id, id[..TransactionId(tx.Xid, lsn, id)]);
+                w.WriteNumber(Names.TotalOrder, _totalOrder);
+                w.WriteNumber(Names.DataCollectionOrder, collectionOrder);
                 w.WriteEndObject();
             }
             else
             {
-                w.WriteNull("transaction");
+                w.WriteNull(Names.Transaction);
             }
 
-            w.WriteString("op", op);
-            w.WriteNumber("ts_ms", now.ToUnixTimeMilliseconds());
-            w.WriteNumber("ts_us", UnixMicros(now));
-            w.WriteNumber("ts_ns", UnixMicros(now) * 1000);
+            w.WriteString(Names.Op, op);
+            w.WriteNumber(Names.TsMs, now.ToUnixTimeMilliseconds());
+            w.WriteNumber(Names.TsUs, UnixMicros(now));
+            w.WriteNumber(Names.TsNs, UnixMicros(now) * 1000);
             w.WriteEndObject();
             w.WriteEndObject();
             w.Flush();
@@ -386,7 +395,7 @@ public sealed class DebeziumSerializer
         for (var i = 0; i < shape.Columns.Length; i++)
         {
             var column = shape.Columns[i];
-            w.WritePropertyName(column.Name);
+            w.WritePropertyName(column.EncodedName);
             var value = row[i];
             switch (value.Kind)
             {
@@ -422,13 +431,13 @@ public sealed class DebeziumSerializer
         var w = Writer(buffer);
         {
             w.WriteStartObject();
-            w.WritePropertyName("schema");
+            w.WritePropertyName(Names.Schema);
             w.WriteRawValue(shape.KeySchemaJson, skipInputValidation: true);
-            w.WriteStartObject("payload");
+            w.WriteStartObject(Names.Payload);
             foreach (var i in shape.KeyIndexes)
             {
                 var column = shape.Columns[i];
-                w.WritePropertyName(column.Name);
+                w.WritePropertyName(column.EncodedName);
                 if (row[i].Kind == ValueKind.Text)
                     column.Converter.Write(w, row[i].Text!);
                 else if (row[i].Kind == ValueKind.UnchangedToast)
@@ -528,7 +537,45 @@ public sealed class DebeziumSerializer
         return new string(chars);
     }
 
-    private sealed record ShapeColumn(string Name, ColumnConverter Converter);
+    private sealed record ShapeColumn(string Name, ColumnConverter Converter)
+    {
+        /// <summary>The name as the writer wants it (UTF-8, escaped): encoded once, not per record.</summary>
+        public JsonEncodedText EncodedName { get; } = JsonEncodedText.Encode(Name, JsonOptions.Writer.Encoder);
+    }
+
+    /// <summary>The envelope's property names and fixed values, encoded once.</summary>
+    private static class Names
+    {
+        public static readonly JsonEncodedText Schema = Encode("schema");
+        public static readonly JsonEncodedText Payload = Encode("payload");
+        public static readonly JsonEncodedText Before = Encode("before");
+        public static readonly JsonEncodedText After = Encode("after");
+        public static readonly JsonEncodedText Source = Encode("source");
+        public static readonly JsonEncodedText Version = Encode("version");
+        public static readonly JsonEncodedText Connector = Encode("connector");
+        public static readonly JsonEncodedText Postgresql = Encode("postgresql");
+        public static readonly JsonEncodedText Name = Encode("name");
+        public static readonly JsonEncodedText TsMs = Encode("ts_ms");
+        public static readonly JsonEncodedText TsUs = Encode("ts_us");
+        public static readonly JsonEncodedText TsNs = Encode("ts_ns");
+        public static readonly JsonEncodedText Snapshot = Encode("snapshot");
+        public static readonly JsonEncodedText False = Encode("false");
+        public static readonly JsonEncodedText Db = Encode("db");
+        public static readonly JsonEncodedText Sequence = Encode("sequence");
+        public static readonly JsonEncodedText Table = Encode("table");
+        public static readonly JsonEncodedText TxId = Encode("txId");
+        public static readonly JsonEncodedText Lsn = Encode("lsn");
+        public static readonly JsonEncodedText Xmin = Encode("xmin");
+        public static readonly JsonEncodedText Origin = Encode("origin");
+        public static readonly JsonEncodedText OriginLsn = Encode("origin_lsn");
+        public static readonly JsonEncodedText Transaction = Encode("transaction");
+        public static readonly JsonEncodedText Id = Encode("id");
+        public static readonly JsonEncodedText TotalOrder = Encode("total_order");
+        public static readonly JsonEncodedText DataCollectionOrder = Encode("data_collection_order");
+        public static readonly JsonEncodedText Op = Encode("op");
+
+        public static JsonEncodedText Encode(string text) => JsonEncodedText.Encode(text, JsonOptions.Writer.Encoder);
+    }
 
     /// <summary>Everything about a relation that does not change per event, computed once.</summary>
     private sealed class RelationShape
@@ -538,6 +585,8 @@ public sealed class DebeziumSerializer
             var options = owner._options;
             DisplayName = relation.DisplayName;
             Collection = relation.Schema + "." + relation.Name;
+            EncodedSchema = Names.Encode(relation.Schema);
+            EncodedTable = Names.Encode(relation.Name);
             var baseName = $"{options.TopicPrefix}.{relation.Schema}.{relation.Name}";
             Topic = SanitizeTopic(baseName);
             Columns = relation.Columns.Select(c => new ShapeColumn(c.Name, ValueConverters.For(c, owner._types, options))).ToArray();
@@ -577,6 +626,10 @@ public sealed class DebeziumSerializer
 
         /// <summary>Debezium's data collection name, <c>schema.table</c>.</summary>
         public string Collection { get; }
+
+        public JsonEncodedText EncodedSchema { get; }
+
+        public JsonEncodedText EncodedTable { get; }
 
         public string Topic { get; }
 
