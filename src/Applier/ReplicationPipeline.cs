@@ -192,9 +192,8 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
                 var types = await Replicator.Kafka.Debezium.CatalogTypeResolver.LoadAsync(await sourceData!.OpenConnectionAsync(cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
                 var sink = new Replicator.Kafka.KafkaChangeSink(sinkOptions, types, loggerFactory.CreateLogger<Replicator.Kafka.KafkaChangeSink>());
                 // A first heartbeat, at the slot's confirmed position (everything before it is in Kafka
-                // already, or in the snapshot), creates the heartbeat topic before the applier's group
-                // subscribes: a topic that appears mid-run costs the group a rebalance, during which
-                // nothing is consumed (seen: 8 s without progress in a catch-up, ending at that rebalance).
+                // already, or in the snapshot): the applier knows where the source stands at once, and
+                // the heartbeat topic exists from the start.
                 if (await SourceSlot.ConfirmedAsync(sourceData, settings.Slot, cancellationToken).ConfigureAwait(false) is { } confirmed)
                     await sink.WriteAsync(new Heartbeat(confirmed, DateTimeOffset.UtcNow), cancellationToken).ConfigureAwait(false);
 
@@ -218,7 +217,11 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
                 var channel = NewChannel();
                 stages.Add(ConsumeAsync(consumer, Replicator.Kafka.KafkaChangeSource.OffsetsFromJson(offsets), channel.Writer, stop.Token));
                 applier = new ChangeApplier(targetConnection!, sourceData, settings, loggerFactory.CreateLogger<ChangeApplier>(),
-                    lsn => gate?.Applied((ulong)lsn), () => 0, _strictUntil);
+                    lsn =>
+                    {
+                        gate?.Applied((ulong)lsn);
+                        consumer.CommitAdvisory(lsn);
+                    }, () => 0, _strictUntil);
                 await applier.InitializeAsync((ulong)start, cancellationToken).ConfigureAwait(false);
                 stages.Add(applier.RunAsync(channel.Reader, stop.Token));
             }

@@ -33,7 +33,8 @@ public sealed record KafkaSourceOptions
 /// transactions in commit order together with the offsets to resume from. The applier stores those
 /// offsets in <c>replicator.position.kafka_offsets</c> in the same target transaction as the changes
 /// (DESIGN invariant 2) and passes them back as <c>startOffsets</c> after a restart; offsets
-/// committed to Kafka under the group id (<see cref="CommitAdvisory"/>) only serve monitoring.
+/// committed to Kafka under the group id (<see cref="CommitAdvisory"/>, once the target has the
+/// changes) only serve monitoring.
 /// <para>
 /// Commit order needs every partition in one orderer, so the consumer assigns itself every
 /// partition of the prefix's topics instead of joining a group: a group member would wait for the
@@ -75,12 +76,17 @@ public sealed class KafkaChangeSource : IDisposable
             GroupId = options.GroupId,
             ClientId = "replicator-apply",
             IsolationLevel = IsolationLevel.ReadCommitted,
-            EnableAutoCommit = false,
+            // Kafka's committed offsets are advisory (monitoring): only what CommitAdvisory stored,
+            // once the target has it, is committed, in the background and at close.
+            EnableAutoCommit = true,
+            AutoCommitIntervalMs = 5000,
             EnableAutoOffsetStore = false,
             // A position Kafka no longer holds (records deleted by retention before they were applied)
             // is an error, never a silent jump to whatever is oldest: that would skip transactions.
             // Partitions without a stored position start at their beginning explicitly (assign handler).
             AutoOffsetReset = AutoOffsetReset.Error,
+            // Topic and headers are read; the timestamp is not (one marshalled field less per record).
+            ConsumeResultFields = "topic,headers",
         };
         KafkaClientSecurity.Apply(config, options.SaslUsername, options.SaslPassword, options.Extra);
         return config;
@@ -175,7 +181,10 @@ public sealed class KafkaChangeSource : IDisposable
                 }
                 var decoded = _deserializer.Decode(position, result.Message.Key, result.Message.Value, headers);
                 foreach (var transaction in _orderer.Add(decoded))
+                {
+                    HandedOn(transaction);
                     yield return transaction;
+                }
                 if (decoded is DecodedHeartbeat heartbeat)
                 {
                     var watermark = await TransactionWatermarkAsync(transactionPartition, cancellationToken).ConfigureAwait(false);
@@ -273,10 +282,50 @@ public sealed class KafkaChangeSource : IDisposable
         }
     }
 
-    /// <summary>Commits the resume offsets to the group (advisory: lag monitoring; the target's table is authoritative).</summary>
-    public void CommitAdvisory(OrderedTransaction transaction)
+    /// <summary>Transactions handed on and not yet reported applied: commit LSN and the offsets to resume after it.</summary>
+    private readonly System.Collections.Concurrent.ConcurrentQueue<(NpgsqlTypes.NpgsqlLogSequenceNumber CommitLsn, IReadOnlyDictionary<(string Topic, int Partition), long> Offsets)> _handedOn = new();
+
+    private volatile bool _closed;
+
+    /// <summary>
+    /// The applier has made everything up to <paramref name="commitLsn"/> durable on the target: the
+    /// offsets to resume after it are stored for the group's next automatic commit (every 5 s, and
+    /// at close). Advisory, for lag monitoring with Kafka's tools (<c>kafka-consumer-groups
+    /// --describe --group replicator-apply-&lt;slot&gt;</c>); what a restart resumes from is the
+    /// target's <c>replicator.position.kafka_offsets</c>. Safe from any thread, also after the
+    /// consumer has closed (then it does nothing).
+    /// </summary>
+    public void CommitAdvisory(NpgsqlTypes.NpgsqlLogSequenceNumber commitLsn)
     {
-        _consumer.Commit(transaction.ResumeOffsets.Select(p => new TopicPartitionOffset(p.Key.Topic, new Partition(p.Key.Partition), new Offset(p.Value))));
+        IReadOnlyDictionary<(string Topic, int Partition), long>? offsets = null;
+        while (_handedOn.TryPeek(out var head) && head.CommitLsn <= commitLsn && _handedOn.TryDequeue(out head))
+            offsets = head.Offsets;
+        if (offsets is null || _closed)
+            return;
+        foreach (var ((topic, partition), offset) in offsets)
+        {
+            try
+            {
+                _consumer.StoreOffset(new TopicPartitionOffset(topic, new Partition(partition), new Offset(offset)));
+            }
+            catch (Exception e) when (e is KafkaException or ObjectDisposedException or InvalidOperationException)
+            {
+                // Advisory only: a partition not assigned (its topic is gone), or the consumer closing meanwhile.
+                if (!_advisoryFailureLogged)
+                    _logger.ClientError("consumer", $"advisory offset for {topic}[{partition}] not stored (further such failures are not logged): {e.Message}");
+                _advisoryFailureLogged = true;
+            }
+        }
+    }
+
+    private bool _advisoryFailureLogged;
+
+    private void HandedOn(OrderedTransaction transaction)
+    {
+        _handedOn.Enqueue((transaction.Commit.CommitLsn, transaction.ResumeOffsets));
+        // Bounded even when no applier reports back (a reader that only reads): the oldest go.
+        while (_handedOn.Count > 100_000)
+            _handedOn.TryDequeue(out _);
     }
 
     /// <summary>The offsets as <c>replicator.position.kafka_offsets</c> stores them: <c>{"topic": {"partition": offset}}</c>, topics and partitions in order.</summary>
@@ -337,6 +386,7 @@ public sealed class KafkaChangeSource : IDisposable
 
     public void Dispose()
     {
+        _closed = true;
         try
         {
             _consumer.Close();

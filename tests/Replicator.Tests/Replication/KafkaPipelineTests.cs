@@ -216,6 +216,40 @@ public class KafkaPipelineTests(PostgresFixture fixture, KafkaFixture kafka) : I
     }
 
     [Fact]
+    public async Task The_groups_committed_offsets_follow_what_the_target_has_for_lag_monitoring()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("kafka_advisory");
+        await using var setup = await Fixtures.Replication.PrepareAsync(db, Schema);
+        var prefix = "g" + Guid.NewGuid().ToString("N")[..8];
+        var (running, stop) = StartKafkaPipeline(db, setup.Slot, prefix);
+        try
+        {
+            await WriteAsync(db.SourceConnectionString, 0, 40);
+            await WaitForRowsAsync(db, running, "SELECT max(n)::text FROM ledger", "39");
+            using var probe = new Confluent.Kafka.ConsumerBuilder<byte[], byte[]>(new Confluent.Kafka.ConsumerConfig { BootstrapServers = kafka.BootstrapServers, GroupId = prefix }).Build();
+            // The group commits what the target has made durable, every 5 s: it reaches the stored position.
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            string? mismatch;
+            do
+            {
+                await Task.Delay(500);
+                var stored = KafkaChangeSource.OffsetsFromJson(await Sql.ScalarAsync<string>(db.TargetConnectionString, "SELECT kafka_offsets::text FROM replicator.position"));
+                Assert.Contains((prefix + ".transaction", 0), stored.Keys);
+                var committed = probe.Committed(stored.Keys.Select(k => new Confluent.Kafka.TopicPartition(k.Topic, k.Partition)), TimeSpan.FromSeconds(10));
+                mismatch = string.Join(", ", committed.Where(c => c.Offset.Value != stored[(c.Topic, c.Partition.Value)])
+                    .Select(c => $"{c.Topic}[{c.Partition.Value}] committed {c.Offset} stored {stored[(c.Topic, c.Partition.Value)]}"));
+            }
+            while (mismatch.Length > 0 && DateTime.UtcNow < deadline);
+            Assert.True(mismatch.Length == 0, mismatch);
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await running;
+        }
+    }
+
+    [Fact]
     public async Task The_verifiers_consistent_cut_completes_through_kafka_on_an_idle_source()
     {
         await using var db = await fixture.CreateDatabasesAsync("kafka_verify_idle");
