@@ -53,7 +53,7 @@ public sealed class KafkaChangeSource : IDisposable
     private readonly DebeziumDeserializer _deserializer;
     private readonly TransactionOrderer _orderer;
     private readonly ILogger _logger;
-    private readonly IConsumer<byte[]?, byte[]?> _consumer;
+    private readonly IConsumer<byte[]?, ConsumedValue?> _consumer;
     private IReadOnlyDictionary<(string Topic, int Partition), long> _startOffsets = new Dictionary<(string, int), long>();
 
     public KafkaChangeSource(KafkaSourceOptions options, DebeziumDeserializer deserializer, TransactionOrderer? orderer = null, ILogger? logger = null)
@@ -62,8 +62,11 @@ public sealed class KafkaChangeSource : IDisposable
         _deserializer = deserializer;
         _orderer = orderer ?? new TransactionOrderer();
         _logger = logger ?? NullLogger.Instance;
-        _consumer = new ConsumerBuilder<byte[]?, byte[]?>(ConsumerConfigFor(options))
+        _consumer = new ConsumerBuilder<byte[]?, ConsumedValue?>(ConsumerConfigFor(options))
             .SetErrorHandler((_, e) => _logger.ClientError("consumer", e.Reason))
+            // Values are read from the client's buffer: a record whose schema text its topic had
+            // before is kept as its payload only (DebeziumDeserializer.Take).
+            .SetValueDeserializer(new TakeValue(deserializer))
             .Build();
     }
 
@@ -149,7 +152,7 @@ public sealed class KafkaChangeSource : IDisposable
 
                 // Take what is already fetched without blocking; only an empty queue waits (off the
                 // caller's thread, with a short timeout so cancellation stays prompt).
-                ConsumeResult<byte[]?, byte[]?>? result;
+                ConsumeResult<byte[]?, ConsumedValue?>? result;
                 try
                 {
                     result = _consumer.Consume(TimeSpan.Zero)
@@ -399,4 +402,11 @@ public sealed class KafkaChangeSource : IDisposable
 
         _consumer.Dispose();
     }
+}
+
+/// <summary>Confluent's value deserializer over <see cref="DebeziumDeserializer.Take"/>; called on the thread that consumes, one record at a time.</summary>
+file sealed class TakeValue(DebeziumDeserializer deserializer) : IDeserializer<ConsumedValue?>
+{
+    public ConsumedValue? Deserialize(ReadOnlySpan<byte> data, bool isNull, SerializationContext context) =>
+        isNull ? null : deserializer.Take(context.Topic, data);
 }

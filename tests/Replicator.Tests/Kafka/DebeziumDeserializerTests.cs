@@ -245,4 +245,35 @@ public class DebeziumDeserializerTests
         Assert.Equal("555", decoded.TransactionKey);
         Assert.Equal(1, decoded.TotalOrder);
     }
+
+    [Fact]
+    public void A_value_taken_from_the_clients_buffer_keeps_only_its_payload_once_its_topics_schema_is_known()
+    {
+        var table = Table("public", "customers", ("id", 23, "integer", true), ("name", 25, "text", false));
+        var serializer = Serializer();
+        serializer.Serialize(Begin());
+        var first = serializer.Serialize(new RowChange(Customers, ChangeKind.Insert, new NpgsqlTypes.NpgsqlLogSequenceNumber(9), null, false, [V("5"), V("ann")]));
+        var second = serializer.Serialize(new RowChange(Customers, ChangeKind.Insert, new NpgsqlTypes.NpgsqlLogSequenceNumber(10), null, false, [V("6"), V("bob")]));
+        var reader = Reader(table: table);
+
+        // The topic's first record: whole (nothing cached yet); decoding it caches its schema text.
+        var taken = reader.Take(At.Topic, first[^1].Value);
+        Assert.False(taken!.PayloadOnly);
+        Assert.Equal(first[^1].Value, taken.Bytes);
+        Assert.IsType<DecodedChange>(reader.Decode(At, first[^1].Key, taken));
+
+        // The next: only the payload is copied, and it decodes to what the whole value decodes to.
+        var next = reader.Take(At.Topic, second[^1].Value);
+        Assert.True(next!.PayloadOnly);
+        Assert.True(next.Bytes.Length < second[^1].Value!.Length / 2, $"{next.Bytes.Length} of {second[^1].Value!.Length} bytes kept");
+        var fromPayload = Assert.IsType<RowChange>(Assert.IsType<DecodedChange>(reader.Decode(At, second[^1].Key, next)).Change);
+        var fromWhole = Assert.IsType<RowChange>(Assert.IsType<DecodedChange>(Reader(table: table).Decode(At, second[^1].Key, second[^1].Value)).Change);
+        Assert.Equal(fromWhole.New, fromPayload.New);
+        Assert.Equal([V("6"), V("bob")], fromPayload.New);
+
+        // A value with another schema text is kept whole; a tombstone is nothing.
+        var other = System.Text.Encoding.UTF8.GetBytes("{\"schema\":{\"type\":\"struct\"},\"payload\":{}}");
+        Assert.False(reader.Take(At.Topic, other)!.PayloadOnly);
+        Assert.Null(reader.Take(At.Topic, default));
+    }
 }
