@@ -138,9 +138,9 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
         await using var targetConnection = apply ? new NpgsqlConnection(Required(targetInfo, "target").ToNpgsqlConnectionString(b =>
         {
             b.ApplicationName = "replicator-applier";
-            // One long-lived session, which holds the applier's lock (TargetState.LockApplierAsync):
+            // Reading Kafka, this session holds the applier's lock (TargetState.LockApplierAsync): it is
             // closed when the pipeline ends, not parked in a pool with the lock still taken.
-            b.Pooling = false;
+            b.Pooling = !kafka;
             b.MaxAutoPrepare = 200;
             b.AutoPrepareMinUsages = 2;
             b.CommandTimeout = 0;

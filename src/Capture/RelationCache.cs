@@ -37,12 +37,24 @@ internal sealed class RelationCache(NpgsqlDataSource source)
     {
         if (_typeNames.TryGetValue((oid, modifier), out var name))
             return name;
-        await using var cmd = source.CreateCommand("SELECT format_type($1, $2)");
-        cmd.Parameters.Add(Replicator.Core.Sql.Parameters.Oid(oid));
-        cmd.Parameters.Add(new NpgsqlParameter<int> { TypedValue = modifier });
-        name = (string)(await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
-        _typeNames[(oid, modifier)] = name;
-        return name;
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await using var cmd = source.CreateCommand("SELECT format_type($1, $2)");
+                cmd.Parameters.Add(Replicator.Core.Sql.Parameters.Oid(oid));
+                cmd.Parameters.Add(new NpgsqlParameter<int> { TypedValue = modifier });
+                name = (string)(await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+                _typeNames[(oid, modifier)] = name;
+                return name;
+            }
+            catch (NpgsqlException e) when (attempt < 3 && e is not PostgresException { SqlState: not ("57P01" or "57P02" or "57P03") })
+            {
+                // A pooled session that was ended while idle (a cutover's write fence ends every
+                // session on the source, and its reverse set-up then writes tables the publication
+                // includes): the next attempt opens a new one. The stream itself is not affected.
+            }
+        }
     }
 }
 
