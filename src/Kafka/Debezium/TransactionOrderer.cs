@@ -163,11 +163,20 @@ public sealed class TransactionOrderer
     private bool TryRelease(DecodedTransactionMarker end, out OrderedTransaction? transaction)
     {
         transaction = null!;
-        long expected;
+        // Checked again for every record while a transaction waits at the head: plain loops, no LINQ.
+        long expected = 0;
         if (end.DataCollections is not null)
-            expected = end.DataCollections.Where(c => _consumesCollection(c.Key)).Sum(c => c.Value);
+        {
+            foreach (var (collection, count) in end.DataCollections)
+            {
+                if (_consumesCollection(collection))
+                    expected += count;
+            }
+        }
         else
+        {
             expected = end.EventCount ?? 0;
+        }
         _pending.TryGetValue(end.TransactionKey, out var pending);
         var have = pending?.Events.Count ?? 0;
         if (have < expected)
@@ -176,7 +185,9 @@ public sealed class TransactionOrderer
             throw new InvalidOperationException($"transaction {end.TransactionKey}: {have} distinct change events arrived but its END at {end.Position} counts {expected}: records from another producer or a corrupted topic?");
 
         _pending.Remove(end.TransactionKey);
-        var events = pending?.Events.Values.ToList() ?? [];
+        var events = new List<DecodedChange>(pending?.Events.Count ?? 0);
+        if (pending is not null)
+            events.AddRange(pending.Events.Values);
         _buffered -= events.Count;
         foreach (var p in pending?.Positions ?? [])
             Release((p.Topic, p.Partition), p.Offset);
@@ -201,9 +212,12 @@ public sealed class TransactionOrderer
         _lastCommitLsn = commitLsn;
         var xid = events.Count > 0 ? events[0].Xid : uint.TryParse(end.TransactionKey, out var parsed) ? parsed : 0;
 
+        var changes = new ChangeEvent[events.Count];
+        for (var i = 0; i < changes.Length; i++)
+            changes[i] = events[i].Change;
         transaction = new OrderedTransaction(
             new TransactionBegin(xid, commitLsn, end.Time),
-            events.Select(e => e.Change).ToArray(),
+            changes,
             new TransactionCommit(xid, commitLsn, endLsn, end.Time),
             ResumeOffsets());
         return true;
