@@ -27,8 +27,8 @@ public sealed record KafkaSourceOptions
 }
 
 /// <summary>
-/// The applier's side of the Kafka buffer: a consumer (read_committed, no auto-commit) over the
-/// table topics and the transaction topic, feeding records through the
+/// The applier's side of the Kafka buffer: a consumer (read_committed; it commits only offsets the
+/// applier stored) over the table topics and the transaction topic, feeding records through the
 /// <see cref="DebeziumDeserializer"/> and the <see cref="TransactionOrderer"/>, yielding whole source
 /// transactions in commit order together with the offsets to resume from. The applier stores those
 /// offsets in <c>replicator.position.kafka_offsets</c> in the same target transaction as the changes
@@ -86,7 +86,7 @@ public sealed class KafkaChangeSource : IDisposable
             EnableAutoOffsetStore = false,
             // A position Kafka no longer holds (records deleted by retention before they were applied)
             // is an error, never a silent jump to whatever is oldest: that would skip transactions.
-            // Partitions without a stored position start at their beginning explicitly (assign handler).
+            // Partitions without a stored position start at their beginning explicitly (AssignNew).
             AutoOffsetReset = AutoOffsetReset.Error,
             // Topic and headers are read; the timestamp is not (one marshalled field less per record).
             ConsumeResultFields = "topic,headers",
