@@ -270,65 +270,55 @@ public sealed class DebeziumSerializer
         }
 
         var now = _clock();
-        _buffer.ResetWrittenCount();
-        var w = Writer(_buffer);
+        var w = BeginEnvelope(_buffer, shape.EnvelopeSchemaJson);
+        w.WritePropertyName(Names.Before);
+        WriteRow(w, shape, before);
+        w.WritePropertyName(Names.After);
+        WriteRow(w, shape, after);
+        w.WriteStartObject(Names.Source);
+        w.WriteString(Names.Version, _encodedVersion);
+        w.WriteString(Names.Connector, Names.Postgresql);
+        w.WriteString(Names.Name, _encodedServerName);
+        w.WriteNumber(Names.TsMs, tx.CommitTime.ToUnixTimeMilliseconds());
+        if (snapshot is null)
+            w.WriteString(Names.Snapshot, Names.False);
+        else
+            w.WriteString(Names.Snapshot, snapshot);
+        w.WriteString(Names.Db, _encodedDatabase);
+        w.WriteString(Names.Sequence, Sequence(_lastCommitLsn, lsn, stackalloc char[64]));
+        w.WriteNumber(Names.TsUs, UnixMicros(tx.CommitTime));
+        w.WriteNumber(Names.TsNs, UnixMicros(tx.CommitTime) * 1000);
+        w.WriteString(Names.Schema, shape.EncodedSchema);
+        w.WriteString(Names.Table, shape.EncodedTable);
+        if (snapshot is null)
+            w.WriteNumber(Names.TxId, tx.Xid);
+        else
+            w.WriteNull(Names.TxId);
+        w.WriteNumber(Names.Lsn, (ulong)lsn);
+        w.WriteNull(Names.Xmin);
+        w.WriteNull(Names.Origin);
+        w.WriteNull(Names.OriginLsn);
+        w.WriteEndObject();
+        if (withTransaction && _options.ProvideTransactionMetadata)
         {
-            w.WriteStartObject();
-            w.WritePropertyName(Names.Schema);
-            w.WriteRawValue(shape.EnvelopeSchemaJson, skipInputValidation: true);
-            w.WriteStartObject(Names.Payload);
-            w.WritePropertyName(Names.Before);
-            WriteRow(w, shape, before);
-            w.WritePropertyName(Names.After);
-            WriteRow(w, shape, after);
-            w.WriteStartObject(Names.Source);
-            w.WriteString(Names.Version, _encodedVersion);
-            w.WriteString(Names.Connector, Names.Postgresql);
-            w.WriteString(Names.Name, _encodedServerName);
-            w.WriteNumber(Names.TsMs, tx.CommitTime.ToUnixTimeMilliseconds());
-            if (snapshot is null)
-                w.WriteString(Names.Snapshot, Names.False);
-            else
-                w.WriteString(Names.Snapshot, snapshot);
-            w.WriteString(Names.Db, _encodedDatabase);
-            w.WriteString(Names.Sequence, Sequence(_lastCommitLsn, lsn, stackalloc char[64]));
-            w.WriteNumber(Names.TsUs, UnixMicros(tx.CommitTime));
-            w.WriteNumber(Names.TsNs, UnixMicros(tx.CommitTime) * 1000);
-            w.WriteString(Names.Schema, shape.EncodedSchema);
-            w.WriteString(Names.Table, shape.EncodedTable);
-            if (snapshot is null)
-                w.WriteNumber(Names.TxId, tx.Xid);
-            else
-                w.WriteNull(Names.TxId);
-            w.WriteNumber(Names.Lsn, (ulong)lsn);
-            w.WriteNull(Names.Xmin);
-            w.WriteNull(Names.Origin);
-            w.WriteNull(Names.OriginLsn);
+            w.WriteStartObject(Names.Transaction);
+            Span<char> id = stackalloc char[32];
+            w.WriteString(Names.Id, id[..TransactionId(tx.Xid, lsn, id)]);
+            w.WriteNumber(Names.TotalOrder, _totalOrder);
+            w.WriteNumber(Names.DataCollectionOrder, collectionOrder);
             w.WriteEndObject();
-            if (withTransaction && _options.ProvideTransactionMetadata)
-            {
-                w.WriteStartObject(Names.Transaction);
-                Span<char> id = stackalloc char[32];
-                w.WriteString(Names.Id, id[..TransactionId(tx.Xid, lsn, id)]);
-                w.WriteNumber(Names.TotalOrder, _totalOrder);
-                w.WriteNumber(Names.DataCollectionOrder, collectionOrder);
-                w.WriteEndObject();
-            }
-            else
-            {
-                w.WriteNull(Names.Transaction);
-            }
-
-            w.WriteString(Names.Op, op);
-            w.WriteNumber(Names.TsMs, now.ToUnixTimeMilliseconds());
-            w.WriteNumber(Names.TsUs, UnixMicros(now));
-            w.WriteNumber(Names.TsNs, UnixMicros(now) * 1000);
-            w.WriteEndObject();
-            w.WriteEndObject();
-            w.Flush();
+        }
+        else
+        {
+            w.WriteNull(Names.Transaction);
         }
 
-        var value = _buffer.WrittenSpan.ToArray();
+        w.WriteString(Names.Op, op);
+        w.WriteNumber(Names.TsMs, now.ToUnixTimeMilliseconds());
+        w.WriteNumber(Names.TsUs, UnixMicros(now));
+        w.WriteNumber(Names.TsNs, UnixMicros(now) * 1000);
+
+        var value = EndEnvelope(w, _buffer);
         var keyRow = before ?? after;
         var key = op == "t" || keyRow is null ? null : KeyBytes(shape, keyRow);
         return new DebeziumRecord(DebeziumRecordKind.Change, shape.Topic, key, value, tx.CommitLsn);
@@ -426,32 +416,20 @@ public sealed class DebeziumSerializer
     {
         if (shape.KeySchemaJson is null)
             return null;
-        var buffer = _keyBuffer;
-        buffer.ResetWrittenCount();
-        var w = Writer(buffer);
+        var w = BeginEnvelope(_keyBuffer, shape.KeySchemaJson);
+        foreach (var i in shape.KeyIndexes)
         {
-            w.WriteStartObject();
-            w.WritePropertyName(Names.Schema);
-            w.WriteRawValue(shape.KeySchemaJson, skipInputValidation: true);
-            w.WriteStartObject(Names.Payload);
-            foreach (var i in shape.KeyIndexes)
-            {
-                var column = shape.Columns[i];
-                w.WritePropertyName(column.EncodedName);
-                if (row[i].Kind == ValueKind.Text)
-                    column.Converter.Write(w, row[i].Text!);
-                else if (row[i].Kind == ValueKind.UnchangedToast)
-                    column.Converter.WriteUnavailable(w);
-                else
-                    w.WriteNullValue();
-            }
-
-            w.WriteEndObject();
-            w.WriteEndObject();
-            w.Flush();
+            var column = shape.Columns[i];
+            w.WritePropertyName(column.EncodedName);
+            if (row[i].Kind == ValueKind.Text)
+                column.Converter.Write(w, row[i].Text!);
+            else if (row[i].Kind == ValueKind.UnchangedToast)
+                column.Converter.WriteUnavailable(w);
+            else
+                w.WriteNullValue();
         }
 
-        return buffer.WrittenSpan.ToArray();
+        return EndEnvelope(w, _keyBuffer);
     }
 
     private readonly ArrayBufferWriter<byte> _keyBuffer = new(256);
@@ -501,17 +479,34 @@ public sealed class DebeziumSerializer
     /// <summary>JsonConverter's <c>{"schema":…,"payload":{…}}</c> with a schema written once and the payload's fields from <paramref name="payload"/>.</summary>
     private byte[] Json(byte[] schemaJson, Action<Utf8JsonWriter> payload)
     {
-        _buffer.ResetWrittenCount();
-        var w = Writer(_buffer);
-        w.WriteStartObject();
-        w.WritePropertyName("schema");
-        w.WriteRawValue(schemaJson, skipInputValidation: true);
-        w.WriteStartObject("payload");
+        var w = BeginEnvelope(_buffer, schemaJson);
         payload(w);
+        return EndEnvelope(w, _buffer);
+    }
+
+    /// <summary>
+    /// Starts JsonConverter's <c>{"schema":S,"payload":{</c> in <paramref name="buffer"/> (emptied
+    /// first), S being a schema written once as JSON; the caller writes the payload's fields, then
+    /// <see cref="EndEnvelope"/>.
+    /// </summary>
+    private Utf8JsonWriter BeginEnvelope(ArrayBufferWriter<byte> buffer, byte[] schemaJson)
+    {
+        buffer.ResetWrittenCount();
+        var w = Writer(buffer);
+        w.WriteStartObject();
+        w.WritePropertyName(Names.Schema);
+        w.WriteRawValue(schemaJson, skipInputValidation: true);
+        w.WriteStartObject(Names.Payload);
+        return w;
+    }
+
+    /// <summary>Closes what <see cref="BeginEnvelope"/> opened and returns the record's bytes.</summary>
+    private static byte[] EndEnvelope(Utf8JsonWriter w, ArrayBufferWriter<byte> buffer)
+    {
         w.WriteEndObject();
         w.WriteEndObject();
         w.Flush();
-        return _buffer.WrittenSpan.ToArray();
+        return buffer.WrittenSpan.ToArray();
     }
 
     private static byte[] SchemaJson(ConnectSchema schema)
@@ -540,7 +535,7 @@ public sealed class DebeziumSerializer
     private sealed record ShapeColumn(string Name, ColumnConverter Converter)
     {
         /// <summary>The name as the writer wants it (UTF-8, escaped): encoded once, not per record.</summary>
-        public JsonEncodedText EncodedName { get; } = JsonEncodedText.Encode(Name, JsonOptions.Writer.Encoder);
+        public JsonEncodedText EncodedName { get; } = Names.Encode(Name);
     }
 
     /// <summary>The envelope's property names and fixed values, encoded once.</summary>
