@@ -48,7 +48,7 @@ internal sealed class RelationCache(NpgsqlDataSource source)
                 _typeNames[(oid, modifier)] = name;
                 return name;
             }
-            catch (NpgsqlException e) when (attempt < 3 && e is not PostgresException { SqlState: not ("57P01" or "57P02" or "57P03") })
+            catch (NpgsqlException e) when (attempt < 3 && Replicator.Core.Sql.PostgresErrors.IsTransient(e))
             {
                 // A pooled session that was ended while idle (a cutover's write fence ends every
                 // session on the source, and its reverse set-up then writes tables the publication
