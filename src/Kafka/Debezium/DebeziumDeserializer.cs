@@ -92,7 +92,7 @@ public sealed class DebeziumDeserializer
     /// payload is parsed (<see cref="TryCachedEnvelope"/>), otherwise the whole record.
     /// </summary>
     public DecodedRecord Decode(KafkaPosition position, byte[]? key, byte[]? value, IReadOnlyList<KeyValuePair<string, byte[]>>? headers = null) =>
-        Decode(position, key, value is null || value.Length == 0 ? null : new ConsumedValue(value, false, null), headers);
+        Decode(position, key, value is null || value.Length == 0 ? null : new ConsumedValue(value), headers);
 
     /// <summary>
     /// What the consumer keeps of a record's value, read straight from the client's buffer: when
@@ -106,8 +106,8 @@ public sealed class DebeziumDeserializer
         if (value.IsEmpty)
             return null;
         if (!topic.StartsWith(HeartbeatTopicPrefix, StringComparison.Ordinal) && TryCachedEnvelope(topic, value, out var cached, out var start, out var length))
-            return new ConsumedValue(value.Slice(start, length).ToArray(), true, cached);
-        return new ConsumedValue(value.ToArray(), false, null);
+            return new ConsumedValue(value.Slice(start, length).ToArray(), cached.Schema, cached.Raw);
+        return new ConsumedValue(value.ToArray());
     }
 
     /// <summary>Decodes one record whose value the consumer took with <see cref="Take"/>.</summary>
@@ -121,31 +121,30 @@ public sealed class DebeziumDeserializer
         JsonDocument? document = null;
         ConnectSchema? schema = null;
         var whole = true;
-        if (consumed.PayloadOnly)
+        // The payload alone: as taken, or found in the whole value behind its topic's cached schema text.
+        var layout = consumed.PayloadOnly;
+        ReadOnlyMemory<byte> payloadBytes = value;
+        ConnectSchema? cached = consumed.Schema;
+        if (!layout && TryCachedEnvelope(position.Topic, value, out var envelope, out var start, out var length))
         {
-            try
-            {
-                document = JsonDocument.Parse(value);
-            }
-            catch (JsonException e)
-            {
-                throw new DebeziumFormatException(position, $"value payload is not JSON ({e.Message})", e);
-            }
-
-            schema = consumed.Schema;
-            whole = false;
+            layout = true;
+            payloadBytes = value.AsMemory(start, length);
+            cached = envelope.Schema;
         }
-        else if (TryCachedEnvelope(position.Topic, value, out var cached, out var start, out var length))
+
+        if (layout)
         {
             try
             {
-                document = JsonDocument.Parse(value.AsMemory(start, length));
+                document = JsonDocument.Parse(payloadBytes);
                 schema = cached;
                 whole = false;
             }
             catch (JsonException)
             {
                 // Not the layout it seemed to be: the whole record is parsed below, and reports any error.
+                if (consumed.SchemaText is { } schemaText)
+                    value = [.. EnvelopeStart, .. schemaText, .. PayloadStart, .. value, (byte)'}'];
             }
         }
 
@@ -248,11 +247,10 @@ public sealed class DebeziumDeserializer
     /// <paramref name="payloadStart"/> for <paramref name="payloadLength"/> bytes, and S needs no parsing. The caller still parses P as exactly one JSON value, so a record
     /// that only looks like this layout falls back to a full parse.
     /// </summary>
-    private bool TryCachedEnvelope(string topic, ReadOnlySpan<byte> span, out ConnectSchema? schema, out int payloadStart, out int payloadLength)
+    private bool TryCachedEnvelope(string topic, ReadOnlySpan<byte> span, out (byte[] Raw, ConnectSchema? Schema) cached, out int payloadStart, out int payloadLength)
     {
-        schema = null;
         payloadStart = payloadLength = 0;
-        if (!_topicEnvelopes.TryGetValue(topic, out var cached))
+        if (!_topicEnvelopes.TryGetValue(topic, out cached))
             return false;
         var rawLength = cached.Raw.Length;
         var start = EnvelopeStart.Length + rawLength + PayloadStart.Length;
@@ -262,7 +260,6 @@ public sealed class DebeziumDeserializer
             return false;
         }
 
-        schema = cached.Schema;
         payloadStart = start;
         payloadLength = span.Length - start - 1;
         return true;
@@ -849,5 +846,13 @@ public sealed class DebeziumDeserializer
     }
 }
 
-/// <summary>A record value as <see cref="DebeziumDeserializer.Take"/> kept it: the whole value, or only its payload with the schema its topic's cached text stands for.</summary>
-public sealed record ConsumedValue(byte[] Bytes, bool PayloadOnly, ConnectSchema? Schema);
+/// <summary>
+/// A record value as <see cref="DebeziumDeserializer.Take"/> kept it: the whole value, or only its
+/// payload with the schema its topic's cached text stands for (and that text, from which the whole
+/// value can be written again when the payload alone does not parse).
+/// </summary>
+public sealed record ConsumedValue(byte[] Bytes, ConnectSchema? Schema = null, byte[]? SchemaText = null)
+{
+    /// <summary>Only the payload was kept (its schema text is known).</summary>
+    public bool PayloadOnly => SchemaText is not null;
+}

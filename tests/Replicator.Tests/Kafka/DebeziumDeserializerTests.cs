@@ -271,6 +271,15 @@ public class DebeziumDeserializerTests
         Assert.Equal(fromWhole.New, fromPayload.New);
         Assert.Equal([V("6"), V("bob")], fromPayload.New);
 
+        // Same schema text but not the two-property layout (a field after the payload): only the
+        // payload is kept, it does not parse alone, and the whole value is read instead, as when
+        // decoding the whole value (which takes a three-property value for a schemaless one).
+        var longer = System.Text.Encoding.UTF8.GetBytes(System.Text.Encoding.UTF8.GetString(second[^1].Value!)[..^1] + ",\"extra\":1}");
+        var takenLonger = reader.Take(At.Topic, longer);
+        Assert.True(takenLonger!.PayloadOnly);
+        var wholeLonger = Assert.IsType<DecodedSkip>(Reader(table: table).Decode(At, second[^1].Key, longer));
+        Assert.Equal(wholeLonger.Why, Assert.IsType<DecodedSkip>(reader.Decode(At, second[^1].Key, takenLonger)).Why);
+
         // A value with another schema text is kept whole; a tombstone is nothing.
         var other = System.Text.Encoding.UTF8.GetBytes("{\"schema\":{\"type\":\"struct\"},\"payload\":{}}");
         Assert.False(reader.Take(At.Topic, other)!.PayloadOnly);
