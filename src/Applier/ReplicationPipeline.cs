@@ -213,7 +213,10 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
                 var tables = (await TableCatalog.LoadAsync(targetConnection!, cancellationToken).ConfigureAwait(false)).ToList();
                 var deserializer = new Replicator.Kafka.Debezium.DebeziumDeserializer(Replicator.Kafka.Debezium.DebeziumSourceSettings.Default,
                     (schema, table) => tables.FirstOrDefault(t => t.Schema == schema && t.Name == table));
-                var consumer = new Replicator.Kafka.KafkaChangeSource(sourceOptions, deserializer, logger: loggerFactory.CreateLogger<Replicator.Kafka.KafkaChangeSource>());
+                var consumer = new Replicator.Kafka.KafkaChangeSource(sourceOptions, deserializer, logger: loggerFactory.CreateLogger<Replicator.Kafka.KafkaChangeSource>())
+                {
+                    AppliedThrough = start,
+                };
                 var channel = NewChannel();
                 stages.Add(ConsumeAsync(consumer, Replicator.Kafka.KafkaChangeSource.OffsetsFromJson(offsets), channel.Writer, stop.Token));
                 applier = new ChangeApplier(targetConnection!, sourceData, settings, loggerFactory.CreateLogger<ChangeApplier>(),
@@ -376,6 +379,14 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
                     await writer.WriteAsync(new BufferPosition(() => Replicator.Kafka.KafkaChangeSource.OffsetsToJson(transaction.ResumeOffsets)), cancellationToken).ConfigureAwait(false);
                     await writer.WriteAsync(transaction.Commit, cancellationToken).ConfigureAwait(false);
                 }
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                // The applier applies what was handed on, then fails with this cause: closing the
+                // consumer takes a while, and a plainly completed channel would let the applier
+                // finish first as if the stream had simply ended (the cause then went unreported).
+                writer.TryComplete(e);
+                throw;
             }
             finally
             {

@@ -109,6 +109,13 @@ public sealed class KafkaChangeSource : IDisposable
         }
     }
 
+    /// <summary>
+    /// What the target has applied (its <c>replicator.position.commit_lsn</c>); the default, 0/0, means
+    /// nothing. Used to tell whether records that retention deleted from a partition before this applier
+    /// first read it were needed (see <see cref="CheckRetention"/>).
+    /// </summary>
+    public NpgsqlTypes.NpgsqlLogSequenceNumber AppliedThrough { get; set; }
+
     /// <summary>The transaction topic: BEGIN/END in commit order, always on partition 0.</summary>
     public string TransactionTopic => _options.TopicPrefix + ".transaction";
 
@@ -175,6 +182,13 @@ public sealed class KafkaChangeSource : IDisposable
                 if (result is null || result.IsPartitionEOF)
                     continue;
                 var position = new KafkaPosition(result.Topic, result.Partition.Value, result.Offset.Value);
+                if (_fromBeginning.Count > 0 && _fromBeginning.Remove((position.Topic, position.Partition)) && position.Offset > 0)
+                {
+                    // The first record of a partition read from its beginning is not at offset 0: were records deleted?
+                    var low = await LowWatermarkAsync(result.TopicPartition, cancellationToken).ConfigureAwait(false);
+                    if (low > 0)
+                        _truncated[(position.Topic, position.Partition)] = low;
+                }
                 List<KeyValuePair<string, byte[]>>? headers = null;
                 if (result.Message.Headers is { Count: > 0 } messageHeaders)
                 {
@@ -183,6 +197,8 @@ public sealed class KafkaChangeSource : IDisposable
                         headers.Add(new(header.Key, header.GetValueBytes()));
                 }
                 var decoded = _deserializer.Decode(position, result.Message.Key, result.Message.Value, headers);
+                if (_truncated.Count > 0)
+                    CheckRetention(decoded);
                 foreach (var transaction in _orderer.Add(decoded))
                 {
                     HandedOn(transaction);
@@ -229,9 +245,18 @@ public sealed class KafkaChangeSource : IDisposable
                 continue;
             foreach (var partition in topic.Partitions)
             {
-                if (_assigned.Add((topic.Topic, partition.PartitionId)))
-                    added.Add(new TopicPartitionOffset(topic.Topic, new Partition(partition.PartitionId),
-                        resume.TryGetValue((topic.Topic, partition.PartitionId), out var offset) ? new Offset(offset) : Offset.Beginning));
+                if (!_assigned.Add((topic.Topic, partition.PartitionId)))
+                    continue;
+                if (resume.TryGetValue((topic.Topic, partition.PartitionId), out var offset))
+                {
+                    added.Add(new TopicPartitionOffset(topic.Topic, new Partition(partition.PartitionId), new Offset(offset)));
+                }
+                else
+                {
+                    added.Add(new TopicPartitionOffset(topic.Topic, new Partition(partition.PartitionId), Offset.Beginning));
+                    if (topic.Topic != HeartbeatTopic)
+                        _fromBeginning.Add((topic.Topic, partition.PartitionId));
+                }
             }
         }
 
@@ -308,6 +333,65 @@ public sealed class KafkaChangeSource : IDisposable
         KafkaClientSecurity.Apply(config, options.SaslUsername, options.SaslPassword,
             options.Extra?.Where(p => !p.Key.StartsWith("dotnet.", StringComparison.Ordinal)).ToDictionary());
         return config;
+    }
+
+    /// <summary>Partitions read from their beginning whose first record has not come yet.</summary>
+    private readonly HashSet<(string Topic, int Partition)> _fromBeginning = [];
+
+    /// <summary>Partitions read from their beginning whose first records retention had deleted: the log start offset.</summary>
+    private readonly Dictionary<(string Topic, int Partition), long> _truncated = [];
+
+    /// <summary>
+    /// A partition this applier has never read (no stored position) starts at its beginning; when
+    /// retention had deleted records there, they were never applied. That loses nothing only if
+    /// every deleted record belongs to a transaction the target already has. A partition holds its
+    /// records in commit order, so the deleted ones belong to transactions that committed no later
+    /// than the oldest record left; when that record's source LSN (a change's, or an END's commit
+    /// LSN) is at or below <see cref="AppliedThrough"/>, they were applied. Otherwise, or when the
+    /// record carries no LSN, the stream stops before anything of that partition is handed on.
+    /// Records without data (BEGIN, tombstones) defer the decision to the partition's next record.
+    /// (A transaction that started before the target's position and committed after it has its
+    /// change LSNs below it: a deleted change of that partition is then missed here, but its END on
+    /// the transaction topic counts it and the transaction is never released incomplete.)
+    /// </summary>
+    private void CheckRetention(DecodedRecord decoded)
+    {
+        var tp = (decoded.Position.Topic, decoded.Position.Partition);
+        if (!_truncated.TryGetValue(tp, out var low))
+            return;
+        NpgsqlTypes.NpgsqlLogSequenceNumber? lsn;
+        switch (decoded)
+        {
+            case DecodedChange change:
+                lsn = change.Lsn == default ? null : change.Lsn;
+                break;
+            case DecodedTransactionMarker { IsEnd: true } end:
+                lsn = end.CommitLsn ?? end.IdLsn;
+                break;
+            default:
+                return;
+        }
+
+        if (lsn is { } at && at <= AppliedThrough)
+        {
+            _truncated.Remove(tp);
+            return;
+        }
+
+        throw new Replicator.Core.Errors.ReplicationException(Replicator.Core.Errors.ReplicationErrorKind.Permanent,
+            $"Kafka had deleted records {decoded.Position.Topic}[{decoded.Position.Partition}] offsets 0 to {low - 1} (retention) before this applier first read that partition, "
+            + $"and the oldest record left (offset {decoded.Position.Offset}, source LSN {lsn?.ToString() ?? "unknown"}) is newer than what the target has applied ({AppliedThrough}): "
+            + "the deleted records may hold changes the target does not have, so nothing from this partition is applied. "
+            + "Give the topics a retention longer than the time between capture and apply (retention.ms, retention.bytes; the development broker keeps only 5 MB per partition, "
+            + "so with it run capture and apply together, 'replicator run --buffer kafka', or keep 'replicator apply' running while capture does), "
+            + "then start over with a new snapshot (a new --slot and an empty target) and a new --topic-prefix.");
+    }
+
+    /// <summary>The partition's log start offset (a broker that does not answer fails the stream like any consumer error: the pipeline retries).</summary>
+    private async Task<long> LowWatermarkAsync(TopicPartition partition, CancellationToken cancellationToken)
+    {
+        var offsets = await Task.Run(() => _consumer.QueryWatermarkOffsets(partition, TimeSpan.FromSeconds(10)), cancellationToken).ConfigureAwait(false);
+        return Math.Max(0, offsets.Low.Value);
     }
 
     /// <summary>The transaction topic's high watermark (0 when it does not exist yet); null when the broker did not answer (that heartbeat is dropped, the next one comes).</summary>
