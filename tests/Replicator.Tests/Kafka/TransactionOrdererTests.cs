@@ -202,4 +202,32 @@ public class TransactionOrdererTests
         Assert.Equal(1, released[1].ResumeOffsets[("p.public.orders", 0)]);
         Assert.Equal(0, orderer.BufferedEvents);
     }
+
+    [Fact]
+    public void Resume_offsets_follow_releases_in_any_order_and_a_partition_read_again_from_an_older_offset()
+    {
+        var orderer = new TransactionOrderer();
+        // Three transactions' events on one partition (offsets 0, 1, 2); their ENDs arrive 2, 0, 1:
+        // only the head END (transaction 20) may go first, so nothing is released until it is read.
+        orderer.Add(Change("p.public.customers", 0, 0, "20", 1, 200, "a"));
+        orderer.Add(Change("p.public.customers", 0, 1, "21", 1, 210, "b"));
+        orderer.Add(Change("p.public.customers", 0, 2, "22", 1, 220, "c"));
+        Assert.Equal(0, orderer.ResumeOffsets()[("p.public.customers", 0)]);
+        var first = orderer.Add(End(0, "20", 205, ("public.customers", 1)));
+        Assert.Equal(1, Assert.Single(first).ResumeOffsets[("p.public.customers", 0)]);
+
+        // The partition is read again from offset 0 (a rewind): the repeat of 20 is held at the
+        // older offset, which is the oldest again, and the repeat's END drops it as a replay.
+        orderer.Add(Change("p.public.customers", 0, 0, "20", 1, 200, "a"));
+        Assert.Equal(0, orderer.ResumeOffsets()[("p.public.customers", 0)]);
+        var rest = new List<OrderedTransaction>();
+        rest.AddRange(orderer.Add(End(1, "21", 215, ("public.customers", 1))));
+        rest.AddRange(orderer.Add(End(2, "22", 225, ("public.customers", 1))));
+        Assert.Equal(["b", "c"], rest.Select(Ids));
+        Assert.Equal(0, rest[1].ResumeOffsets[("p.public.customers", 0)]);
+        Assert.Empty(orderer.Add(End(3, "20", 205, ("public.customers", 1))));
+        Assert.Equal(3, orderer.ResumeOffsets()[("p.public.customers", 0)]);
+        Assert.Equal(4, orderer.ResumeOffsets()[("p.transaction", 0)]);
+        Assert.Equal(0, orderer.BufferedEvents);
+    }
 }
