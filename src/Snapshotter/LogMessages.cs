@@ -54,4 +54,10 @@ internal static partial class LogMessages
 
     [LoggerMessage(3016, LogLevel.Information, "Tables copied in text format (composite or user-defined array columns): {Tables}")]
     public static partial void TextFormatTables(this ILogger logger, string tables);
+
+    [LoggerMessage(3018, LogLevel.Information, "Planner statistics gathered (ANALYZE) for {Tables} tables in {Seconds:F1} s")]
+    public static partial void TablesAnalyzed(this ILogger logger, int tables, double seconds);
+
+    [LoggerMessage(3019, LogLevel.Warning, "ANALYZE {Table} on the target failed: {Reason}. The copy is complete; run ANALYZE {Table} on the target yourself (until then the planner has no statistics for it)")]
+    public static partial void AnalyzeFailed(this ILogger logger, string table, string reason);
 }

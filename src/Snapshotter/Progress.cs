@@ -9,7 +9,7 @@ namespace Replicator.Snapshotter;
 /// </summary>
 public interface ISnapshotProgress
 {
-    /// <summary>A new phase began: "schema", "copy", "sequences", "counts", "post-data", "done".</summary>
+    /// <summary>A new phase began: "schema", "copy", "sequences", "counts", "post-data", "analyze", "done".</summary>
     void Phase(string phase);
 
     /// <summary>The copy plan: per table its chunk count, chunks already done, and estimated rows and bytes.</summary>

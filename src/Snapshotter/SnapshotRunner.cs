@@ -54,7 +54,7 @@ public sealed class SnapshotMismatchException(SnapshotResult result)
 /// <summary>
 /// The initial copy, start to finish, and the first phase of <c>replicator run</c>:
 /// preflight → publication → slot with exported snapshot → schema pre-data → parallel chunked
-/// COPY → sequences → row counts → post-data in parallel → hand-over (<c>table_sync</c> and
+/// COPY → sequences → row counts → post-data in parallel → ANALYZE → hand-over (<c>table_sync</c> and
 /// <c>position</c> in one target transaction). Rerunning after a crash resumes (see
 /// <see cref="SnapshotState"/>); rerunning after success does nothing.
 /// </summary>
@@ -250,6 +250,16 @@ public static class SnapshotRunner
                 entry => prog.PostDataBuilt(entry.Key, done.Count + Interlocked.Increment(ref built), total), cancellationToken).ConfigureAwait(false);
             logger.PostDataBuilt(built, total - built);
 
+            // 6b. planner statistics (tables and top-level partitioned tables: ANALYZE of a
+            // partitioned table covers its partitions)
+            if (options.Snapshot.Analyze)
+            {
+                prog.Phase("analyze");
+                var analyzeClock = Stopwatch.StartNew();
+                var analyzed = await AnalyzeAsync(targetCs, tables.Where(t => t.Parent is null).ToList(), jobs, logger, cancellationToken).ConfigureAwait(false);
+                logger.TablesAnalyzed(analyzed, analyzeClock.Elapsed.TotalSeconds);
+            }
+
             var largeObjects = report.Notes.Any(n => n.Contains("large objects", StringComparison.Ordinal)) ? await CountLargeObjectsAsync(meta, cancellationToken).ConfigureAwait(false) : 0;
             var result = partial with { LargeObjects = largeObjects };
 
@@ -275,6 +285,38 @@ public static class SnapshotRunner
                 // a leftover temp directory is harmless
             }
         }
+    }
+
+    /// <summary>
+    /// ANALYZE of <paramref name="tables"/> on the target, up to <paramref name="jobs"/> at once,
+    /// largest first. Statistics only help the planner: a table whose ANALYZE fails is logged with
+    /// the command to run, and the snapshot goes on.
+    /// </summary>
+    /// <returns>How many tables were analyzed.</returns>
+    private static async Task<int> AnalyzeAsync(string targetCs, IReadOnlyList<TableInfo> tables, int jobs, ILogger logger, CancellationToken cancellationToken)
+    {
+        var queue = new ConcurrentQueue<TableInfo>(tables.OrderByDescending(t => t.SizeBytes));
+        var analyzed = 0;
+        var workers = Enumerable.Range(0, Math.Max(1, Math.Min(jobs, queue.Count))).Select(async _ =>
+        {
+            await using var conn = new NpgsqlConnection(targetCs);
+            await conn.OpenAsync(cancellationToken).ConfigureAwait(false);
+            while (queue.TryDequeue(out var table))
+            {
+                await using var cmd = new NpgsqlCommand($"ANALYZE {table.QuotedName}", conn) { CommandTimeout = 0 };
+                try
+                {
+                    await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                    Interlocked.Increment(ref analyzed);
+                }
+                catch (PostgresException e)
+                {
+                    logger.AnalyzeFailed(table.QuotedName, e.MessageText);
+                }
+            }
+        }).ToList();
+        await Task.WhenAll(workers).ConfigureAwait(false);
+        return analyzed;
     }
 
     /// <summary>

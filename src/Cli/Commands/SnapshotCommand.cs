@@ -19,20 +19,24 @@ public static class SnapshotCommand
         var chunkRows = globals.Flag("--chunk-rows", "Snapshot:ChunkRows", "Rows per range when a table is split; a table with more rows, or over 1 GiB, is split (default 10000000).", recursive: false);
         var copyOwnership = new Option<bool>("--copy-ownership") { Description = "Copy owners and grants (needs the same roles on the target; off for managed targets)." };
         var noSlot = new Option<bool>("--no-slot") { Description = "One-off copy from a plain exported snapshot: no slot, no publication, no state on the target, not resumable." };
+        var noAnalyze = new Option<bool>("--no-analyze") { Description = "Skip the final ANALYZE of the copied tables (Snapshot:Analyze; the planner then has no statistics until autovacuum runs)." };
         var command = new Command("snapshot",
             "Copy schema, data and sequences from a consistent snapshot of the source: creates the publication and the slot (kept for " +
             "'replicator run'), restores pre-data, copies tables in parallel binary COPY chunks, sets sequences, builds indexes and " +
-            "constraints in parallel, and compares row counts. Rerun after an interruption to resume. " +
+            "constraints in parallel, compares row counts and gathers planner statistics (ANALYZE). Rerun after an interruption to resume. " +
             "Exit codes: 0 done, 1 preflight or row-count check failed, 2 error, 130 interrupted.");
         command.Options.Add(jobs);
         command.Options.Add(chunkRows);
         command.Options.Add(copyOwnership);
         command.Options.Add(noSlot);
+        command.Options.Add(noAnalyze);
         command.SetAction(async (parse, cancellationToken) =>
         {
             var options = globals.Load(parse);
             if (parse.GetValue(copyOwnership))
                 options.Snapshot.CopyOwnership = true;
+            if (parse.GetValue(noAnalyze))
+                options.Snapshot.Analyze = false;
             var source = ConfigLoader.ResolveSource(options);
             var target = ConfigLoader.ResolveTarget(options);
             var interactive = !Console.IsErrorRedirected && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive;

@@ -52,6 +52,12 @@ public sealed class SnapshotOptions
 
     /// <summary>Copy owners and grants (off by default: managed targets have no superuser).</summary>
     public bool CopyOwnership { get; set; }
+
+    /// <summary>
+    /// ANALYZE the copied tables at the end: freshly loaded tables have no planner statistics until
+    /// autovacuum reaches them, and autovacuum never analyzes a partitioned table itself.
+    /// </summary>
+    public bool Analyze { get; set; } = true;
 }
 
 public sealed class CaptureOptions

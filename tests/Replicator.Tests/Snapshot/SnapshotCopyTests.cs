@@ -133,6 +133,41 @@ public class SnapshotCopyTests(PostgresFixture fixture) : IClassFixture<Postgres
     }
 
     [Fact]
+    public async Task The_copied_tables_get_planner_statistics_a_partitioned_table_included_unless_asked_not_to()
+    {
+        const string Schema = """
+            CREATE TABLE plain (id int PRIMARY KEY, v text);
+            INSERT INTO plain SELECT g, g::text FROM generate_series(1, 2000) g;
+            CREATE TABLE parted (id int, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+            CREATE TABLE parted_a PARTITION OF parted FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+            CREATE TABLE parted_b PARTITION OF parted FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+            INSERT INTO parted SELECT g, date '2025-06-01' + (g % 400) FROM generate_series(1, 2000) g;
+            """;
+        // Table names with statistics; '*' marks a partitioned table's statistics over its partitions.
+        const string Stats = """
+            SELECT string_agg(tablename || CASE WHEN inherited THEN '*' ELSE '' END, ',' ORDER BY tablename)
+            FROM (SELECT DISTINCT tablename, inherited FROM pg_stats WHERE schemaname = 'public') s
+            """;
+        await using var db = await fixture.CreateDatabasesAsync("snapshot analyze");
+        await Sql.ExecAsync(db.SourceConnectionString, Schema);
+
+        var result = await ProcessRunner.ReplicatorAsync(Args(db, "--no-slot"));
+
+        Assert.True(result.ExitCode == 0, result.Output);
+        Assert.Equal("parted*,parted_a,parted_b,plain", await Sql.ScalarAsync<string>(db.TargetConnectionString, Stats));
+        Assert.Contains("(ANALYZE) for 2 tables", result.Output, StringComparison.Ordinal);
+
+        await using var skipped = await fixture.CreateDatabasesAsync("snapshot no analyze");
+        await Sql.ExecAsync(skipped.SourceConnectionString, Schema);
+        var without = await ProcessRunner.ReplicatorAsync(Args(skipped, "--no-slot", "--no-analyze"));
+        Assert.True(without.ExitCode == 0, without.Output);
+        Assert.Equal(await FingerprintAsync(skipped.SourceConnectionString), await FingerprintAsync(skipped.TargetConnectionString));
+        // Autovacuum may analyze the partitions meanwhile, but never a partitioned table itself.
+        Assert.Equal(0, await ScalarLongAsync(skipped.TargetConnectionString, "SELECT count(*) FROM pg_stats WHERE tablename = 'parted'"));
+        Assert.DoesNotContain("(ANALYZE)", without.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_copy_the_target_rejects_halfway_through_a_large_table_fails_promptly_naming_the_table_and_hands_nothing_over()
     {
         await using var db = await fixture.CreateDatabasesAsync("snapshot rejected");
