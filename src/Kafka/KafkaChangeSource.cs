@@ -140,7 +140,7 @@ public sealed class KafkaChangeSource : IDisposable
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         _startOffsets = startOffsets ?? new Dictionary<(string, int), long>();
-        _orderer.StartFrom(_startOffsets);
+        _orderer.StartFrom(_startOffsets, AppliedThrough);
         // Nothing to read until Capture (or a connector) has created a topic of the prefix.
         while (AssignNew(await MetadataAsync(cancellationToken).ConfigureAwait(false)) == 0)
             await Task.Delay(200, cancellationToken).ConfigureAwait(false);

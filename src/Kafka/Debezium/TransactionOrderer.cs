@@ -39,6 +39,15 @@ public sealed record OrderedHeartbeat(Heartbeat Heartbeat) : OrderedItem;
 /// their <c>total_order</c>. So transactions leave in commit order and each leaves whole.
 /// </para>
 /// <para>
+/// Repeats: Capture resumes from the slot after a restart and writes again what Kafka may already
+/// hold, so a transaction can arrive twice (or its first copy cut short). Events of one transaction
+/// merge by <c>total_order</c>; a transaction already handed on is remembered (key, commit LSN,
+/// time) so that a later copy's events are dropped as they arrive and its END is dropped at once,
+/// without waiting for events that were already handed on with the first copy. An END at or below
+/// the position the applier resumed from (<see cref="StartFrom"/>) is dropped the same way: its
+/// events may lie before the offsets reading started from.
+/// </para>
+/// <para>
 /// Without transaction metadata (an event with no <c>transaction</c> block) every event is released
 /// at once as a transaction of its own: order then holds only per key (per partition), not across
 /// tables or keys — documented in docs/kafka.md.
@@ -57,8 +66,14 @@ public sealed class TransactionOrderer
     private readonly Queue<DecodedTransactionMarker> _ends = new();
     private readonly Dictionary<(string, int), long> _nextOffset = [];
     private readonly Dictionary<(string, int), SortedSet<long>> _held = [];
+    private readonly Dictionary<string, (NpgsqlLogSequenceNumber Commit, DateTimeOffset Time)> _handedOn = new(StringComparer.Ordinal);
+    private readonly Queue<string> _handedOnOrder = new();
     private NpgsqlLogSequenceNumber _lastCommitLsn;
+    private NpgsqlLogSequenceNumber _appliedThrough;
     private int _buffered;
+
+    /// <summary>How many handed-on transactions are remembered to recognise their repeats (a repeat arrives within the consumer's read-ahead).</summary>
+    internal const int RememberedTransactions = 100_000;
 
     /// <param name="consumesCollection">Whether a data collection (<c>schema.table</c>) is consumed; END counts for others are not waited for. Null: all.</param>
     public TransactionOrderer(Func<string, bool>? consumesCollection = null, int maxBufferedEvents = 1_000_000)
@@ -75,12 +90,14 @@ public sealed class TransactionOrderer
     /// The offsets reading starts from (those stored with the last applied transaction). Partitions
     /// not read again since keep them in <see cref="ResumeOffsets"/>, so storing the next position
     /// never forgets a partition (which would send it back to its beginning after another restart,
-    /// to events whose END was consumed long ago).
+    /// to events whose END was consumed long ago). <paramref name="appliedThrough"/> is the target's
+    /// position: an END with an exact commit LSN at or below it is dropped without waiting for its events.
     /// </summary>
-    public void StartFrom(IReadOnlyDictionary<(string Topic, int Partition), long> offsets)
+    public void StartFrom(IReadOnlyDictionary<(string Topic, int Partition), long> offsets, NpgsqlLogSequenceNumber appliedThrough = default)
     {
         foreach (var (tp, offset) in offsets)
             Advance(tp, offset - 1);
+        _appliedThrough = appliedThrough;
     }
 
     /// <summary>
@@ -122,6 +139,11 @@ public sealed class TransactionOrderer
             case DecodedChange change when change.TransactionKey is null:
                 Consumed(tp, record.Position.Offset);
                 return [Single(change)];
+            case DecodedChange { TransactionKey: { } txKey } change
+                when _handedOn.TryGetValue(txKey, out var done) && change.Lsn <= done.Commit:
+                // Another copy of a transaction already handed on (or dropped as a replay): nothing to wait for.
+                Consumed(tp, record.Position.Offset);
+                break;
             case DecodedChange { TransactionKey: { } txKey } change:
                 if (!_pending.TryGetValue(txKey, out var pending))
                     _pending[txKey] = pending = new Pending();
@@ -163,6 +185,27 @@ public sealed class TransactionOrderer
     private bool TryRelease(DecodedTransactionMarker end, out OrderedTransaction? transaction)
     {
         transaction = null!;
+        // Commit position: our producer's header; else Debezium 3.x's END id LSN (the commit's).
+        // An exact position at or below the last released one (or the applier's) is a replay of a
+        // transaction already handed on (the producer restarted behind its acknowledgements):
+        // dropped at once, as the applier would skip it. Its events need not arrive: the first
+        // copy may have taken them (same total_order), or they lie before where reading started.
+        var exact = end.CommitLsn ?? end.IdLsn;
+        if (exact is { } replayed ? replayed <= _lastCommitLsn || replayed <= _appliedThrough
+            : _handedOn.TryGetValue(end.TransactionKey, out var before) && before.Time == end.Time)
+        {
+            if (_pending.Remove(end.TransactionKey, out var repeat))
+            {
+                _buffered -= repeat.Events.Count;
+                foreach (var p in repeat.Positions)
+                    Release((p.Topic, p.Partition), p.Offset);
+            }
+
+            Release((end.Position.Topic, end.Position.Partition), end.Position.Offset);
+            Remember(end.TransactionKey, exact ?? _handedOn[end.TransactionKey].Commit, end.Time);
+            return true;
+        }
+
         // Checked again for every record while a transaction waits at the head: plain loops, no LINQ.
         long expected = 0;
         if (end.DataCollections is not null)
@@ -193,23 +236,14 @@ public sealed class TransactionOrderer
             Release((p.Topic, p.Partition), p.Offset);
         Release((end.Position.Topic, end.Position.Partition), end.Position.Offset);
 
-        // Commit position: our producer's header; else Debezium 3.x's END id LSN (the commit's).
-        // An exact position at or below the last released one is a replay of a transaction
-        // already released (the producer restarted behind its acknowledgements): dropped here,
-        // as the applier would skip it. Without an exact position, the highest change LSN,
-        // forced to grow so the applier's skip-at-or-below stays correct.
-        var exact = end.CommitLsn ?? end.IdLsn;
-        if (exact is not null && exact.Value <= _lastCommitLsn)
-        {
-            transaction = null!;
-            return true;
-        }
-
+        // Without an exact position, the highest change LSN, forced to grow so the applier's
+        // skip-at-or-below stays correct.
         var commitLsn = exact ?? (events.Count > 0 ? events.Max(e => e.Lsn) : _lastCommitLsn);
         if (exact is null && commitLsn <= _lastCommitLsn)
             commitLsn = new NpgsqlLogSequenceNumber((ulong)_lastCommitLsn + 1);
         var endLsn = end.EndLsn ?? commitLsn;
         _lastCommitLsn = commitLsn;
+        Remember(end.TransactionKey, commitLsn, end.Time);
         var xid = events.Count > 0 ? events[0].Xid : uint.TryParse(end.TransactionKey, out var parsed) ? parsed : 0;
 
         var changes = new ChangeEvent[events.Count];
@@ -232,6 +266,21 @@ public sealed class TransactionOrderer
             [change.Change],
             new TransactionCommit(change.Xid, lsn, lsn, change.SourceTime),
             ResumeOffsets());
+    }
+
+    /// <summary>Notes a transaction handed on (or dropped as a replay) so that its repeats are recognised; the oldest are forgotten.</summary>
+    private void Remember(string key, NpgsqlLogSequenceNumber commit, DateTimeOffset time)
+    {
+        if (_handedOn.TryAdd(key, (commit, time)))
+        {
+            _handedOnOrder.Enqueue(key);
+            if (_handedOnOrder.Count > RememberedTransactions)
+                _handedOn.Remove(_handedOnOrder.Dequeue());
+        }
+        else if (commit > _handedOn[key].Commit)
+        {
+            _handedOn[key] = (commit, time); // the same xid again after wraparound: the newer one counts
+        }
     }
 
     private void Hold((string, int) tp, long offset)

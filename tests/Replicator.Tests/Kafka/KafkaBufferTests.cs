@@ -81,6 +81,51 @@ public class KafkaBufferTests(KafkaFixture kafka) : IClassFixture<KafkaFixture>
     }
 
     [Fact]
+    public async Task Transactions_written_again_by_a_restarted_capture_are_handed_on_once_and_hold_nothing_up()
+    {
+        // Capture writes 300 transactions, is "restarted" behind its acknowledgements and writes them
+        // all again, then three new ones. The consumer reads the table topics ahead of the transaction
+        // topic, so repeats' events arrive while their first copies still wait to be released.
+        static IEnumerable<ChangeEvent> Transaction(uint xid)
+        {
+            var id = xid.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            yield return Begin(xid, xid * 100UL);
+            yield return Insert(Customers, xid * 100UL - 50, id, "c" + id);
+            yield return Insert(Orders, xid * 100UL - 40, id, "o" + id);
+            yield return Commit(xid, xid * 100UL, xid * 100UL + 10);
+        }
+
+        var prefix = NewPrefix();
+        foreach (var xids in new[] { Enumerable.Range(1, 300), Enumerable.Range(1, 303) })
+        {
+            using var sink = Sink(prefix);
+            await WriteAllAsync(sink, xids.SelectMany(x => Transaction((uint)x)));
+            await sink.FlushAsync(TimeSpan.FromSeconds(30), CancellationToken.None);
+        }
+
+        var deserializer = new DebeziumDeserializer(DebeziumSourceSettings.Default, (s, t) => t == "customers" ? CustomersTable : t == "orders" ? OrdersTable : null);
+        using var source = new KafkaChangeSource(new KafkaSourceOptions { BootstrapServers = kafka.BootstrapServers, TopicPrefix = prefix, GroupId = prefix }, deserializer);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var transactions = new List<OrderedTransaction>();
+        try
+        {
+            await foreach (var t in source.ReadAsync(null, timeout.Token))
+            {
+                transactions.Add(t);
+                if (t.Begin.Xid == 303)
+                    break;
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            Assert.Fail($"stuck after {transactions.Count} transactions (last xid {transactions.LastOrDefault()?.Begin.Xid})");
+        }
+
+        Assert.Equal(Enumerable.Range(1, 303).Select(x => (uint)x), transactions.Select(t => t.Begin.Xid));
+        Assert.All(transactions, t => Assert.Equal(2, t.Changes.Count));
+    }
+
+    [Fact]
     public void Stored_offsets_are_json_objects_per_topic_with_topics_and_partitions_in_order()
     {
         var offsets = new Dictionary<(string, int), long> { [("p.transaction", 0)] = 6, [("p.public.b", 10)] = 1, [("p.public.b", 2)] = 9, [("p.public.a", 0)] = 3 };

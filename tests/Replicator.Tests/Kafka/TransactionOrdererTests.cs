@@ -216,18 +216,92 @@ public class TransactionOrdererTests
         var first = orderer.Add(End(0, "20", 205, ("public.customers", 1)));
         Assert.Equal(1, Assert.Single(first).ResumeOffsets[("p.public.customers", 0)]);
 
-        // The partition is read again from offset 0 (a rewind): the repeat of 20 is held at the
-        // older offset, which is the oldest again, and the repeat's END drops it as a replay.
+        // The partition is read again from offset 0 (a rewind): the repeat of 20, already handed
+        // on, is not held (nothing waits for it), and the repeat's END is dropped as a replay.
         orderer.Add(Change("p.public.customers", 0, 0, "20", 1, 200, "a"));
-        Assert.Equal(0, orderer.ResumeOffsets()[("p.public.customers", 0)]);
+        Assert.Equal(1, orderer.ResumeOffsets()[("p.public.customers", 0)]);
         var rest = new List<OrderedTransaction>();
         rest.AddRange(orderer.Add(End(1, "21", 215, ("public.customers", 1))));
+        Assert.Equal(2, Assert.Single(rest).ResumeOffsets[("p.public.customers", 0)]);
         rest.AddRange(orderer.Add(End(2, "22", 225, ("public.customers", 1))));
         Assert.Equal(["b", "c"], rest.Select(Ids));
-        Assert.Equal(0, rest[1].ResumeOffsets[("p.public.customers", 0)]);
         Assert.Empty(orderer.Add(End(3, "20", 205, ("public.customers", 1))));
         Assert.Equal(3, orderer.ResumeOffsets()[("p.public.customers", 0)]);
         Assert.Equal(4, orderer.ResumeOffsets()[("p.transaction", 0)]);
         Assert.Equal(0, orderer.BufferedEvents);
+    }
+
+    [Fact]
+    public void A_repeat_whose_events_were_taken_by_the_first_copy_does_not_hold_up_the_transactions_after_it()
+    {
+        // Capture wrote transaction 4 (events on two topics, then END at 0), was killed before the
+        // slot heard of it, and wrote 4 again (END at 1), then 5. The table topics are read ahead of
+        // the transaction topic: both copies of 4's customers event arrive before either END, and the
+        // repeat's orders event only after both.
+        var orderer = new TransactionOrderer();
+        var released = new List<OrderedTransaction>();
+        released.AddRange(orderer.Add(Change("p.public.customers", 0, 0, "4", 1, 100, "a")));
+        released.AddRange(orderer.Add(Change("p.public.customers", 0, 1, "4", 1, 100, "a")));
+        released.AddRange(orderer.Add(Change("p.public.customers", 0, 2, "5", 1, 200, "c")));
+        released.AddRange(orderer.Add(Change("p.public.orders", 0, 0, "4", 2, 110, "b", Orders)));
+        released.AddRange(orderer.Add(End(0, "4", 150, ("public.customers", 1), ("public.orders", 1))));
+        Assert.Equal(["a,b"], released.Select(Ids));
+
+        // The repeat's END has nothing left to wait for (its customers event went out with the
+        // first copy): it is dropped at once and 5 follows.
+        released.AddRange(orderer.Add(End(1, "4", 150, ("public.customers", 1), ("public.orders", 1))));
+        released.AddRange(orderer.Add(End(2, "5", 250, ("public.customers", 1))));
+        Assert.Equal(["a,b", "c"], released.Select(Ids));
+
+        // The repeat's last event arrives late: dropped, not held.
+        Assert.Empty(orderer.Add(Change("p.public.orders", 0, 1, "4", 2, 110, "b", Orders)));
+        Assert.Equal(0, orderer.BufferedEvents);
+        var resume = orderer.ResumeOffsets();
+        Assert.Equal(3, resume[("p.public.customers", 0)]);
+        Assert.Equal(2, resume[("p.public.orders", 0)]);
+        Assert.Equal(3, resume[("p.transaction", 0)]);
+    }
+
+    [Fact]
+    public void After_a_restart_a_repeat_at_or_below_the_applied_position_is_dropped_though_its_events_lie_before_the_start()
+    {
+        // The applier resumes at offsets stored with transaction 4 (commit 150). A repeat of 4 written
+        // by a restarted Capture has its END after the stored transaction-topic offset, but its
+        // events were read (and went out with the first copy) before the stored table offset.
+        var orderer = new TransactionOrderer();
+        orderer.StartFrom(new Dictionary<(string, int), long> { [("p.public.customers", 0)] = 5, [("p.transaction", 0)] = 1 },
+            new NpgsqlLogSequenceNumber(150));
+        var released = new List<OrderedTransaction>();
+        released.AddRange(orderer.Add(End(1, "4", 150, ("public.customers", 1))));
+        released.AddRange(orderer.Add(Change("p.public.customers", 0, 5, "5", 1, 200, "c")));
+        released.AddRange(orderer.Add(End(2, "5", 250, ("public.customers", 1))));
+        Assert.Equal(["c"], released.Select(Ids));
+
+        // An event of the repeat still to come is dropped too.
+        Assert.Empty(orderer.Add(Change("p.public.customers", 0, 6, "4", 1, 100, "a")));
+        Assert.Equal(0, orderer.BufferedEvents);
+        Assert.Equal(7, orderer.ResumeOffsets()[("p.public.customers", 0)]);
+    }
+
+    [Fact]
+    public void Without_an_exact_commit_position_a_repeat_is_known_by_its_id_and_commit_time_and_a_reused_id_is_not_taken_for_one()
+    {
+        // Debezium 1.x-style bare ids: no LSN in END.
+        var orderer = new TransactionOrderer();
+        var end = new DecodedTransactionMarker(new KafkaPosition("p.transaction", 0, 0), true, "9", 1, null, CommitTime, null, null, null);
+        var released = new List<OrderedTransaction>();
+        released.AddRange(orderer.Add(Change("p.public.customers", 0, 0, "9", 1, 100, "a")));
+        released.AddRange(orderer.Add(Change("p.public.customers", 0, 1, "9", 1, 100, "a")));
+        released.AddRange(orderer.Add(end));
+        released.AddRange(orderer.Add(end with { Position = new KafkaPosition("p.transaction", 0, 1) }));
+        Assert.Equal(["a"], released.Select(Ids));
+
+        // The same xid much later (wraparound): another commit time, a higher LSN — a transaction of its own.
+        released.AddRange(orderer.Add(Change("p.public.customers", 0, 2, "9", 1, 900, "z")));
+        released.AddRange(orderer.Add(end with { Position = new KafkaPosition("p.transaction", 0, 2), Time = CommitTime.AddDays(30) }));
+        Assert.Equal(["a", "z"], released.Select(Ids));
+        Assert.Equal(CommitTime.AddDays(30), released[1].Commit.CommitTime); // released by its own END
+        Assert.Equal(0, orderer.BufferedEvents);
+        Assert.Equal(3, orderer.ResumeOffsets()[("p.transaction", 0)]); // no END left waiting
     }
 }
