@@ -151,6 +151,7 @@ public sealed class KafkaChangeSource : IDisposable
         {
             while (!cancellationToken.IsCancellationRequested)
             {
+                WatchHead();
                 // New topics (a table's first change): looked for off this thread, assigned here.
                 if (lookup is null && Environment.TickCount64 >= nextLookup)
                     lookup = MetadataAsync(cancellationToken);
@@ -230,6 +231,44 @@ public sealed class KafkaChangeSource : IDisposable
     }
 
     private const int TopicLookupIntervalMs = 1000;
+
+    /// <summary>
+    /// How long the transaction at the head of commit order may go without a new change event before
+    /// a warning names it (a stuck head holds up everything after it, silently otherwise).
+    /// </summary>
+    public TimeSpan StallWarningAfter { get; init; } = TimeSpan.FromSeconds(60);
+
+    private (KafkaPosition End, long Have, long Since, bool Warned) _head;
+    private long _nextHeadCheck;
+
+    /// <summary>Warns once about a head transaction that has made no progress for <see cref="StallWarningAfter"/> (checked every second).</summary>
+    private void WatchHead()
+    {
+        var now = Environment.TickCount64;
+        if (now < _nextHeadCheck)
+            return;
+        _nextHeadCheck = now + Math.Min(1000, (long)StallWarningAfter.TotalMilliseconds);
+        if (_orderer.Head is not { } head)
+        {
+            _head = default;
+            return;
+        }
+
+        if (head.End.Position != _head.End || head.Have != _head.Have)
+        {
+            _head = (head.End.Position, head.Have, now, false);
+            return;
+        }
+
+        if (!_head.Warned && now - _head.Since >= (long)StallWarningAfter.TotalMilliseconds)
+        {
+            _head.Warned = true;
+            var collections = head.End.DataCollections is { } counts
+                ? string.Join(", ", counts.Select(c => $"{c.Key}: {c.Value}"))
+                : $"{head.End.EventCount ?? 0} in all";
+            _logger.HeadStalled(head.End.TransactionKey, head.End.Position.ToString(), (now - _head.Since) / 1000, head.Have, head.Expected, collections, _orderer.BufferedEvents);
+        }
+    }
 
     private readonly HashSet<(string Topic, int Partition)> _assigned = [];
 

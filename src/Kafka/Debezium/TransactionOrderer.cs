@@ -206,20 +206,7 @@ public sealed class TransactionOrderer
             return true;
         }
 
-        // Checked again for every record while a transaction waits at the head: plain loops, no LINQ.
-        long expected = 0;
-        if (end.DataCollections is not null)
-        {
-            foreach (var (collection, count) in end.DataCollections)
-            {
-                if (_consumesCollection(collection))
-                    expected += count;
-            }
-        }
-        else
-        {
-            expected = end.EventCount ?? 0;
-        }
+        var expected = Expected(end);
         _pending.TryGetValue(end.TransactionKey, out var pending);
         var have = pending?.Events.Count ?? 0;
         if (have < expected)
@@ -266,6 +253,37 @@ public sealed class TransactionOrderer
             [change.Change],
             new TransactionCommit(change.Xid, lsn, lsn, change.SourceTime),
             ResumeOffsets());
+    }
+
+    /// <summary>How many change events an END promises for the collections consumed.</summary>
+    private long Expected(DecodedTransactionMarker end)
+    {
+        // Checked again for every record while a transaction waits at the head: plain loops, no LINQ.
+        if (end.DataCollections is null)
+            return end.EventCount ?? 0;
+        long expected = 0;
+        foreach (var (collection, count) in end.DataCollections)
+        {
+            if (_consumesCollection(collection))
+                expected += count;
+        }
+
+        return expected;
+    }
+
+    /// <summary>
+    /// The oldest unreleased END, which every later transaction waits behind, with how many of the
+    /// change events it counts have arrived; null when no END waits.
+    /// </summary>
+    public (DecodedTransactionMarker End, long Have, long Expected)? Head
+    {
+        get
+        {
+            if (_ends.Count == 0)
+                return null;
+            var end = _ends.Peek();
+            return (end, _pending.TryGetValue(end.TransactionKey, out var pending) ? pending.Events.Count : 0, Expected(end));
+        }
     }
 
     /// <summary>Notes a transaction handed on (or dropped as a replay) so that its repeats are recognised; the oldest are forgotten.</summary>

@@ -1,5 +1,6 @@
 using System.Text;
 using Confluent.Kafka;
+using Microsoft.Extensions.Logging;
 using NpgsqlTypes;
 using Replicator.Core.Catalog;
 using Replicator.Core.Changes;
@@ -123,6 +124,57 @@ public class KafkaBufferTests(KafkaFixture kafka) : IClassFixture<KafkaFixture>
 
         Assert.Equal(Enumerable.Range(1, 303).Select(x => (uint)x), transactions.Select(t => t.Begin.Xid));
         Assert.All(transactions, t => Assert.Equal(2, t.Changes.Count));
+    }
+
+    [Fact]
+    public async Task A_transaction_whose_events_never_arrive_is_named_in_a_warning_while_it_holds_up_the_rest()
+    {
+        // An END whose change events are nowhere (here: copied alone to another prefix's transaction
+        // topic, as a deleted or re-created table topic would leave it).
+        var written = NewPrefix();
+        using (var sink = Sink(written))
+        {
+            await WriteAllAsync(sink, [Begin(7, 7000), Insert(Customers, 6900, "1", "Anne"), Insert(Orders, 6910, "2", "order"), Commit(7, 7000, 7010)]);
+            await sink.FlushAsync(TimeSpan.FromSeconds(30), CancellationToken.None);
+        }
+
+        var end = ReadAll(written + ".transaction", 1, expected: 2).Single(r => r.Message.Headers.Any(h => h.Key == "replicator.commit_lsn"));
+        var prefix = NewPrefix();
+        using (var producer = new ProducerBuilder<byte[]?, byte[]?>(new ProducerConfig { BootstrapServers = kafka.BootstrapServers }).Build())
+        {
+            producer.Produce(new TopicPartition(prefix + ".transaction", 0), end.Message);
+            Assert.Equal(0, producer.Flush(TimeSpan.FromSeconds(30)));
+        }
+
+        var log = new CapturingLoggerProvider();
+        using var loggers = Microsoft.Extensions.Logging.LoggerFactory.Create(b => b.AddProvider(log));
+        var deserializer = new DebeziumDeserializer(DebeziumSourceSettings.Default, (s, t) => t == "customers" ? CustomersTable : t == "orders" ? OrdersTable : null);
+        using var source = new KafkaChangeSource(new KafkaSourceOptions { BootstrapServers = kafka.BootstrapServers, TopicPrefix = prefix, GroupId = prefix }, deserializer,
+            logger: loggers.CreateLogger("kafka"))
+        {
+            StallWarningAfter = TimeSpan.FromSeconds(1),
+        };
+        using var stop = new CancellationTokenSource();
+        var reading = Task.Run(async () =>
+        {
+            await foreach (var t in source.ReadAsync(null, stop.Token))
+                Assert.Fail($"transaction {t.Begin.Xid} was handed on without its events");
+        });
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!log.Contains("has had no new change event") && DateTime.UtcNow < deadline)
+            await Task.Delay(100);
+        await stop.CancelAsync();
+        try
+        {
+            await reading;
+        }
+        catch (OperationCanceledException)
+        {
+            // Stopped while waiting for a record.
+        }
+
+        Assert.True(log.Contains($"Transaction 7 (END at {prefix}.transaction[0]@0)"), log.Text);
+        Assert.True(log.Contains("0 of the 2 it counts (public.customers: 1, public.orders: 1)"), log.Text);
     }
 
     [Fact]

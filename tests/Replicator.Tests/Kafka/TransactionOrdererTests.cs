@@ -54,6 +54,22 @@ public class TransactionOrdererTests
     }
 
     [Fact]
+    public void The_head_says_which_END_everything_waits_behind_and_how_many_of_its_events_have_arrived()
+    {
+        var orderer = new TransactionOrderer(c => c != "public.audit");
+        Assert.Null(orderer.Head);
+        orderer.Add(Change("p.public.customers", 0, 0, "7", 1, 70, "a"));
+        Assert.Null(orderer.Head); // events alone: nothing waits at the head yet
+        orderer.Add(End(0, "7", 90, ("public.customers", 2), ("public.orders", 1), ("public.audit", 4)));
+        orderer.Add(End(1, "8", 190, ("public.customers", 1)));
+        var head = orderer.Head!.Value;
+        Assert.Equal(("7", 1L, 3L), (head.End.TransactionKey, head.Have, head.Expected));
+        orderer.Add(Change("p.public.customers", 0, 1, "7", 2, 71, "b"));
+        orderer.Add(Change("p.public.orders", 0, 0, "7", 3, 72, "c", Orders));
+        Assert.Equal(("8", 0L, 1L), (orderer.Head!.Value.End.TransactionKey, orderer.Head!.Value.Have, orderer.Head!.Value.Expected));
+    }
+
+    [Fact]
     public void Counts_of_collections_that_are_not_consumed_are_not_waited_for()
     {
         var orderer = new TransactionOrderer(c => c == "public.customers");
