@@ -42,18 +42,20 @@ public class KafkaRetentionTests(PostgresFixture postgres, KafkaFixture kafka) :
     [Fact]
     public async Task Records_deleted_by_retention_that_the_target_already_has_are_no_reason_to_stop()
     {
-        var (prefix, tables) = await TopicsWithDeletedMarkersAsync("retained");
+        var (prefix, tables) = await TopicsWithDeletedMarkersAsync("retained", last: 4);
 
-        // The target already has everything up to the third transaction: what was deleted is applied.
+        // The target already has everything up to the third transaction: what was deleted is applied,
+        // the third is passed over as applied, and the fourth follows.
         var read = await ReadAsync(prefix, tables, new NpgsqlLogSequenceNumber(3000), expect: 1);
-        Assert.Equal(new NpgsqlLogSequenceNumber(3000), Assert.Single(read).Commit.CommitLsn);
+        Assert.Equal(new NpgsqlLogSequenceNumber(4000), Assert.Single(read).Commit.CommitLsn);
     }
 
     /// <summary>
     /// Transactions 1 and 2 (commits 0/3E8, 0/7D0), more than 5 MB of tombstones on the transaction
-    /// topic's partition 0 (so the broker deletes the oldest records there), then transaction 3 (0/BB8).
+    /// topic's partition 0 (so the broker deletes the oldest records there), then transaction 3 (0/BB8)
+    /// and the ones after it up to <paramref name="last"/> (commit n × 1000).
     /// </summary>
-    private async Task<(string Prefix, IReadOnlyList<TableInfo> Tables)> TopicsWithDeletedMarkersAsync(string name)
+    private async Task<(string Prefix, IReadOnlyList<TableInfo> Tables)> TopicsWithDeletedMarkersAsync(string name, int last = 3)
     {
         await using var db = await postgres.CreateDatabasesAsync(name);
         await Sql.ExecAsync(db.TargetConnectionString, Ddl);
@@ -74,7 +76,8 @@ public class KafkaRetentionTests(PostgresFixture postgres, KafkaFixture kafka) :
             Assert.Equal(0, producer.Flush(TimeSpan.FromSeconds(30)));
         }
 
-        await WriteAsync(options, 3);
+        for (var n = 3; n <= last; n++)
+            await WriteAsync(options, n);
         using (var consumer = new ConsumerBuilder<Ignore, Ignore>(new ConsumerConfig { BootstrapServers = kafka.BootstrapServers, GroupId = prefix }).Build())
             Assert.True(consumer.QueryWatermarkOffsets(transactionTopic, TimeSpan.FromSeconds(10)).Low.Value > 4, "the broker deleted the first markers");
         return (prefix, tables);
