@@ -16,6 +16,7 @@ public static class KafkaBufferOptions
             Format = new DebeziumOptions { TopicPrefix = kafka.TopicPrefix, DatabaseName = sourceDatabase },
             SaslUsername = kafka.SaslUsername,
             SaslPassword = kafka.SaslPassword,
+            Extra = kafka.Properties.Count > 0 ? kafka.Properties : null,
         };
     }
 
@@ -30,6 +31,7 @@ public static class KafkaBufferOptions
             GroupId = "replicator-apply-" + options.SlotName,
             SaslUsername = kafka.SaslUsername,
             SaslPassword = kafka.SaslPassword,
+            Extra = kafka.Properties.Count > 0 ? kafka.Properties : null,
         };
     }
 

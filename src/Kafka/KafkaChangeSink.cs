@@ -67,9 +67,9 @@ public sealed class KafkaChangeSink : IDisposable
         _logger = logger ?? NullLogger.Instance;
         _serializer = new DebeziumSerializer(options.Format, types);
         _transactionTopic = options.Format.TransactionTopic;
-        _producer = new ProducerBuilder<byte[]?, byte[]?>(ProducerConfigFor(options))
+        _producer = KafkaClientSecurity.Build(() => new ProducerBuilder<byte[]?, byte[]?>(ProducerConfigFor(options))
             .SetErrorHandler((_, e) => _logger.ClientError("producer", e.Reason))
-            .Build();
+            .Build());
     }
 
     /// <summary>The producer settings; exposed for tests and for <c>replicator config</c> to show (without secrets).</summary>

@@ -62,12 +62,12 @@ public sealed class KafkaChangeSource : IDisposable
         _deserializer = deserializer;
         _orderer = orderer ?? new TransactionOrderer();
         _logger = logger ?? NullLogger.Instance;
-        _consumer = new ConsumerBuilder<byte[]?, ConsumedValue?>(ConsumerConfigFor(options))
+        _consumer = KafkaClientSecurity.Build(() => new ConsumerBuilder<byte[]?, ConsumedValue?>(ConsumerConfigFor(options))
             .SetErrorHandler((_, e) => _logger.ClientError("consumer", e.Reason))
             // Values are read from the client's buffer: a record whose schema text its topic had
             // before is kept as its payload only (DebeziumDeserializer.Take).
             .SetValueDeserializer(new TakeValue(deserializer))
-            .Build();
+            .Build());
     }
 
     public static ConsumerConfig ConsumerConfigFor(KafkaSourceOptions options)

@@ -19,4 +19,21 @@ internal static class KafkaClientSecurity
         foreach (var (key, value) in extra ?? new Dictionary<string, string>())
             config.Set(key, value);
     }
+
+    /// <summary>
+    /// Builds a client; librdkafka's refusal of a property (an unknown name, a bad value) becomes a
+    /// configuration error naming <c>Buffer:Kafka:Properties</c>, not a failure to retry.
+    /// </summary>
+    public static T Build<T>(Func<T> build)
+    {
+        try
+        {
+            return build();
+        }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException)
+        {
+            throw new Replicator.Core.Configuration.ConfigurationException("Buffer:Kafka:Properties",
+                $"the Kafka client refused its settings: {e.Message}. Fix or remove that property (librdkafka's CONFIGURATION.md lists them; names are lower-case with dots, e.g. sasl.mechanism)");
+        }
+    }
 }

@@ -37,6 +37,9 @@ public class ConfigLoaderTests
     [InlineData("Metrics:Listen", "9187", "Metrics:Listen: '9187' is not host:port")]
     [InlineData("SlotName", "My-Slot", "SlotName: 'My-Slot' is not a valid slot name")]
     [InlineData("Metrics:Enabled", "yes", "Metrics:Enabled: 'yes' is not true or false")]
+    [InlineData("Buffer:Kafka:Properties:acks", "1", "Buffer:Kafka:Properties:acks: is set by Replicator (acks=all")]
+    [InlineData("Buffer:Kafka:Properties:enable.idempotence", "false", "Buffer:Kafka:Properties:enable.idempotence: is set by Replicator")]
+    [InlineData("Buffer:Kafka:Properties:sasl:mechanism", "PLAIN", "Buffer:Kafka:Properties:sasl: is a single value, not a section (a property name with dots is one key")]
     public void Bad_settings_fail_with_the_key_named(string key, string value, string expected)
     {
         var e = Assert.Throws<ConfigurationException>(() => ConfigLoader.Load(null, new Dictionary<string, string?> { [key] = value }, NoEnvironment));
@@ -86,6 +89,47 @@ public class ConfigLoaderTests
         finally
         {
             File.Delete(secret);
+        }
+    }
+
+    [Fact]
+    public void Kafka_client_properties_come_from_the_file_or_the_environment_and_their_secrets_are_never_shown()
+    {
+        var file = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(file, """
+                { "Buffer": { "Kind": "kafka", "Kafka": { "Bootstrap": "kafka:9093", "SaslUsername": "replicator",
+                  "Properties": { "sasl.mechanism": "SCRAM-SHA-512", "sasl.password": "file-secret" } } } }
+                """);
+            var env = new Dictionary<string, string?>
+            {
+                ["REPLICATOR_Buffer__Kafka__Properties__ssl.ca.location"] = "/etc/kafka-ca/ca.crt",
+                ["REPLICATOR_Buffer__Kafka__Properties__ssl.key.pem"] = "-----BEGIN PRIVATE KEY----- key-secret",
+            };
+            var options = ConfigLoader.Load(file, null, env);
+            var properties = options.Buffer.Kafka.Properties;
+            Assert.Equal("SCRAM-SHA-512", properties["sasl.mechanism"]);
+            Assert.Equal("/etc/kafka-ca/ca.crt", properties["ssl.ca.location"]);
+
+            var shown = ConfigLoader.ToRedactedJson(options);
+            Assert.Contains("SCRAM-SHA-512", shown, StringComparison.Ordinal);
+            Assert.DoesNotContain("file-secret", shown, StringComparison.Ordinal);
+            Assert.DoesNotContain("key-secret", shown, StringComparison.Ordinal);
+
+            // Both clients get them, after the SASL defaults (the mechanism given wins over PLAIN).
+            var producer = Replicator.Kafka.KafkaChangeSink.ProducerConfigFor(Replicator.Kafka.KafkaBufferOptions.Sink(options, "app"));
+            var consumer = Replicator.Kafka.KafkaChangeSource.ConsumerConfigFor(Replicator.Kafka.KafkaBufferOptions.Source(options));
+            foreach (var config in new Confluent.Kafka.ClientConfig[] { producer, consumer })
+            {
+                Assert.Equal("SCRAM-SHA-512", config.Get("sasl.mechanism"));
+                Assert.Equal("/etc/kafka-ca/ca.crt", config.Get("ssl.ca.location"));
+                Assert.Equal(Confluent.Kafka.SecurityProtocol.SaslSsl, config.SecurityProtocol);
+            }
+        }
+        finally
+        {
+            File.Delete(file);
         }
     }
 

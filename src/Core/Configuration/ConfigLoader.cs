@@ -124,7 +124,26 @@ public static class ConfigLoader
 
         if (string.IsNullOrWhiteSpace(o.PublicationName))
             throw new ConfigurationException("PublicationName", "is empty");
+        foreach (var key in o.Buffer.Kafka.Properties.Keys)
+        {
+            if (ReservedKafkaProperties.TryGetValue(key, out var why))
+                throw new ConfigurationException($"Buffer:Kafka:Properties:{key}", $"is set by Replicator ({why}) and cannot be changed; remove it");
+        }
     }
+
+    /// <summary>librdkafka properties that <c>Buffer:Kafka:Properties</c> may not set, and why.</summary>
+    public static readonly IReadOnlyDictionary<string, string> ReservedKafkaProperties = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase)
+    {
+        ["bootstrap.servers"] = "give it as Buffer:Kafka:Bootstrap, --kafka-bootstrap",
+        ["metadata.broker.list"] = "give it as Buffer:Kafka:Bootstrap, --kafka-bootstrap",
+        ["enable.idempotence"] = "an idempotent producer: a retried send never duplicates or reorders a record",
+        ["acks"] = "acks=all: the slot is acknowledged only for what every in-sync replica holds",
+        ["request.required.acks"] = "acks=all: the slot is acknowledged only for what every in-sync replica holds",
+        ["partitioner"] = "murmur2, so keys land on the partitions Debezium's Java producer picks",
+        ["isolation.level"] = "read_committed",
+        ["enable.auto.offset.store"] = "only the offsets of transactions the target has are stored",
+        ["auto.offset.reset"] = "a position Kafka no longer holds stops the applier instead of skipping records",
+    };
 
     /// <summary>Splits <c>host:port</c> (IPv6 in brackets).</summary>
     public static bool TryParseListen(string listen, out string host, out int port)
@@ -152,7 +171,16 @@ public static class ConfigLoader
 
             var t = property.PropertyType;
             var isLeaf = t.IsPrimitive || t == typeof(string) || t.IsEnum || Nullable.GetUnderlyingType(t) is not null;
-            if (!isLeaf)
+            if (t == typeof(Dictionary<string, string>))
+            {
+                // Free-form names (e.g. librdkafka properties): any name, each a single value.
+                foreach (var entry in child.GetChildren())
+                {
+                    if (entry.GetChildren().Any())
+                        throw new ConfigurationException($"{key}:{entry.Key}", "is a single value, not a section (a property name with dots is one key: \"sasl.mechanism\": \"SCRAM-SHA-512\")");
+                }
+            }
+            else if (!isLeaf)
                 CheckKeys(child, t, key);
             else if (child.GetChildren().Any())
                 throw new ConfigurationException(key, "is a single value, not a section");
@@ -204,7 +232,10 @@ public static class ConfigLoader
     public static bool IsSecretName(string key) =>
         key.EndsWith("Password", StringComparison.OrdinalIgnoreCase)
         || key.EndsWith("Secret", StringComparison.OrdinalIgnoreCase)
-        || key.EndsWith("Token", StringComparison.OrdinalIgnoreCase);
+        || key.EndsWith("Token", StringComparison.OrdinalIgnoreCase)
+        // librdkafka properties: ssl.key.pem (a private key), sasl.oauthbearer.config (may hold a secret).
+        || key.EndsWith(".pem", StringComparison.OrdinalIgnoreCase)
+        || key.Equals("sasl.oauthbearer.config", StringComparison.OrdinalIgnoreCase);
 
     private static class RedactionContext
     {

@@ -105,6 +105,14 @@ public sealed class KafkaOptions
     public string? SaslPassword { get; set; }
 
     public string? SaslUsername { get; set; }
+
+    /// <summary>
+    /// librdkafka properties for the producer and the consumer, applied after everything else (they
+    /// win), e.g. <c>sasl.mechanism</c> = <c>SCRAM-SHA-512</c> (Strimzi), <c>security.protocol</c>,
+    /// <c>ssl.ca.location</c>. Those Replicator's guarantees rest on are refused (see
+    /// <see cref="ConfigLoader.ReservedKafkaProperties"/>).
+    /// </summary>
+    public Dictionary<string, string> Properties { get; set; } = new(StringComparer.Ordinal);
 }
 
 public sealed class MetricsOptions

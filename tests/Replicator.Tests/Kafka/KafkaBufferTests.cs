@@ -178,6 +178,34 @@ public class KafkaBufferTests(KafkaFixture kafka) : IClassFixture<KafkaFixture>
     }
 
     [Fact]
+    public async Task Kafka_client_properties_reach_the_client_and_one_it_refuses_is_a_configuration_error_naming_it()
+    {
+        // An event of about 12 kB: sent with the defaults, refused with message.max.bytes = 8000.
+        ChangeEvent[] big = [Begin(1, 1000), Insert(Customers, 900, "1", new string('x', 12_000)), Commit(1, 1000, 1010)];
+        using (var plain = Sink(NewPrefix()))
+        {
+            await WriteAllAsync(plain, big);
+            await plain.FlushAsync(TimeSpan.FromSeconds(30), CancellationToken.None);
+            Assert.Equal(1010UL, (ulong)plain.DurableLsn!.Value);
+        }
+
+        using (var limited = Sink(NewPrefix(), new Dictionary<string, string> { ["message.max.bytes"] = "8000" }))
+        {
+            var refused = await Assert.ThrowsAnyAsync<KafkaException>(() => WriteAllAsync(limited, big));
+            Assert.Equal(ErrorCode.MsgSizeTooLarge, refused.Error.Code);
+            Assert.Null(limited.DurableLsn);
+        }
+
+        var unknown = Assert.Throws<Replicator.Core.Configuration.ConfigurationException>(() => Sink(NewPrefix(), new Dictionary<string, string> { ["no.such.property"] = "1" }));
+        Assert.Contains("Buffer:Kafka:Properties", unknown.Message, StringComparison.Ordinal);
+        Assert.Contains("no.such.property", unknown.Message, StringComparison.Ordinal);
+        var deserializer = new DebeziumDeserializer(DebeziumSourceSettings.Default, (s, t) => null);
+        var badValue = Assert.Throws<Replicator.Core.Configuration.ConfigurationException>(() => new KafkaChangeSource(
+            new KafkaSourceOptions { BootstrapServers = kafka.BootstrapServers, TopicPrefix = NewPrefix(), Extra = new Dictionary<string, string> { ["fetch.wait.max.ms"] = "soon" } }, deserializer));
+        Assert.Contains("fetch.wait.max.ms", badValue.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Stored_offsets_are_json_objects_per_topic_with_topics_and_partitions_in_order()
     {
         var offsets = new Dictionary<(string, int), long> { [("p.transaction", 0)] = 6, [("p.public.b", 10)] = 1, [("p.public.b", 2)] = 9, [("p.public.a", 0)] = 3 };
