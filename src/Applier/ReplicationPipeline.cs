@@ -113,6 +113,22 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
         }
     }
 
+    /// <summary>
+    /// The applier's target session. A look at the target made with the same string before the
+    /// pipeline starts (run's "is the snapshot done?") leaves its session in the pool for the
+    /// applier: one connection set-up less at start.
+    /// </summary>
+    public static string TargetConnectionString(ConnectionInfo target, bool kafka) => target.ToNpgsqlConnectionString(b =>
+    {
+        b.ApplicationName = "replicator-applier";
+        // Reading Kafka, this session holds the applier's lock (TargetState.LockApplierAsync): it is
+        // closed when the pipeline ends, not parked in a pool with the lock still taken.
+        b.Pooling = !kafka;
+        b.MaxAutoPrepare = 200;
+        b.AutoPrepareMinUsages = 2;
+        b.CommandTimeout = 0;
+    });
+
     private Task RunOnceAsync(CancellationToken cancellationToken) => Role switch
     {
         PipelineRole.Embedded => RunStagesAsync(capture: true, apply: true, kafka: false, cancellationToken),
@@ -135,16 +151,7 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
     private async Task RunStagesAsync(bool capture, bool apply, bool kafka, CancellationToken cancellationToken)
     {
         await using var sourceData = capture || (apply && !kafka) ? NpgsqlDataSource.Create(Required(sourceInfo, "source").ToNpgsqlConnectionString()) : null;
-        await using var targetConnection = apply ? new NpgsqlConnection(Required(targetInfo, "target").ToNpgsqlConnectionString(b =>
-        {
-            b.ApplicationName = "replicator-applier";
-            // Reading Kafka, this session holds the applier's lock (TargetState.LockApplierAsync): it is
-            // closed when the pipeline ends, not parked in a pool with the lock still taken.
-            b.Pooling = !kafka;
-            b.MaxAutoPrepare = 200;
-            b.AutoPrepareMinUsages = 2;
-            b.CommandTimeout = 0;
-        })) : null;
+        await using var targetConnection = apply ? new NpgsqlConnection(TargetConnectionString(Required(targetInfo, "target"), kafka)) : null;
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var stages = new List<Task>();
         var received = 0UL;
@@ -154,35 +161,45 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
         NpgsqlLogSequenceNumber start = default;
         string? offsets = null;
 
-        if (apply)
+        // Embedded: the source side (slot and publication checks, the replication connection) gets
+        // ready while the target side is read below; it waits for the target's position only to
+        // start streaming. (A stage from here on: a failure below stops it.)
+        var startPosition = new TaskCompletionSource<NpgsqlLogSequenceNumber>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Channel<ChangeEvent>? captured = null;
+        if (capture && !kafka)
         {
-            await targetConnection!.OpenAsync(cancellationToken).ConfigureAwait(false);
-            // The applier writes even where the database is fenced read-only (the old source, written
-            // by reverse replication after a cutover): it is the one writer that must go on.
-            await TargetState.WriteThroughFenceAsync(targetConnection, cancellationToken).ConfigureAwait(false);
-            await TargetState.EnsureAsync(targetConnection, cancellationToken).ConfigureAwait(false);
-            // Reading Kafka, no slot keeps a second applier of the same stream away: the target's lock does.
-            if (kafka)
-                await TargetState.LockApplierAsync(targetConnection, settings.Slot, cancellationToken).ConfigureAwait(false);
-            (start, offsets) = await ReadPositionAsync(targetConnection, cancellationToken).ConfigureAwait(false);
-            received = (ulong)start;
+            reader = NewCapture(kafka);
+            captured = NewChannel();
+            stages.Add(CaptureInto(reader, captured.Writer, startPosition.Task, stop.Token));
         }
 
-        if (capture)
-            // A heartbeat soon after the source goes idle (and only when the stream's position moved):
-            // the slot catches up with the WAL end promptly, and a cutover's drain on the fenced, idle
-            // source completes within it. Through Kafka each one is a record: less often there.
-            reader = new PgOutputCapture(Required(sourceInfo, "source"), settings.Slot, publication, loggerFactory.CreateLogger<PgOutputCapture>(),
-                TimeSpan.FromMilliseconds(kafka ? 200 : 25), settings.StreamInProgress, settings.SpoolDirectory);
+        try
+        {
+            if (apply)
+                (start, offsets) = await PrepareTargetAsync(targetConnection!, kafka, cancellationToken).ConfigureAwait(false);
+            received = (ulong)start;
+            startPosition.TrySetResult(start);
+            if (capture && !kafka)
+            {
+                applier = new ChangeApplier(targetConnection!, sourceData, settings, loggerFactory.CreateLogger<ChangeApplier>(),
+                    reader!.Acknowledge, () => Volatile.Read(ref received), _strictUntil);
+                await applier.InitializeAsync((ulong)start, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch
+        {
+            startPosition.TrySetCanceled(cancellationToken);
+            await stop.CancelAsync().ConfigureAwait(false);
+            await Task.WhenAll(stages).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            throw;
+        }
+
+        if (capture && kafka)
+            reader = NewCapture(kafka);
 
         if (capture && !kafka)
         {
-            var channel = NewChannel();
-            stages.Add(CaptureInto(reader!, channel.Writer, start, stop.Token));
-            applier = new ChangeApplier(targetConnection!, sourceData, settings, loggerFactory.CreateLogger<ChangeApplier>(),
-                reader!.Acknowledge, () => Volatile.Read(ref received), _strictUntil);
-            await applier.InitializeAsync((ulong)start, cancellationToken).ConfigureAwait(false);
-            stages.Add(applier.RunAsync(channel.Reader, stop.Token));
+            stages.Add(applier!.RunAsync(captured!.Reader, stop.Token));
         }
         else
         {
@@ -291,7 +308,34 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
         FullMode = BoundedChannelFullMode.Wait,
     });
 
+    /// <summary>Makes the target ready for the applier and reads where it stands (position and, through Kafka, offsets).</summary>
+    private async Task<(NpgsqlLogSequenceNumber Start, string? Offsets)> PrepareTargetAsync(NpgsqlConnection target, bool kafka, CancellationToken cancellationToken)
+    {
+        await target.OpenAsync(cancellationToken).ConfigureAwait(false);
+        // The applier writes even where the database is fenced read-only (the old source, written
+        // by reverse replication after a cutover): it is the one writer that must go on.
+        await TargetState.WriteThroughFenceAsync(target, cancellationToken).ConfigureAwait(false);
+        await TargetState.EnsureAsync(target, cancellationToken).ConfigureAwait(false);
+        // Reading Kafka, no slot keeps a second applier of the same stream away: the target's lock does.
+        if (kafka)
+            await TargetState.LockApplierAsync(target, settings.Slot, cancellationToken).ConfigureAwait(false);
+        return await ReadPositionAsync(target, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The capture. A heartbeat comes soon after the source goes idle (and only when the stream's
+    /// position moved): the slot catches up with the WAL end promptly, and a cutover's drain on the
+    /// fenced, idle source completes within it. Through Kafka each one is a record: less often there.
+    /// </summary>
+    private PgOutputCapture NewCapture(bool kafka) =>
+        new(Required(sourceInfo, "source"), settings.Slot, publication, loggerFactory.CreateLogger<PgOutputCapture>(),
+            TimeSpan.FromMilliseconds(kafka ? 200 : 25), settings.StreamInProgress, settings.SpoolDirectory);
+
     private static Task CaptureInto(PgOutputCapture capture, ChannelWriter<ChangeEvent> writer, NpgsqlLogSequenceNumber start, CancellationToken cancellationToken) =>
+        CaptureInto(capture, writer, Task.FromResult(start), cancellationToken);
+
+    /// <summary>Runs the capture into <paramref name="writer"/>; it streams from <paramref name="start"/> once that is known.</summary>
+    private static Task CaptureInto(PgOutputCapture capture, ChannelWriter<ChangeEvent> writer, Task<NpgsqlLogSequenceNumber> start, CancellationToken cancellationToken) =>
         Task.Run(async () =>
         {
             try

@@ -120,7 +120,15 @@ public sealed class PgOutputCapture
     /// until cancelled. Throws on connection loss (the caller retries) and
     /// <see cref="ReplicationException"/> on problems a person must fix.
     /// </summary>
-    public async Task RunAsync(ChannelWriter<ChangeEvent> output, NpgsqlLogSequenceNumber startLsn, CancellationToken cancellationToken)
+    public Task RunAsync(ChannelWriter<ChangeEvent> output, NpgsqlLogSequenceNumber startLsn, CancellationToken cancellationToken) =>
+        RunAsync(output, Task.FromResult(startLsn), cancellationToken);
+
+    /// <summary>
+    /// As above, with the start position still being worked out (the target is read meanwhile): the
+    /// checks and the replication connection are done first, and streaming starts when
+    /// <paramref name="start"/> completes.
+    /// </summary>
+    public async Task RunAsync(ChannelWriter<ChangeEvent> output, Task<NpgsqlLogSequenceNumber> start, CancellationToken cancellationToken)
     {
         await using var dataSource = NpgsqlDataSource.Create(_source.ToNpgsqlConnectionString());
         await CheckSlotAndPublicationAsync(dataSource, cancellationToken).ConfigureAwait(false);
@@ -144,6 +152,7 @@ public sealed class PgOutputCapture
         };
         if (protocol >= 2 && _streaming)
             options.Add(new("streaming", "on"));
+        var startLsn = await start.WaitAsync(cancellationToken).ConfigureAwait(false);
         Interlocked.Exchange(ref _acknowledged, Math.Max((ulong)startLsn, Interlocked.Read(ref _acknowledged)));
         connection.SetReplicationStatus(new NpgsqlLogSequenceNumber(Interlocked.Read(ref _acknowledged)));
         _connection = connection;

@@ -53,9 +53,11 @@ public static class RunCommand
                 throw new ConfigurationException("Buffer:Kafka:Bootstrap", $"is required for 'replicator {name}' (--kafka-bootstrap host:port; 'replicator dev-kafka' starts a local one for trying)");
             var source = role == PipelineRole.Apply ? null : ConfigLoader.ResolveSource(options);
             var target = role == PipelineRole.Capture ? null : ConfigLoader.ResolveTarget(options);
+            // Whether the snapshot is done is asked while the host starts (both take a while at start-up).
+            var snapshotDone = role == PipelineRole.Embedded ? SnapshotDoneAsync(options, target!, kafka, cancellationToken) : null;
             return await CommandHost.RunAsync(options, monitoring: true, async (host, ct) =>
             {
-                if (role == PipelineRole.Embedded && await SnapshotFirstAsync("run", options, source!, target!, host, ct).ConfigureAwait(false) is { } failed)
+                if (snapshotDone is not null && await SnapshotFirstAsync("run", options, source!, target!, host, ct, snapshotDone).ConfigureAwait(false) is { } failed)
                     return failed;
                 var pipeline = new ReplicationPipeline(source, target, ApplierSettingsFrom(options), options.PublicationName, host.Loggers, host.Health)
                 {
@@ -89,20 +91,29 @@ public static class RunCommand
     /// The first phase of <c>run</c>: the initial copy, unless the target already holds the
     /// position that a finished snapshot writes. Returns an exit code when the snapshot failed.
     /// </summary>
-    internal static async Task<int?> SnapshotFirstAsync(string command, ReplicatorOptions options, ConnectionInfo source, ConnectionInfo target, CommandHost host, CancellationToken cancellationToken)
+    /// <param name="snapshotDone">The answer of <see cref="SnapshotDoneAsync"/> when it was asked already.</param>
+    internal static async Task<int?> SnapshotFirstAsync(string command, ReplicatorOptions options, ConnectionInfo source, ConnectionInfo target, CommandHost host, CancellationToken cancellationToken,
+        Task<bool>? snapshotDone = null)
     {
-        await using (var connection = new NpgsqlConnection(target.ToNpgsqlConnectionString()))
-        {
-            await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
-            if (await TargetState.ReadPositionAsync(connection, options.SlotName, cancellationToken).ConfigureAwait(false) is not null)
-                return null;
-        }
+        if (await (snapshotDone ?? SnapshotDoneAsync(options, target, kafka: false, cancellationToken)).ConfigureAwait(false))
+            return null;
 
         host.Health.Set("replication", ready: false, "initial snapshot");
         host.Loggers.CreateLogger("Replicator.Cli").LogInformation("No replication position on the target for slot {Slot}: taking the initial snapshot first", options.SlotName);
         var code = await SnapshotCommand.RunReportedAsync(command, "Replication was not started.",
             () => SnapshotRunner.RunAsync(options, source, target, host.Loggers, null, cancellationToken)).ConfigureAwait(false);
         return code == ExitCodes.Ok ? null : code;
+    }
+
+    /// <summary>
+    /// Whether the target holds the position a finished snapshot writes. Asked with the applier's
+    /// session settings, so that the session waits in the pool for the applier (embedded buffer).
+    /// </summary>
+    internal static async Task<bool> SnapshotDoneAsync(ReplicatorOptions options, ConnectionInfo target, bool kafka, CancellationToken cancellationToken)
+    {
+        await using var connection = new NpgsqlConnection(ReplicationPipeline.TargetConnectionString(target, kafka));
+        await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+        return await TargetState.ReadPositionAsync(connection, options.SlotName, cancellationToken).ConfigureAwait(false) is not null;
     }
 
     public static ApplierSettings ApplierSettingsFrom(ReplicatorOptions options) => ApplierSettingsFrom(options, options.SlotName);
