@@ -241,7 +241,8 @@ internal sealed class ChangeApplier
 
                 if (!_inBatch)
                     await BeginBatchAsync(cancellationToken).ConfigureAwait(false);
-                _batchTransactions++;
+                if (_batchTransactions++ == 0)
+                    ReplicatorMetrics.ApplierWaitingSince(begin.CommitTime); // the oldest of the batch: lag counts from it until the commit
                 break;
 
             case RowChange row when !_skipping:
@@ -284,10 +285,7 @@ internal sealed class ChangeApplier
                 _pendingAck = Math.Max(_pendingAck, (ulong)heartbeat.WalEnd);
                 _heard = Math.Max(_heard, (ulong)heartbeat.WalEnd);
                 if (!_inBatch)
-                {
                     QueueAcknowledgement();
-                    ReplicatorMetrics.ApplyLagSeconds.Record(0);
-                }
 
                 if (_barrier is { } cut && (ulong)heartbeat.WalEnd >= cut.Cut)
                 {
@@ -379,11 +377,9 @@ internal sealed class ChangeApplier
         ReplicatorMetrics.ApplyTransactions.Add(_batchTransactions);
         ReplicatorMetrics.ApplyBatchTransactions.Record(_batchTransactions);
         ReplicatorMetrics.ApplyBatchDuration.Record(_batchClock.Elapsed.TotalSeconds);
+        ReplicatorMetrics.ApplierWaitingSince(null); // everything received is applied: transactions are whole in a batch
         if (_lastCommit is { } applied)
-        {
             ReplicatorMetrics.ApplyAppliedLsn.Record((ulong)applied.CommitLsn);
-            ReplicatorMetrics.ApplyLagSeconds.Record(Math.Max(0, (DateTimeOffset.UtcNow - applied.CommitTime).TotalSeconds));
-        }
 
         await CheckBarrierAsync(cancellationToken).ConfigureAwait(false);
     }

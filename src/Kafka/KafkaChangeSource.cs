@@ -4,6 +4,7 @@ using Confluent.Kafka;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Replicator.Core.Changes;
+using Replicator.Core.Metrics;
 using Replicator.Kafka.Debezium;
 
 namespace Replicator.Kafka;
@@ -248,7 +249,9 @@ public sealed class KafkaChangeSource : IDisposable
         if (now < _nextHeadCheck)
             return;
         _nextHeadCheck = now + Math.Min(1000, (long)StallWarningAfter.TotalMilliseconds);
-        if (_orderer.Head is not { } head)
+        var waiting = _orderer.Head;
+        ReplicatorMetrics.OrdererWaitingSince(waiting?.End.Time);
+        if (waiting is not { } head)
         {
             _head = default;
             return;

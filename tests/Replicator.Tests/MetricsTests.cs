@@ -44,6 +44,18 @@ public class MetricsTests
     }
 
     [Fact]
+    public void The_lag_counts_from_the_older_of_what_the_applier_and_the_Kafka_consumer_hold_back()
+    {
+        var now = new DateTimeOffset(2026, 12, 4, 12, 0, 0, TimeSpan.Zero).UtcTicks;
+        long Ago(int seconds) => now - TimeSpan.FromSeconds(seconds).Ticks;
+        Assert.Equal(0, Replicator.Core.Metrics.ReplicatorMetrics.LagSeconds(0, 0, now)); // nothing held back
+        Assert.Equal(5, Replicator.Core.Metrics.ReplicatorMetrics.LagSeconds(Ago(5), 0, now));
+        Assert.Equal(30, Replicator.Core.Metrics.ReplicatorMetrics.LagSeconds(Ago(5), Ago(30), now)); // a Kafka transaction waiting for its events
+        Assert.Equal(30, Replicator.Core.Metrics.ReplicatorMetrics.LagSeconds(0, Ago(30), now));
+        Assert.Equal(0, Replicator.Core.Metrics.ReplicatorMetrics.LagSeconds(now + TimeSpan.FromSeconds(2).Ticks, 0, now)); // source clock ahead
+    }
+
+    [Fact]
     public async Task Promtool_rejects_a_malformed_page_so_the_check_above_can_fail()
     {
         var result = await ProcessRunner.RunAsync(Promtool(), ["check", "metrics"], stdin: "# TYPE x counter\nx{a=\"unterminated} 1\n");

@@ -103,9 +103,39 @@ public static class ReplicatorMetrics
     public static readonly Counter<long> ApplyErrors = Meter.CreateCounter<long>(
         "replicator_apply_errors_total", description: "Apply failures, per kind (transient: retried; permanent or schema: replication stopped).");
 
-    /// <summary>Now minus the source commit time of the last applied transaction (0 when caught up and idle).</summary>
-    public static readonly Gauge<double> ApplyLagSeconds = Meter.CreateGauge<double>(
-        "replicator_apply_lag_seconds", unit: "s", description: "Replication lag: now minus the source commit time of the last applied transaction; 0 when caught up.");
+    // Source commit times (UTC ticks; 0: none) of the oldest transaction not yet applied, as the
+    // applier sees it (received, in a batch not yet committed) and as the Kafka consumer sees it
+    // (waiting in the orderer for its events).
+    private static long _applierWaitingSince;
+    private static long _ordererWaitingSince;
+
+    /// <summary>
+    /// Now minus the source commit time of the oldest transaction not yet applied, read when
+    /// scraped: it keeps growing while the applier is stuck (a lock on the target, a transaction
+    /// whose Kafka events never arrive, a retry loop), where a value set at each commit would
+    /// stay at its last, small value. 0 when everything received is applied.
+    /// </summary>
+    public static readonly ObservableGauge<double> ApplyLagSeconds = Meter.CreateObservableGauge(
+        "replicator_apply_lag_seconds", LagSeconds, unit: "s",
+        description: "Replication lag: now minus the source commit time of the oldest transaction not yet applied; 0 when caught up.");
+
+    /// <summary>The applier holds transactions not yet committed on the target, the oldest committed on the source at <paramref name="commitTime"/>; null: none.</summary>
+    public static void ApplierWaitingSince(DateTimeOffset? commitTime) => Volatile.Write(ref _applierWaitingSince, commitTime?.UtcTicks ?? 0);
+
+    /// <summary>The Kafka consumer holds back a transaction (its END waits for events), committed on the source at <paramref name="commitTime"/>; null: none.</summary>
+    public static void OrdererWaitingSince(DateTimeOffset? commitTime) => Volatile.Write(ref _ordererWaitingSince, commitTime?.UtcTicks ?? 0);
+
+    private static double LagSeconds() =>
+        LagSeconds(Volatile.Read(ref _applierWaitingSince), Volatile.Read(ref _ordererWaitingSince), DateTimeOffset.UtcNow.UtcTicks);
+
+    /// <summary>Seconds from the older of two commit times (UTC ticks, 0: none) to <paramref name="now"/>; 0 when neither is set.</summary>
+    internal static double LagSeconds(long applierWaitingSince, long ordererWaitingSince, long now)
+    {
+        var oldest = Math.Min(Nonzero(applierWaitingSince), Nonzero(ordererWaitingSince));
+        return oldest == long.MaxValue ? 0 : Math.Max(0, TimeSpan.FromTicks(now - oldest).TotalSeconds);
+
+        static long Nonzero(long ticks) => ticks == 0 ? long.MaxValue : ticks;
+    }
 
     /// <summary>Source WAL position received minus position applied, in bytes.</summary>
     public static readonly Gauge<double> ApplyLagBytes = Meter.CreateGauge<double>(

@@ -51,4 +51,44 @@ public class MonitoringTests(PostgresFixture fixture) : IClassFixture<PostgresFi
         Assert.Equal(0, await ProcessRunner.TerminateAsync(process, TimeSpan.FromSeconds(30)));
         File.Delete(log);
     }
+
+    [Fact]
+    public async Task The_lag_keeps_growing_while_the_applier_is_held_up_and_is_zero_once_it_has_applied_everything()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("lag_held");
+        await using var setup = await Fixtures.Replication.PrepareAsync(db, "CREATE TABLE t (id int PRIMARY KEY, v text)");
+        var port = PostgresCluster.FreePort();
+        var log = Path.Combine(Path.GetTempPath(), $"replicator-lag-{db.Name}.log");
+        using var process = ProcessRunner.StartReplicator(["run", "--source", db.SourceUri, "--target", db.TargetUri, "--slot", setup.Slot, "--metrics-listen", $"127.0.0.1:{port}"], log);
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+        await Sql.ExecAsync(db.SourceConnectionString, "INSERT INTO t VALUES (1, 'a')");
+        await Fixtures.Replication.Attach(db, setup.Slot).CatchUpAsync();
+
+        // Another session on the target holds a lock the applier needs: nothing is committed,
+        // so a lag taken at each commit would stay where it was.
+        await using var blocker = new Npgsql.NpgsqlConnection(db.TargetConnectionString);
+        await blocker.OpenAsync();
+        await using var tx = await blocker.BeginTransactionAsync();
+        await using (var lockTable = new Npgsql.NpgsqlCommand("LOCK TABLE t IN ACCESS EXCLUSIVE MODE", blocker, tx))
+            await lockTable.ExecuteNonQueryAsync();
+        await Sql.ExecAsync(db.SourceConnectionString, "INSERT INTO t VALUES (2, 'b')");
+        var first = await LagAsync(http);
+        await Task.Delay(3000);
+        var later = await LagAsync(http);
+        Assert.True(later >= 2.5, $"lag {later} s after 3 s held up (first look: {first} s)");
+        Assert.True(later > first, $"lag did not grow: {first} s, then {later} s");
+
+        await tx.RollbackAsync();
+        await Fixtures.Replication.Attach(db, setup.Slot).CatchUpAsync();
+        Assert.Equal(0, await LagAsync(http));
+        Assert.Equal(0, await ProcessRunner.TerminateAsync(process, TimeSpan.FromSeconds(30)));
+        File.Delete(log);
+    }
+
+    private static async Task<double> LagAsync(HttpClient http)
+    {
+        var page = await http.GetStringAsync(new Uri("/metrics", UriKind.Relative));
+        var line = page.Split('\n').Single(l => l.StartsWith("replicator_apply_lag_seconds ", StringComparison.Ordinal));
+        return double.Parse(line["replicator_apply_lag_seconds ".Length..], System.Globalization.CultureInfo.InvariantCulture);
+    }
 }
