@@ -194,14 +194,7 @@ public sealed class TransactionOrderer
         if (exact is { } replayed ? replayed <= _lastCommitLsn || replayed <= _appliedThrough
             : _handedOn.TryGetValue(end.TransactionKey, out var before) && before.Time == end.Time)
         {
-            if (_pending.Remove(end.TransactionKey, out var repeat))
-            {
-                _buffered -= repeat.Events.Count;
-                foreach (var p in repeat.Positions)
-                    Release((p.Topic, p.Partition), p.Offset);
-            }
-
-            Release((end.Position.Topic, end.Position.Partition), end.Position.Offset);
+            Discharge(end);
             Remember(end.TransactionKey, exact ?? _handedOn[end.TransactionKey].Commit, end.Time);
             return true;
         }
@@ -214,14 +207,10 @@ public sealed class TransactionOrderer
         if (have > expected)
             throw new InvalidOperationException($"transaction {end.TransactionKey}: {have} distinct change events arrived but its END at {end.Position} counts {expected}: records from another producer or a corrupted topic?");
 
-        _pending.Remove(end.TransactionKey);
-        var events = new List<DecodedChange>(pending?.Events.Count ?? 0);
+        Discharge(end);
+        var events = new List<DecodedChange>(have);
         if (pending is not null)
             events.AddRange(pending.Events.Values);
-        _buffered -= events.Count;
-        foreach (var p in pending?.Positions ?? [])
-            Release((p.Topic, p.Partition), p.Offset);
-        Release((end.Position.Topic, end.Position.Partition), end.Position.Offset);
 
         // Without an exact position, the highest change LSN, forced to grow so the applier's
         // skip-at-or-below stays correct.
@@ -253,6 +242,22 @@ public sealed class TransactionOrderer
             [change.Change],
             new TransactionCommit(change.Xid, lsn, lsn, change.SourceTime),
             ResumeOffsets());
+    }
+
+    /// <summary>
+    /// Done with <paramref name="end"/>'s transaction (released or dropped): its events leave the
+    /// buffer, and their offsets and the END's no longer hold the resume offsets back.
+    /// </summary>
+    private void Discharge(DecodedTransactionMarker end)
+    {
+        if (_pending.Remove(end.TransactionKey, out var pending))
+        {
+            _buffered -= pending.Events.Count;
+            foreach (var p in pending.Positions)
+                Release((p.Topic, p.Partition), p.Offset);
+        }
+
+        Release((end.Position.Topic, end.Position.Partition), end.Position.Offset);
     }
 
     /// <summary>How many change events an END promises for the collections consumed.</summary>
