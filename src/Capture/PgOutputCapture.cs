@@ -115,18 +115,11 @@ public sealed class PgOutputCapture
     private int _sendingStatus;
 
     /// <summary>
-    /// Checks the slot and publication, then streams from <paramref name="startLsn"/> (the server
+    /// Checks the slot and publication and opens the replication connection, then streams from
+    /// <paramref name="start"/> once it is known (the target may still be read meanwhile; the server
     /// starts at the later of it and the slot's confirmed position) into <paramref name="output"/>
     /// until cancelled. Throws on connection loss (the caller retries) and
     /// <see cref="ReplicationException"/> on problems a person must fix.
-    /// </summary>
-    public Task RunAsync(ChannelWriter<ChangeEvent> output, NpgsqlLogSequenceNumber startLsn, CancellationToken cancellationToken) =>
-        RunAsync(output, Task.FromResult(startLsn), cancellationToken);
-
-    /// <summary>
-    /// As above, with the start position still being worked out (the target is read meanwhile): the
-    /// checks and the replication connection are done first, and streaming starts when
-    /// <paramref name="start"/> completes.
     /// </summary>
     public async Task RunAsync(ChannelWriter<ChangeEvent> output, Task<NpgsqlLogSequenceNumber> start, CancellationToken cancellationToken)
     {
