@@ -28,14 +28,13 @@ public class MonitoringTests(PostgresFixture fixture) : IClassFixture<PostgresFi
     {
         await using var db = await fixture.CreateDatabasesAsync("metrics");
         await using var setup = await Fixtures.Replication.PrepareAsync(db, "CREATE TABLE t (id int PRIMARY KEY, v text)");
-        var port = PostgresCluster.FreePort();
-        var log = Path.Combine(Path.GetTempPath(), $"replicator-metrics-{db.Name}.log");
-        using var process = ProcessRunner.StartReplicator(["run", "--source", db.SourceUri, "--target", db.TargetUri, "--slot", setup.Slot, "--metrics-listen", $"127.0.0.1:{port}"], log);
+        var (process, http, log) = StartRun(db, setup.Slot);
+        using var _ = process;
+        using var __ = http;
         await Sql.ExecAsync(db.SourceConnectionString, "INSERT INTO t SELECT g, 'v' FROM generate_series(1, 500) g");
         await Fixtures.Replication.Attach(db, setup.Slot).CatchUpAsync(); // apart, or the batch folds the updates into the inserts
         await Sql.ExecAsync(db.SourceConnectionString, "UPDATE t SET v = 'w' WHERE id <= 100");
         await Fixtures.Replication.Attach(db, setup.Slot).CatchUpAsync();
-        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
         await Task.Delay(6000); // the slot watcher samples every 5 s
 
         var page = await http.GetStringAsync(new Uri("/metrics", UriKind.Relative));
@@ -57,10 +56,9 @@ public class MonitoringTests(PostgresFixture fixture) : IClassFixture<PostgresFi
     {
         await using var db = await fixture.CreateDatabasesAsync("lag_held");
         await using var setup = await Fixtures.Replication.PrepareAsync(db, "CREATE TABLE t (id int PRIMARY KEY, v text)");
-        var port = PostgresCluster.FreePort();
-        var log = Path.Combine(Path.GetTempPath(), $"replicator-lag-{db.Name}.log");
-        using var process = ProcessRunner.StartReplicator(["run", "--source", db.SourceUri, "--target", db.TargetUri, "--slot", setup.Slot, "--metrics-listen", $"127.0.0.1:{port}"], log);
-        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+        var (process, http, log) = StartRun(db, setup.Slot);
+        using var _ = process;
+        using var __ = http;
         await Sql.ExecAsync(db.SourceConnectionString, "INSERT INTO t VALUES (1, 'a')");
         await Fixtures.Replication.Attach(db, setup.Slot).CatchUpAsync();
 
@@ -83,6 +81,15 @@ public class MonitoringTests(PostgresFixture fixture) : IClassFixture<PostgresFi
         Assert.Equal(0, await LagAsync(http));
         Assert.Equal(0, await ProcessRunner.TerminateAsync(process, TimeSpan.FromSeconds(30)));
         File.Delete(log);
+    }
+
+    /// <summary><c>replicator run</c> on the test databases, serving /metrics on a free port; its log file is returned to be deleted.</summary>
+    private static (System.Diagnostics.Process Process, HttpClient Http, string Log) StartRun(TestDatabases db, string slot)
+    {
+        var port = PostgresCluster.FreePort();
+        var log = Path.Combine(Path.GetTempPath(), $"replicator-metrics-{db.Name}.log");
+        var process = ProcessRunner.StartReplicator(["run", "--source", db.SourceUri, "--target", db.TargetUri, "--slot", slot, "--metrics-listen", $"127.0.0.1:{port}"], log);
+        return (process, new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") }, log);
     }
 
     private static async Task<double> LagAsync(HttpClient http)
