@@ -55,6 +55,16 @@ public class MetricsTests
         Assert.Equal(0, Replicator.Core.Metrics.ReplicatorMetrics.LagSeconds(now + TimeSpan.FromSeconds(2).Ticks, 0, now)); // source clock ahead
     }
 
+    [Theory]
+    [InlineData("dotnet.gc.pause.time", "s", true, "dotnet_gc_pause_time_seconds_total")]
+    [InlineData("dotnet.gc.collections", "{collection}", true, "dotnet_gc_collections_total")]
+    [InlineData("dotnet.process.memory.working_set", "By", false, "dotnet_process_memory_working_set_bytes")]
+    [InlineData("dotnet.thread_pool.queue.length", "{work_item}", false, "dotnet_thread_pool_queue_length")]
+    [InlineData("http.server.request.duration_seconds", "s", false, "http_server_request_duration_seconds")]
+    [InlineData("jobs_total", null, true, "jobs_total")]
+    public void Other_meters_instruments_get_OpenTelemetrys_Prometheus_names(string name, string? unit, bool counter, string expected) =>
+        Assert.Equal(expected, PrometheusExporter.OpenTelemetryName(name, unit, counter));
+
     [Fact]
     public async Task Promtool_rejects_a_malformed_page_so_the_check_above_can_fail()
     {
@@ -74,6 +84,12 @@ public class MetricsTests
         Assert.StartsWith("text/plain", metrics.Content.Headers.ContentType?.ToString(), StringComparison.Ordinal);
         var page = await metrics.Content.ReadAsStringAsync();
         Assert.Contains("replicator_build_info{version=", page, StringComparison.Ordinal);
+        // The runtime's own meter: CPU, GC and JIT, named as the OpenTelemetry Prometheus exporter names them.
+        Assert.Matches(@"\ndotnet_process_cpu_time_seconds_total\{cpu_mode=""user""\} [0-9.e+-]+\n", page);
+        Assert.Matches(@"\n# TYPE dotnet_gc_collections_total counter\ndotnet_gc_collections_total\{gc_heap_generation=""gen0""\} \d+\n", page);
+        Assert.Contains("\ndotnet_jit_compilation_time_seconds_total ", page, StringComparison.Ordinal);
+        Assert.Contains("\ndotnet_process_memory_working_set_bytes ", page, StringComparison.Ordinal);
+        Assert.Contains("\ndotnet_thread_pool_thread_count_total ", page, StringComparison.Ordinal);
         await PromtoolCheckAsync(page);
 
         Assert.Equal(HttpStatusCode.OK, (await http.GetAsync(new Uri("/healthz", UriKind.Relative))).StatusCode);

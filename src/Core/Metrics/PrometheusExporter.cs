@@ -23,16 +23,22 @@ public sealed class PrometheusExporter : IDisposable
     private readonly ConcurrentDictionary<Instrument, InstrumentState> _states = new();
     private readonly Func<Meter, bool> _include;
 
-    /// <param name="include">Which meters to export; by default those named <c>Replicator*</c>.</param>
+    /// <summary>The .NET runtime's own meter (CPU, GC, JIT, thread pool, memory), exported with Replicator's by default.</summary>
+    public const string RuntimeMeterName = "System.Runtime";
+
+    /// <param name="include">Which meters to export; by default those named <c>Replicator*</c> and the runtime's (<see cref="RuntimeMeterName"/>).</param>
     public PrometheusExporter(Func<Meter, bool>? include = null)
     {
-        _include = include ?? (m => m.Name.StartsWith(ReplicatorMetrics.MeterName, StringComparison.Ordinal));
+        _include = include ?? (m => m.Name.StartsWith(ReplicatorMetrics.MeterName, StringComparison.Ordinal) || m.Name == RuntimeMeterName);
         ReplicatorMetrics.EnsureCreated();
         _listener = new MeterListener
         {
             InstrumentPublished = (instrument, listener) =>
             {
-                if (_include(instrument.Meter))
+                // The runtime's gauges named "*.count" (assemblies, CPUs, timers) are left out:
+                // Prometheus reserves the _count suffix for histograms and summaries.
+                var countGauge = instrument.Meter.Name == RuntimeMeterName && instrument.Name.EndsWith(".count", StringComparison.Ordinal) && !IsCounter(instrument);
+                if (_include(instrument.Meter) && !countGauge)
                 {
                     _states.TryAdd(instrument, new InstrumentState(instrument));
                     listener.EnableMeasurementEvents(instrument);
@@ -95,6 +101,32 @@ public sealed class PrometheusExporter : IDisposable
         return sb.ToString();
     }
 
+    /// <summary>
+    /// The Prometheus name of an OpenTelemetry-style instrument: dots become underscores, then the
+    /// unit's suffix (<c>s</c> → <c>_seconds</c>, <c>By</c> → <c>_bytes</c>; annotations such as
+    /// <c>{collection}</c> add nothing) and, for counters, <c>_total</c>.
+    /// </summary>
+    public static string OpenTelemetryName(string name, string? unit, bool counter)
+    {
+        var result = SanitizeName(name);
+        var suffix = unit switch
+        {
+            "s" => "_seconds",
+            "ms" => "_milliseconds",
+            "By" => "_bytes",
+            "1" when !counter => "_ratio",
+            _ => "",
+        };
+        if (suffix.Length > 0 && !result.EndsWith(suffix, StringComparison.Ordinal))
+            result += suffix;
+        if (counter && !result.EndsWith("_total", StringComparison.Ordinal))
+            result += "_total";
+        return result;
+    }
+
+    private static bool IsCounter(Instrument instrument) =>
+        instrument.GetType().GetGenericTypeDefinition() is var kind && (kind == typeof(Counter<>) || kind == typeof(ObservableCounter<>));
+
     /// <summary>Escapes a label value: backslash, double quote and line feed.</summary>
     public static string EscapeLabelValue(string value) =>
         value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal).Replace("\n", "\\n", StringComparison.Ordinal);
@@ -120,15 +152,18 @@ public sealed class PrometheusExporter : IDisposable
 
         public InstrumentState(Instrument instrument)
         {
-            Name = SanitizeName(instrument.Name);
             Help = string.IsNullOrEmpty(instrument.Description) ? instrument.Name : instrument.Description;
             var kind = instrument.GetType().GetGenericTypeDefinition();
             IsObservable = instrument.IsObservable;
             _isHistogram = kind == typeof(Histogram<>);
             _setsValue = IsObservable || kind == typeof(Gauge<>);
-            Type = _isHistogram ? "histogram"
-                : kind == typeof(Counter<>) || kind == typeof(ObservableCounter<>) ? "counter"
-                : "gauge";
+            Type = _isHistogram ? "histogram" : IsCounter(instrument) ? "counter" : "gauge";
+            // Replicator's own names are Prometheus names already; others (the runtime's
+            // "dotnet.gc.pause.time", unit "s") get the unit and _total suffixes the OpenTelemetry
+            // Prometheus exporter gives them: dotnet_gc_pause_time_seconds_total.
+            Name = instrument.Meter.Name.StartsWith(ReplicatorMetrics.MeterName, StringComparison.Ordinal)
+                ? SanitizeName(instrument.Name)
+                : OpenTelemetryName(instrument.Name, instrument.Unit, Type == "counter");
             if (_isHistogram)
                 _buckets = HistogramBuckets(instrument) ?? DefaultBuckets;
         }
