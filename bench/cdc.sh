@@ -20,7 +20,7 @@ BACKLOG_SECONDS=${BACKLOG_SECONDS:-30}
 RATE=${RATE:-1000}
 LIVE_SECONDS=${LIVE_SECONDS:-30}
 KAFKA=${KAFKA:-1}
-trap '[ -n "${kafka_pid:-}" ] && kill "$kafka_pid" 2>/dev/null; stop_clusters' EXIT  # KAFKA=0: no pid, and no failing kill under set -e
+trap 'stop_pids TERM "${kafka_pid:-}"; stop_clusters' EXIT
 
 echo "building replicator..." >&2
 "$root/replicator" --help >/dev/null

@@ -23,7 +23,7 @@ SCALE=${1:-10}
 RATE=${RATE:-500}
 BEFORE=${BEFORE:-10}
 AFTER=${AFTER:-5}
-trap 'kill ${rep_pid:-} ${writer_pid:-} 2>/dev/null; stop_clusters' EXIT
+trap 'stop_pids TERM "${rep_pid:-}" "${writer_pid:-}"; stop_clusters' EXIT
 
 echo "building replicator and the writer..." >&2
 "$root/replicator" --help >/dev/null

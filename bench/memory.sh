@@ -8,7 +8,7 @@ source "$root/scripts/lib/install.sh"
 ensure_packages
 source "$root/bench/lib/clusters.sh"
 ROWS=${1:-2000000}
-trap 'kill -TERM ${rep_pid:-0} 2>/dev/null; stop_clusters' EXIT
+trap 'stop_pids TERM "${rep_pid:-}"; stop_clusters' EXIT
 "$root/replicator" --help >/dev/null
 start_cluster SRC
 start_cluster TGT

@@ -11,7 +11,7 @@ source "$root/bench/lib/clusters.sh"
 SCALE=${1:-20}
 BACKLOG_SECONDS=${BACKLOG_SECONDS:-20}
 TRIALS=${TRIALS:-2}
-trap 'kill ${kafka_pid:-} 2>/dev/null; [ "${KEEP:-0}" = 1 ] || stop_clusters' EXIT
+trap 'stop_pids TERM "${kafka_pid:-}"; [ "${KEEP:-0}" = 1 ] || stop_clusters' EXIT
 # One frozen build for every trial (the ./replicator wrapper rebuilds when a source changes, which
 # would land inside a timed trial while the sources are being edited).
 dotnet build "$root/src/Cli/Replicator.Cli.csproj" -c Release -o "$BENCH_DIR/cli" --nologo -v q -clp:ErrorsOnly >&2

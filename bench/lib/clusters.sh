@@ -30,6 +30,14 @@ CONF
   eval "${name}_PORT=$port"
 }
 
+# stop_pids SIGNAL PID... : signals the given processes, skipping empty ones and ignoring ones
+# already gone. For EXIT traps: under set -e a failing 'kill' ends the trap before stop_clusters,
+# and 'kill 0' would signal the whole process group, the caller included.
+stop_pids() {
+  local sig=$1 p; shift
+  for p in "$@"; do [ -n "$p" ] && [ "$p" != 0 ] && kill "-$sig" "$p" 2>/dev/null || :; done
+}
+
 stop_clusters() {
   for d in "$BENCH_DIR"/*/; do
     [ -f "$d/postmaster.pid" ] && as_pg "$PG_BIN/pg_ctl" -D "$d" -m immediate stop >/dev/null 2>&1
