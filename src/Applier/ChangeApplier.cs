@@ -229,7 +229,9 @@ internal sealed class ChangeApplier
             case TransactionBegin begin:
                 _current = begin;
                 LastBegunCommitLsn = (ulong)begin.CommitLsn;
-                _skipping = (ulong)begin.CommitLsn <= _position;
+                // A snapshot read shares its position with every row of its snapshot: the position cannot
+                // tell whether it is applied (the Kafka offsets stored with it can), see ApplyRowAsync.
+                _skipping = !begin.SnapshotRead && (ulong)begin.CommitLsn <= _position;
                 if (_skipping)
                     break;
                 if (_barrier is { } barrier && (ulong)begin.CommitLsn >= barrier.Cut)
@@ -258,6 +260,7 @@ internal sealed class ChangeApplier
                 break;
 
             case TransactionCommit commit:
+                var snapshotRead = _current?.SnapshotRead == true;
                 _current = null;
                 if (_skipping)
                 {
@@ -269,8 +272,18 @@ internal sealed class ChangeApplier
                     break;
                 }
 
-                _lastCommit = commit;
-                _position = (ulong)commit.CommitLsn;
+                if (snapshotRead)
+                {
+                    // Not a commit: the applied position stays (later commits of the source may lie
+                    // below the snapshot's), but the batch still stores the offsets that passed it.
+                    _lastCommit ??= commit with { CommitLsn = new NpgsqlLogSequenceNumber(_position) };
+                }
+                else
+                {
+                    _lastCommit = commit;
+                    _position = (ulong)commit.CommitLsn;
+                }
+
                 _pendingAck = Math.Max(_pendingAck, (ulong)commit.EndLsn);
                 var scale = Behind ? _settings.BehindBatchScale : 1;
                 if (_batchTransactions >= _settings.MaxBatchTransactions * scale || _batchChanges >= _settings.MaxBatchChanges * scale
@@ -495,7 +508,22 @@ internal sealed class ChangeApplier
     private async Task ApplyRowAsync(RowChange row, CancellationToken cancellationToken)
     {
         var plan = await PlanAsync(row.Relation, cancellationToken).ConfigureAwait(false);
-        var idempotent = (ulong)_current!.CommitLsn <= plan.SyncLsn;
+        bool idempotent;
+        if (_current!.SnapshotRead)
+        {
+            // A row as a snapshot read it (Debezium's op r). Already in the target's copy of the table
+            // when that copy is as new (our own snapshot published for downstream consumers); else
+            // written so that reading the snapshot again (a connector restarted mid-snapshot) is
+            // harmless where the table has a key.
+            if ((ulong)_current.CommitLsn <= plan.SyncLsn)
+                return;
+            idempotent = plan.HasKey;
+        }
+        else
+        {
+            idempotent = (ulong)_current.CommitLsn <= plan.SyncLsn;
+        }
+
         _batchChanges++;
         if (!plan.HasKey)
         {

@@ -400,7 +400,7 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
     }
 
     /// <summary>Feeds the applier whole transactions in commit order, each followed by the offsets to resume after it, and heartbeats.</summary>
-    private static async Task ConsumeAsync(Replicator.Kafka.KafkaChangeSource consumer, IReadOnlyDictionary<(string Topic, int Partition), long> offsets,
+    internal static async Task ConsumeAsync(Replicator.Kafka.KafkaChangeSource consumer, IReadOnlyDictionary<(string Topic, int Partition), long> offsets,
         ChannelWriter<ChangeEvent> writer, CancellationToken cancellationToken)
     {
         using (consumer)

@@ -14,7 +14,16 @@ public abstract record ChangeEvent;
 
 /// <summary>Start of a source transaction.</summary>
 /// <param name="CommitLsn">LSN of the transaction's commit record (pgoutput's final LSN): the transaction's position.</param>
-public sealed record TransactionBegin(uint Xid, NpgsqlLogSequenceNumber CommitLsn, DateTimeOffset CommitTime) : ChangeEvent;
+public sealed record TransactionBegin(uint Xid, NpgsqlLogSequenceNumber CommitLsn, DateTimeOffset CommitTime) : ChangeEvent
+{
+    /// <summary>
+    /// A row read by a snapshot (Debezium's <c>op: r</c>), not a committed change: every row of one
+    /// snapshot has the snapshot's position as <see cref="CommitLsn"/>, so the position cannot tell
+    /// which of them are applied (the Kafka offsets stored with them do), and it never moves the
+    /// applied position. Only from Kafka; the applier writes such rows idempotently.
+    /// </summary>
+    public bool SnapshotRead { get; init; }
+}
 
 /// <summary>End of a source transaction: everything since its begin is to be applied atomically.</summary>
 /// <param name="EndLsn">End of the commit record; acknowledging this LSN to the slot releases the transaction's WAL.</param>

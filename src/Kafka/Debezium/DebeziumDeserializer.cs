@@ -14,6 +14,7 @@ public abstract record DecodedRecord(KafkaPosition Position);
 /// <param name="Xid">The source transaction id (<c>source.txId</c>).</param>
 /// <param name="TransactionKey">The transaction block's id without its <c>:lsn</c> suffix; null without transaction metadata.</param>
 /// <param name="TotalOrder">The event's position in its transaction (1-based); 0 without metadata.</param>
+/// <param name="SnapshotRead">An <c>op: r</c> record: a row as a snapshot read it, at the snapshot's position (<see cref="Lsn"/>), which every record of that snapshot shares.</param>
 public sealed record DecodedChange(
     KafkaPosition Position,
     ChangeEvent Change,
@@ -21,7 +22,8 @@ public sealed record DecodedChange(
     string? TransactionKey,
     long TotalOrder,
     NpgsqlLogSequenceNumber Lsn,
-    DateTimeOffset SourceTime) : DecodedRecord(Position);
+    DateTimeOffset SourceTime,
+    bool SnapshotRead = false) : DecodedRecord(Position);
 
 /// <summary>BEGIN or END on the transaction topic.</summary>
 /// <param name="IdLsn">The LSN after the colon in Debezium's <c>xid:lsn</c> id (END: the commit's LSN); null for bare ids.</param>
@@ -442,7 +444,7 @@ public sealed class DebeziumDeserializer
                 throw new DebeziumFormatException(position, $"unknown op '{op}' (expected c, r, u, d or t)");
         }
 
-        return new DecodedChange(position, change, xid, txKey, totalOrder, lsn, ts);
+        return new DecodedChange(position, change, xid, txKey, totalOrder, lsn, ts, SnapshotRead: op == "r");
     }
 
     /// <summary>The op as one of the usual one-letter strings (no allocation for those).</summary>

@@ -50,7 +50,8 @@ public sealed record OrderedHeartbeat(Heartbeat Heartbeat) : OrderedItem;
 /// <para>
 /// Without transaction metadata (an event with no <c>transaction</c> block) every event is released
 /// at once as a transaction of its own: order then holds only per key (per partition), not across
-/// tables or keys — documented in docs/kafka.md.
+/// tables or keys — documented in docs/kafka.md. Snapshot reads (<c>op: r</c>, never in a
+/// transaction) are released the same way, flagged, at their snapshot's position.
 /// </para>
 /// <para>
 /// Memory: events wait here until their transaction's END is at the head; the wait is bounded by
@@ -235,10 +236,22 @@ public sealed class TransactionOrderer
 
     private OrderedTransaction Single(DecodedChange change)
     {
-        var lsn = change.Lsn > _lastCommitLsn ? change.Lsn : new NpgsqlLogSequenceNumber((ulong)_lastCommitLsn + 1);
-        _lastCommitLsn = lsn;
+        NpgsqlLogSequenceNumber lsn;
+        if (change.SnapshotRead)
+        {
+            // Every row of a snapshot carries the snapshot's position: made-up growing positions
+            // (one per row) would pass the first streamed commits, which would then be dropped as
+            // replays here and skipped as applied by the applier.
+            lsn = change.Lsn;
+        }
+        else
+        {
+            lsn = change.Lsn > _lastCommitLsn ? change.Lsn : new NpgsqlLogSequenceNumber((ulong)_lastCommitLsn + 1);
+            _lastCommitLsn = lsn;
+        }
+
         return new OrderedTransaction(
-            new TransactionBegin(change.Xid, lsn, change.SourceTime),
+            new TransactionBegin(change.Xid, lsn, change.SourceTime) { SnapshotRead = change.SnapshotRead },
             [change.Change],
             new TransactionCommit(change.Xid, lsn, lsn, change.SourceTime),
             ResumeOffsets());

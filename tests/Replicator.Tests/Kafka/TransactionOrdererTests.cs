@@ -88,6 +88,25 @@ public class TransactionOrdererTests
     }
 
     [Fact]
+    public void Snapshot_reads_share_their_snapshot_position_and_never_push_later_commits_aside()
+    {
+        // A Debezium connector's initial snapshot: op r records without a transaction block, all at the
+        // snapshot's LSN (1000), then the first streamed transaction, committed just after (1040).
+        var orderer = new TransactionOrderer();
+        var reads = Enumerable.Range(0, 100).SelectMany(i => orderer.Add(new DecodedChange(new KafkaPosition("p.public.customers", 0, i),
+            Insert(Customers, 1000, "r" + i, "x"), 0, null, 0, new NpgsqlLogSequenceNumber(1000), CommitTime, SnapshotRead: true))).ToList();
+        Assert.Equal(100, reads.Count);
+        Assert.All(reads, r => Assert.True(r.Begin.SnapshotRead));
+        Assert.All(reads, r => Assert.Equal(1000UL, (ulong)r.Commit.CommitLsn)); // not made up positions 1000, 1001, … 1099
+        Assert.Equal(100, reads[^1].ResumeOffsets[("p.public.customers", 0)]);
+
+        orderer.Add(End(0, "7", 1040, ("public.customers", 1)));
+        var streamed = Assert.Single(orderer.Add(Change("p.public.customers", 0, 100, "7", 1, 1030, "s")));
+        Assert.False(streamed.Begin.SnapshotRead);
+        Assert.Equal(1040UL, (ulong)streamed.Commit.CommitLsn);
+    }
+
+    [Fact]
     public void Resume_offsets_never_pass_a_record_that_is_still_waiting()
     {
         var orderer = new TransactionOrderer();
