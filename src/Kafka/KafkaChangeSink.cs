@@ -165,6 +165,21 @@ public sealed class KafkaChangeSink : IDisposable
         }
     }
 
+    /// <summary>
+    /// Produces one row of a snapshot as an <c>op: r</c> record (see
+    /// <see cref="DebeziumSerializer.SerializeSnapshotRow"/>). Snapshot rows belong to no transaction
+    /// and move no LSN: <see cref="DurableLsn"/> does not depend on them; <see cref="FlushAsync"/>
+    /// waits for them like for any record.
+    /// </summary>
+    public ValueTask WriteSnapshotRowAsync(StreamRelation relation, IReadOnlyList<ColumnValue> row, SnapshotMarker marker, NpgsqlLogSequenceNumber snapshotLsn,
+        DateTimeOffset snapshotTime, CancellationToken cancellationToken)
+    {
+        ThrowIfFailed();
+        return ProduceAsync(_serializer.SerializeSnapshotRow(relation, row, marker, snapshotLsn, snapshotTime), _snapshotRows, cancellationToken);
+    }
+
+    private readonly Tracked _snapshotRows = new();
+
     private async ValueTask ProduceAsync(DebeziumRecord record, Tracked tracked, CancellationToken cancellationToken)
     {
         var message = new Message<byte[]?, byte[]?> { Key = record.Key, Value = record.Value };

@@ -34,4 +34,18 @@ public class CliTests
         Assert.Contains("configuration error: Source:ConnectionString (sslmode): 'maybe' is not an sslmode", result.Stderr, StringComparison.Ordinal);
         Assert.DoesNotContain("Hidden1", result.Output, StringComparison.Ordinal);
     }
+
+    [Theory]
+    [InlineData("run")]
+    [InlineData("capture")]
+    public async Task Publishing_the_snapshot_anywhere_but_run_with_the_kafka_buffer_exits_2_naming_the_setting(string command)
+    {
+        string[] args = command == "run"
+            ? ["run", "--source", "postgres://u@127.0.0.1:1/db", "--target", "postgres://u@127.0.0.1:1/db2", "--set", "Buffer:Kafka:PublishSnapshot=true"]
+            : ["capture", "--source", "postgres://u@127.0.0.1:1/db", "--kafka-bootstrap", "127.0.0.1:1", "--set", "Buffer:Kafka:PublishSnapshot=true"];
+        var result = await ProcessRunner.ReplicatorAsync(args);
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("Buffer:Kafka:PublishSnapshot", result.Stderr, StringComparison.Ordinal);
+        Assert.Contains("'replicator run --buffer kafka'", result.Stderr, StringComparison.Ordinal);
+    }
 }

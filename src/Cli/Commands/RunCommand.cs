@@ -51,6 +51,8 @@ public static class RunCommand
             var kafka = role != PipelineRole.Embedded || options.Buffer.Kind == "kafka";
             if (kafka && string.IsNullOrWhiteSpace(options.Buffer.Kafka.Bootstrap))
                 throw new ConfigurationException("Buffer:Kafka:Bootstrap", $"is required for 'replicator {name}' (--kafka-bootstrap host:port; 'replicator dev-kafka' starts a local one for trying)");
+            if (options.Buffer.Kafka.PublishSnapshot && !(role == PipelineRole.Embedded && kafka))
+                throw new ConfigurationException("Buffer:Kafka:PublishSnapshot", $"is done by 'replicator run --buffer kafka' (one process, so that no streamed change reaches Kafka before the snapshot's rows); 'replicator {name}'{(kafka ? "" : " with the embedded buffer")} cannot publish the snapshot");
             var source = role == PipelineRole.Apply ? null : ConfigLoader.ResolveSource(options);
             var target = role == PipelineRole.Capture ? null : ConfigLoader.ResolveTarget(options);
             // Whether the snapshot is done is asked while the host starts (both take a while at start-up).
@@ -59,6 +61,13 @@ public static class RunCommand
             {
                 if (snapshotDone is not null && await SnapshotFirstAsync("run", options, source!, target!, host, ct, snapshotDone).ConfigureAwait(false) is { } failed)
                     return failed;
+                if (options.Buffer.Kafka.PublishSnapshot)
+                {
+                    await using var connection = new NpgsqlConnection(target!.ToNpgsqlConnectionString());
+                    await connection.OpenAsync(ct).ConfigureAwait(false);
+                    await SnapshotEvents.PublishAsync(connection, options.SlotName, KafkaBufferOptions.Sink(options, source!.Database), host.Loggers.CreateLogger("Replicator.SnapshotEvents"), ct).ConfigureAwait(false);
+                }
+
                 var pipeline = new ReplicationPipeline(source, target, ApplierSettingsFrom(options), options.PublicationName, host.Loggers, host.Health)
                 {
                     Role = role == PipelineRole.Embedded && kafka ? PipelineRole.KafkaBoth : role,

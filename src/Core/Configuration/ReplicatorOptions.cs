@@ -113,6 +113,13 @@ public sealed class KafkaOptions
     /// <see cref="ConfigLoader.ReservedKafkaProperties"/>).
     /// </summary>
     public Dictionary<string, string> Properties { get; set; } = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// Also publish the initial snapshot's rows as Debezium <c>op: r</c> records, before any
+    /// streamed change, for consumers of the topics other than Replicator's applier (which loads
+    /// the target by COPY and passes them over). Done once per slot by <c>run --buffer kafka</c>.
+    /// </summary>
+    public bool PublishSnapshot { get; set; }
 }
 
 public sealed class MetricsOptions

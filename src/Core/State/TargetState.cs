@@ -40,6 +40,8 @@ namespace Replicator.Core.State;
 /// may not set <c>session_replication_role = replica</c> (managed servers): they would fire a second
 /// time for changes the source's own triggers already made. The cutover enables them again
 /// (<see cref="RestoreTriggersAsync"/>).</item>
+/// <item><c>snapshot_events</c> — the slot's initial snapshot was published to Kafka as <c>op: r</c>
+/// records (<c>Buffer:Kafka:PublishSnapshot</c>): not again at the next start.</item>
 /// </list>
 /// </summary>
 public static class TargetState
@@ -101,6 +103,10 @@ public static class TargetState
             trigger_name text NOT NULL,
             disabled_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
             PRIMARY KEY (schema_name, table_name, trigger_name));
+        CREATE TABLE IF NOT EXISTS replicator.snapshot_events (
+            slot_name    text PRIMARY KEY,
+            records      bigint NOT NULL,
+            published_at timestamptz NOT NULL DEFAULT clock_timestamp());
         """;
 
     /// <summary>Creates the schema and tables if missing (idempotent; concurrent callers are safe).</summary>

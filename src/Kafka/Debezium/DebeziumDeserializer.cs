@@ -795,14 +795,11 @@ public sealed class DebeziumDeserializer
         public Shape(TableInfo info)
         {
             Info = info;
-            var writable = info.WritableColumns.ToArray();
-            Columns = writable.Select(c => new ShapeColumn(c.Name, c.TypeOid, SafeTypmod(c), c.TypeName)).ToArray();
-            Index = writable.Select((c, i) => (c.Name, i)).ToDictionary(p => p.Name, p => p.i, StringComparer.Ordinal);
+            Relation = CatalogRelation.Of(info);
+            Columns = Relation.Columns.Select(c => new ShapeColumn(c.Name, c.TypeOid, c.TypeModifier, c.TypeName)).ToArray();
+            Index = Relation.Columns.Select((c, i) => (c.Name, i)).ToDictionary(p => p.Name, p => p.i, StringComparer.Ordinal);
             Generated = info.Columns.Where(c => c.IsGenerated).Select(c => c.Name).ToHashSet(StringComparer.Ordinal);
-            var keys = info.KeyColumns.ToHashSet(StringComparer.Ordinal);
-            HasKey = keys.Count > 0;
-            Relation = new StreamRelation(info.Oid, info.Schema, info.Name, info.ReplicaIdentity,
-                writable.Select((c, i) => new StreamColumn(c.Name, c.TypeOid, Columns[i].Typmod, keys.Contains(c.Name), c.TypeName)).ToArray());
+            HasKey = Relation.Columns.Any(c => c.IsKey);
         }
 
         public TableInfo Info { get; }
@@ -832,18 +829,6 @@ public sealed class DebeziumDeserializer
             }
 
             return _fields;
-        }
-
-        private static int SafeTypmod(ColumnInfo c)
-        {
-            try
-            {
-                return PgOid.TypmodFromTypeName(c.TypeOid, c.TypeName);
-            }
-            catch (FormatException)
-            {
-                return -1;
-            }
         }
     }
 }

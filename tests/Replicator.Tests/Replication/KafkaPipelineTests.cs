@@ -59,6 +59,121 @@ public class KafkaPipelineTests(PostgresFixture fixture, KafkaFixture kafka) : I
     }
 
     [Fact]
+    public async Task Run_publishing_the_snapshot_puts_each_copied_row_on_its_topic_as_op_r_before_any_streamed_change_and_only_once()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("kafka_snapshot_events");
+        await Sql.ExecAsync(db.SourceConnectionString, Schema + """
+            INSERT INTO ledger (n, note, m, amount, doc) SELECT g, 'seed ' || g, 'happy', g + 0.5, '{"seed": true}' FROM generate_series(1000, 1049) g;
+            CREATE TABLE keyless (body text);
+            ALTER TABLE keyless REPLICA IDENTITY FULL;
+            INSERT INTO keyless VALUES ('a'), ('b');
+            """);
+        var slot = "s_" + Guid.NewGuid().ToString("N")[..12];
+        var prefix = "k" + Guid.NewGuid().ToString("N")[..8];
+        var log = Path.Combine(Path.GetTempPath(), $"replicator-kafka-snapevents-{db.Name}.log");
+        string[] args = ["run", "--buffer", "kafka", "--kafka-bootstrap", kafka.BootstrapServers, "--topic-prefix", prefix, "--source", db.SourceUri, "--target", db.TargetUri,
+            "--slot", slot, "--metrics-listen", "127.0.0.1:0", "--set", "Buffer:Kafka:PublishSnapshot=true"];
+        using (var process = ProcessRunner.StartReplicator(args, log))
+        {
+            var deadline = DateTime.UtcNow.AddMinutes(2);
+            while (await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM pg_tables WHERE schemaname = 'replicator' AND tablename = 'snapshot_events'") == 0
+                   || await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM replicator.snapshot_events") == 0)
+            {
+                Assert.False(process.HasExited, File.ReadAllText(log));
+                Assert.True(DateTime.UtcNow < deadline, File.ReadAllText(log));
+                await Task.Delay(200);
+            }
+
+            await WriteAsync(db.SourceConnectionString, 0, 5);
+            while (await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM ledger WHERE n = 4") == 0)
+            {
+                Assert.False(process.HasExited, File.ReadAllText(log));
+                Assert.True(DateTime.UtcNow < deadline, File.ReadAllText(log));
+                await Task.Delay(200);
+            }
+
+            await Task.Delay(500); // the last batch's remaining statements
+            Assert.Equal(0, await ProcessRunner.TerminateAsync(process, TimeSpan.FromSeconds(30)));
+        }
+
+        // The applier passed its own snapshot's records over: no duplicate, in the keyless table either.
+        await Compare.AssertSameAsync(db);
+        Assert.Equal(72L, await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT records FROM replicator.snapshot_events"));
+        var syncLsn = await Sql.ScalarAsync<string>(db.TargetConnectionString, $"SELECT DISTINCT sync_lsn::text FROM replicator.table_sync WHERE slot_name = '{slot}'");
+
+        var records = ReadTopics(prefix, "public.ledger", "public.account", "public.keyless");
+        var reads = records.Where(r => r.Op == "r").ToList();
+        Assert.Equal(50, reads.Count(r => r.Topic.EndsWith(".ledger", StringComparison.Ordinal)));
+        Assert.Equal(20, reads.Count(r => r.Topic.EndsWith(".account", StringComparison.Ordinal)));
+        Assert.Equal(2, reads.Count(r => r.Topic.EndsWith(".keyless", StringComparison.Ordinal)));
+        Assert.Single(reads, r => r.Snapshot == "first");
+        Assert.Single(reads, r => r.Snapshot == "last");
+        Assert.All(reads, r => Assert.Equal(syncLsn, new NpgsqlLogSequenceNumber(r.Lsn).ToString()));
+        Assert.Contains(records, r => r.Op is "c" or "u"); // the streamed changes are on the same topics
+        // Per partition, every snapshot row comes before the first streamed change.
+        foreach (var partition in records.GroupBy(r => (r.Topic, r.Partition)))
+        {
+            var ops = partition.OrderBy(r => r.Offset).Select(r => r.Op).ToList();
+            var firstStreamed = ops.FindIndex(o => o != "r");
+            Assert.True(firstStreamed < 0 || ops.Skip(firstStreamed).All(o => o != "r"), $"{partition.Key}: {string.Join(",", ops)}");
+        }
+
+        // A second start does not publish the snapshot again.
+        using (var again = ProcessRunner.StartReplicator(args, log))
+        {
+            var deadline = DateTime.UtcNow.AddSeconds(60);
+            while (!File.ReadAllText(log).Contains("was published to Kafka already", StringComparison.Ordinal))
+            {
+                Assert.False(again.HasExited, File.ReadAllText(log));
+                Assert.True(DateTime.UtcNow < deadline, File.ReadAllText(log));
+                await Task.Delay(200);
+            }
+
+            Assert.Equal(0, await ProcessRunner.TerminateAsync(again, TimeSpan.FromSeconds(30)));
+        }
+
+        Assert.Equal(reads.Count, ReadTopics(prefix, "public.ledger", "public.account", "public.keyless").Count(r => r.Op == "r"));
+        File.Delete(log);
+    }
+
+    /// <summary>Every record on the table topics, with its op, <c>source.snapshot</c> and <c>source.lsn</c> (tombstones left out).</summary>
+    private List<(string Topic, int Partition, long Offset, string Op, string? Snapshot, ulong Lsn)> ReadTopics(string prefix, params string[] tables)
+    {
+        using var consumer = new Confluent.Kafka.ConsumerBuilder<byte[]?, byte[]?>(new Confluent.Kafka.ConsumerConfig
+        {
+            BootstrapServers = kafka.BootstrapServers, GroupId = "raw-" + Guid.NewGuid(), EnableAutoCommit = false, EnablePartitionEof = true,
+        }).Build();
+        using var admin = new Confluent.Kafka.AdminClientBuilder(new Confluent.Kafka.AdminClientConfig { BootstrapServers = kafka.BootstrapServers }).Build();
+        var partitions = tables.SelectMany(t => admin.GetMetadata($"{prefix}.{t}", TimeSpan.FromSeconds(10)).Topics.Single().Partitions
+            .Select(p => new Confluent.Kafka.TopicPartitionOffset($"{prefix}.{t}", p.PartitionId, Confluent.Kafka.Offset.Beginning))).ToList();
+        consumer.Assign(partitions);
+        var records = new List<(string, int, long, string, string?, ulong)>();
+        var ended = new HashSet<(string, int)>();
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (ended.Count < partitions.Count && DateTime.UtcNow < deadline)
+        {
+            var r = consumer.Consume(TimeSpan.FromMilliseconds(200));
+            if (r is null)
+                continue;
+            if (r.IsPartitionEOF)
+            {
+                ended.Add((r.Topic, r.Partition.Value));
+                continue;
+            }
+
+            if (r.Message.Value is null)
+                continue;
+            using var doc = System.Text.Json.JsonDocument.Parse(r.Message.Value);
+            var payload = doc.RootElement.GetProperty("payload");
+            var source = payload.GetProperty("source");
+            records.Add((r.Topic, r.Partition.Value, r.Offset.Value, payload.GetProperty("op").GetString()!, source.GetProperty("snapshot").GetString(), (ulong)source.GetProperty("lsn").GetInt64()));
+        }
+
+        Assert.Equal(partitions.Count, ended.Count);
+        return records;
+    }
+
+    [Fact]
     public async Task Capture_and_apply_killed_independently_with_sigkill_lose_nothing_and_apply_nothing_twice()
     {
         await using var db = await fixture.CreateDatabasesAsync("kafka_crash");
