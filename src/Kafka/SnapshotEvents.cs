@@ -22,7 +22,17 @@ namespace Replicator.Kafka;
 /// </summary>
 public static class SnapshotEvents
 {
-    public static async Task PublishAsync(NpgsqlConnection target, string slot, KafkaSinkOptions options, ILogger logger, CancellationToken cancellationToken)
+    /// <summary>Whether the source publication has <c>publish_via_partition_root</c> (false when it does not exist).</summary>
+    public static async Task<bool> PublishesViaPartitionRootAsync(NpgsqlConnection source, string publication, CancellationToken cancellationToken)
+    {
+        await using var cmd = new NpgsqlCommand("SELECT coalesce(bool_or(pubviaroot), false) FROM pg_publication WHERE pubname = $1", source);
+        cmd.Parameters.AddWithValue(publication);
+        return (bool)(await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+    }
+
+    /// <param name="viaPartitionRoot">The source publication has <c>publish_via_partition_root</c>: a
+    /// partition's rows go to the topic of its topmost partitioned ancestor, as its streamed changes do.</param>
+    public static async Task PublishAsync(NpgsqlConnection target, string slot, KafkaSinkOptions options, bool viaPartitionRoot, ILogger logger, CancellationToken cancellationToken)
     {
         await TargetState.EnsureAsync(target, cancellationToken).ConfigureAwait(false);
         await using (var done = new NpgsqlCommand("SELECT records FROM replicator.snapshot_events WHERE slot_name = $1", target))
@@ -53,7 +63,15 @@ public static class SnapshotEvents
                 $"publishes the initial snapshot of slot {slot} right after it is copied, but the target has applied changes since (position {position}, snapshot at {syncLsns.Values.Max()}): take a new snapshot (new slot, empty target) to publish one, or turn the setting off");
         }
 
-        var tables = (await TableCatalog.LoadAsync(target, cancellationToken).ConfigureAwait(false))
+        var catalog = (await TableCatalog.LoadAsync(target, cancellationToken).ConfigureAwait(false)).ToDictionary(t => t.TableName);
+        TableInfo TopicTable(TableInfo table)
+        {
+            while (viaPartitionRoot && table.Parent is { } parent && catalog.TryGetValue(parent, out var parentTable))
+                table = parentTable;
+            return table;
+        }
+
+        var tables = catalog.Values
             .Where(t => !t.IsPartitionedParent && syncLsns.ContainsKey(t.TableName))
             .OrderBy(t => t.Schema, StringComparer.Ordinal).ThenBy(t => t.Name, StringComparer.Ordinal)
             .ToList();
@@ -81,7 +99,8 @@ public static class SnapshotEvents
         {
             foreach (var table in tables)
             {
-                var relation = CatalogRelation.Of(table);
+                // Under the root's name and columns where streamed changes use them (the columns are the same by name).
+                var relation = CatalogRelation.Of(TopicTable(table));
                 var lsn = syncLsns[table.TableName];
                 var sql = $"SELECT {string.Join(", ", relation.Columns.Select(c => c.QuotedName + "::text"))} FROM {table.QuotedName}";
                 await using var cmd = new NpgsqlCommand(sql, target, tx);

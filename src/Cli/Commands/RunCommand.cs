@@ -65,7 +65,11 @@ public static class RunCommand
                 {
                     await using var connection = new NpgsqlConnection(target!.ToNpgsqlConnectionString());
                     await connection.OpenAsync(ct).ConfigureAwait(false);
-                    await SnapshotEvents.PublishAsync(connection, options.SlotName, KafkaBufferOptions.Sink(options, source!.Database), host.Loggers.CreateLogger("Replicator.SnapshotEvents"), ct).ConfigureAwait(false);
+                    await using var sourceConnection = new NpgsqlConnection(source!.ToNpgsqlConnectionString());
+                    await sourceConnection.OpenAsync(ct).ConfigureAwait(false);
+                    var viaRoot = await SnapshotEvents.PublishesViaPartitionRootAsync(sourceConnection, options.PublicationName, ct).ConfigureAwait(false);
+                    await SnapshotEvents.PublishAsync(connection, options.SlotName, KafkaBufferOptions.Sink(options, source.Database), viaRoot,
+                        host.Loggers.CreateLogger("Replicator.SnapshotEvents"), ct).ConfigureAwait(false);
                 }
 
                 var pipeline = new ReplicationPipeline(source, target, ApplierSettingsFrom(options), options.PublicationName, host.Loggers, host.Health)

@@ -136,6 +136,54 @@ public class KafkaPipelineTests(PostgresFixture fixture, KafkaFixture kafka) : I
         File.Delete(log);
     }
 
+    [Fact]
+    public async Task With_publish_via_partition_root_the_snapshot_rows_of_partitions_go_to_the_roots_topic_like_their_changes()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("kafka_snapshot_root");
+        const string ddl = """
+            CREATE TABLE measure (id int, region text, v numeric, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+            CREATE TABLE measure_eu PARTITION OF measure FOR VALUES IN ('eu');
+            CREATE TABLE measure_us PARTITION OF measure FOR VALUES IN ('us');
+            """;
+        await Sql.ExecAsync(db.SourceConnectionString, ddl + """
+            INSERT INTO measure SELECT g, CASE WHEN g % 3 = 0 THEN 'us' ELSE 'eu' END, g / 7.0 FROM generate_series(1, 30) g;
+            CREATE PUBLICATION replicator FOR ALL TABLES WITH (publish_via_partition_root = true);
+            """);
+        var slot = "s_" + Guid.NewGuid().ToString("N")[..12];
+        var prefix = "k" + Guid.NewGuid().ToString("N")[..8];
+        var log = Path.Combine(Path.GetTempPath(), $"replicator-kafka-snaproot-{db.Name}.log");
+        using (var process = ProcessRunner.StartReplicator(["run", "--buffer", "kafka", "--kafka-bootstrap", kafka.BootstrapServers, "--topic-prefix", prefix,
+            "--source", db.SourceUri, "--target", db.TargetUri, "--slot", slot, "--metrics-listen", "127.0.0.1:0", "--set", "Buffer:Kafka:PublishSnapshot=true"], log))
+        {
+            var deadline = DateTime.UtcNow.AddMinutes(2);
+            while (await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM pg_tables WHERE schemaname = 'replicator' AND tablename = 'snapshot_events'") == 0
+                   || await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM replicator.snapshot_events") == 0)
+            {
+                Assert.False(process.HasExited, File.ReadAllText(log));
+                Assert.True(DateTime.UtcNow < deadline, File.ReadAllText(log));
+                await Task.Delay(200);
+            }
+
+            await Sql.ExecAsync(db.SourceConnectionString, "INSERT INTO measure VALUES (31, 'us', 1), (32, 'eu', 2)");
+            while (await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM measure WHERE id > 30") < 2)
+            {
+                Assert.False(process.HasExited, File.ReadAllText(log));
+                Assert.True(DateTime.UtcNow < deadline, File.ReadAllText(log));
+                await Task.Delay(200);
+            }
+
+            Assert.Equal(0, await ProcessRunner.TerminateAsync(process, TimeSpan.FromSeconds(30)));
+        }
+
+        await Compare.AssertSameAsync(db);
+        var records = ReadTopics(prefix, "public.measure");
+        Assert.Equal(30, records.Count(r => r.Op == "r"));
+        Assert.Equal(2, records.Count(r => r.Op == "c"));
+        using var admin = new Confluent.Kafka.AdminClientBuilder(new Confluent.Kafka.AdminClientConfig { BootstrapServers = kafka.BootstrapServers }).Build();
+        Assert.DoesNotContain(admin.GetMetadata(TimeSpan.FromSeconds(10)).Topics, t => t.Topic.StartsWith($"{prefix}.public.measure_", StringComparison.Ordinal));
+        File.Delete(log);
+    }
+
     /// <summary>Every record on the table topics, with its op, <c>source.snapshot</c> and <c>source.lsn</c> (tombstones left out).</summary>
     private List<(string Topic, int Partition, long Offset, string Op, string? Snapshot, ulong Lsn)> ReadTopics(string prefix, params string[] tables)
     {
