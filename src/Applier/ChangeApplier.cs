@@ -228,13 +228,15 @@ internal sealed class ChangeApplier
         {
             case TransactionBegin begin:
                 _current = begin;
-                LastBegunCommitLsn = (ulong)begin.CommitLsn;
                 // A snapshot read shares its position with every row of its snapshot: the position cannot
                 // tell whether it is applied (the Kafka offsets stored with it can), see ApplyRowAsync.
+                // Nor is it a commit: it does not count for strict replay or the verifier's cut.
+                if (!begin.SnapshotRead)
+                    LastBegunCommitLsn = (ulong)begin.CommitLsn;
                 _skipping = !begin.SnapshotRead && (ulong)begin.CommitLsn <= _position;
                 if (_skipping)
                     break;
-                if (_barrier is { } barrier && (ulong)begin.CommitLsn >= barrier.Cut)
+                if (_barrier is { } barrier && !begin.SnapshotRead && (ulong)begin.CommitLsn >= barrier.Cut)
                 {
                     if (_inBatch)
                         await CommitBatchAsync(cancellationToken).ConfigureAwait(false);
@@ -276,7 +278,7 @@ internal sealed class ChangeApplier
                 {
                     // Not a commit: the applied position stays (later commits of the source may lie
                     // below the snapshot's), but the batch still stores the offsets that passed it.
-                    _lastCommit ??= commit with { CommitLsn = new NpgsqlLogSequenceNumber(_position) };
+                    _lastCommit ??= commit with { CommitLsn = new NpgsqlLogSequenceNumber(_position), CommitTime = default };
                 }
                 else
                 {
@@ -368,7 +370,8 @@ internal sealed class ChangeApplier
                     """);
                 position.Parameters.AddWithValue(_settings.Slot);
                 position.Parameters.Add(Parameters.Lsn(last.CommitLsn));
-                position.Parameters.AddWithValue(last.CommitTime);
+                // No source commit time when only snapshot reads were applied since the start.
+                position.Parameters.Add(new NpgsqlParameter { Value = last.CommitTime == default ? DBNull.Value : last.CommitTime, NpgsqlDbType = NpgsqlDbType.TimestampTz });
                 position.Parameters.Add(new NpgsqlParameter { Value = (object?)_bufferPosition?.Json ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
                 batch.BatchCommands.Add(position);
             }

@@ -70,9 +70,11 @@ internal sealed class TableChanges(TableApplyPlan plan)
             case (NetOp.Update, NetOp.Update):
                 row.Values = Merge(row.Values, values);
                 break;
-            case (NetOp.Insert, NetOp.Delete):
+            case (NetOp.Insert, NetOp.Delete) when !row.Idempotent:
                 _rows.Remove(key);
                 break;
+            // An idempotent insert (a replay of copied data, a snapshot read) may find the row on the
+            // target already: the delete must still be sent, so it falls to the case below.
             case (_, NetOp.Delete):
                 row.Op = NetOp.Delete;
                 row.Values = values;

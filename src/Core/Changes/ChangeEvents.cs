@@ -20,7 +20,8 @@ public sealed record TransactionBegin(uint Xid, NpgsqlLogSequenceNumber CommitLs
     /// A row read by a snapshot (Debezium's <c>op: r</c>), not a committed change: every row of one
     /// snapshot has the snapshot's position as <see cref="CommitLsn"/>, so the position cannot tell
     /// which of them are applied (the Kafka offsets stored with them do), and it never moves the
-    /// applied position. Only from Kafka; the applier writes such rows idempotently.
+    /// applied position. Only from Kafka; the applier writes such rows as upserts where the table has
+    /// a key (plain inserts where it has none).
     /// </summary>
     public bool SnapshotRead { get; init; }
 }
