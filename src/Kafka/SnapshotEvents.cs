@@ -22,31 +22,35 @@ namespace Replicator.Kafka;
 /// </summary>
 public static class SnapshotEvents
 {
-    /// <summary>Whether the source publication has <c>publish_via_partition_root</c> (false when it does not exist).</summary>
-    public static async Task<bool> PublishesViaPartitionRootAsync(NpgsqlConnection source, string publication, CancellationToken cancellationToken)
-    {
-        await using var cmd = new NpgsqlCommand("SELECT coalesce(bool_or(pubviaroot), false) FROM pg_publication WHERE pubname = $1", source);
-        cmd.Parameters.AddWithValue(publication);
-        return (bool)(await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
-    }
-
-    /// <param name="viaPartitionRoot">The source publication has <c>publish_via_partition_root</c>: a
-    /// partition's rows go to the topic of its topmost partitioned ancestor, as its streamed changes do.</param>
-    public static async Task PublishAsync(NpgsqlConnection target, string slot, KafkaSinkOptions options, bool viaPartitionRoot, ILogger logger, CancellationToken cancellationToken)
+    /// <param name="source">Asked for the slot's confirmed position and for the tables the publication
+    /// names (with <c>publish_via_partition_root</c> a partition's changes carry the name of its topmost
+    /// published ancestor, and so do its snapshot rows).</param>
+    public static async Task PublishAsync(NpgsqlConnection target, NpgsqlConnection source, string slot, string publication, KafkaSinkOptions options, ILogger logger,
+        CancellationToken cancellationToken)
     {
         await TargetState.EnsureAsync(target, cancellationToken).ConfigureAwait(false);
         await using (var done = new NpgsqlCommand("SELECT records FROM replicator.snapshot_events WHERE slot_name = $1", target))
         {
             done.Parameters.AddWithValue(slot);
-            if (await done.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is long published)
+            if (await done.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is long records)
             {
-                logger.LogInformation("The initial snapshot of slot {Slot} was published to Kafka already ({Records} records)", slot, published);
+                logger.LogInformation("The initial snapshot of slot {Slot} was published to Kafka already ({Records} records)", slot, records);
                 return;
             }
         }
 
-        var position = await TargetState.ReadPositionAsync(target, slot, cancellationToken).ConfigureAwait(false)
+        var position = await TargetState.ReadPositionRowAsync(target, slot, cancellationToken).ConfigureAwait(false)
             ?? throw new InvalidOperationException($"no snapshot of slot {slot} on the target to publish");
+        var copiedAt = await ScalarAsync<NpgsqlLogSequenceNumber?>(target, "SELECT consistent_lsn FROM replicator.snapshot_run WHERE slot_name = $1", slot, cancellationToken).ConfigureAwait(false);
+        var confirmed = await ScalarAsync<NpgsqlLogSequenceNumber?>(source, "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1", slot, cancellationToken).ConfigureAwait(false);
+        // Only the copy itself is a snapshot, and its rows must reach Kafka before any change: refused once
+        // changes were applied on top of it, or captured from the slot (a run without the setting).
+        if (position.KafkaOffsets is not null || (copiedAt is { } copied && position.CommitLsn != copied) || (confirmed is { } slotAt && slotAt > position.CommitLsn))
+        {
+            throw new ConfigurationException("Buffer:Kafka:PublishSnapshot",
+                $"publishes the initial snapshot of slot {slot} before any change, but changes were captured or applied since it was copied (target position {position.CommitLsn}{(position.KafkaOffsets is null ? "" : " with Kafka offsets")}, slot confirmed at {confirmed?.ToString() ?? "?"}): take a new snapshot (new slot, empty target) to publish one, or turn the setting off");
+        }
+
         var syncLsns = new Dictionary<TableName, NpgsqlLogSequenceNumber>();
         await using (var sync = new NpgsqlCommand("SELECT schema_name, table_name, sync_lsn FROM replicator.table_sync WHERE slot_name = $1", target))
         {
@@ -56,24 +60,27 @@ public static class SnapshotEvents
                 syncLsns[new TableName(reader.GetString(0), reader.GetString(1))] = reader.GetFieldValue<NpgsqlLogSequenceNumber>(2);
         }
 
-        // Only the copy itself is a snapshot: once changes are applied on top, the tables hold a later state.
-        if (syncLsns.Count > 0 && position != syncLsns.Values.Max())
-        {
-            throw new ConfigurationException("Buffer:Kafka:PublishSnapshot",
-                $"publishes the initial snapshot of slot {slot} right after it is copied, but the target has applied changes since (position {position}, snapshot at {syncLsns.Values.Max()}): take a new snapshot (new slot, empty target) to publish one, or turn the setting off");
-        }
-
+        var published = await PublishedAncestorsAsync(source, publication, cancellationToken).ConfigureAwait(false);
         var catalog = (await TableCatalog.LoadAsync(target, cancellationToken).ConfigureAwait(false)).ToDictionary(t => t.TableName);
         TableInfo TopicTable(TableInfo table)
         {
-            while (viaPartitionRoot && table.Parent is { } parent && catalog.TryGetValue(parent, out var parentTable))
-                table = parentTable;
-            return table;
+            var topic = table;
+            for (var t = table; t.Parent is { } parent && catalog.TryGetValue(parent, out var parentTable);)
+            {
+                t = parentTable;
+                if (published.Contains(t.TableName))
+                    topic = t;
+            }
+
+            return topic;
         }
 
+        // Partitions of one published root are one collection: consecutive, so its first and last record can be marked.
         var tables = catalog.Values
             .Where(t => !t.IsPartitionedParent && syncLsns.ContainsKey(t.TableName))
-            .OrderBy(t => t.Schema, StringComparer.Ordinal).ThenBy(t => t.Name, StringComparer.Ordinal)
+            .Select(t => (Table: t, Topic: TopicTable(t)))
+            .OrderBy(t => t.Topic.Schema, StringComparer.Ordinal).ThenBy(t => t.Topic.Name, StringComparer.Ordinal)
+            .ThenBy(t => t.Table.Schema, StringComparer.Ordinal).ThenBy(t => t.Table.Name, StringComparer.Ordinal)
             .ToList();
         var types = await CatalogTypeResolver.LoadAsync(target, cancellationToken).ConfigureAwait(false);
         using var sink = new KafkaChangeSink(options, types, logger);
@@ -81,15 +88,16 @@ public static class SnapshotEvents
         var clock = Stopwatch.StartNew();
         var lastReport = TimeSpan.Zero;
         long total = 0;
-        // One record is held back so that the last one can be marked "last".
-        (StreamRelation Relation, ColumnValue[] Row, NpgsqlLogSequenceNumber Lsn, bool FirstInTable)? held = null;
-        async ValueTask HandOnAsync(bool lastInTable, bool lastOfAll)
+        // One record is held back so that the last one of a collection, and of all, can be marked.
+        (StreamRelation Relation, ColumnValue[] Row, NpgsqlLogSequenceNumber Lsn, bool FirstInCollection)? held = null;
+        async ValueTask HandOnAsync(bool lastInCollection, bool lastOfAll)
         {
-            var (relation, row, lsn, firstInTable) = held!.Value;
-            var marker = total == 0 ? SnapshotMarker.First
-                : lastOfAll ? SnapshotMarker.Last
-                : firstInTable ? SnapshotMarker.FirstInDataCollection
-                : lastInTable ? SnapshotMarker.LastInDataCollection
+            var (relation, row, lsn, firstInCollection) = held!.Value;
+            // Debezium's order of precedence: last, first, last in its collection, first in it.
+            var marker = lastOfAll ? SnapshotMarker.Last
+                : total == 0 ? SnapshotMarker.First
+                : lastInCollection ? SnapshotMarker.LastInDataCollection
+                : firstInCollection ? SnapshotMarker.FirstInDataCollection
                 : SnapshotMarker.True;
             await sink.WriteSnapshotRowAsync(relation, row, marker, lsn, time, cancellationToken).ConfigureAwait(false);
             total++;
@@ -97,10 +105,14 @@ public static class SnapshotEvents
 
         await using (var tx = await target.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, cancellationToken).ConfigureAwait(false))
         {
-            foreach (var table in tables)
+            StreamRelation? collection = null;
+            var firstOfCollection = false; // survives an empty partition: the collection's first row comes later
+            foreach (var (table, topicTable) in tables)
             {
-                // Under the root's name and columns where streamed changes use them (the columns are the same by name).
-                var relation = CatalogRelation.Of(TopicTable(table));
+                // Under the published ancestor's name and columns where streamed changes use them (the same columns by name).
+                var relation = topicTable == table ? CatalogRelation.Of(table) : collection?.Name == topicTable.Name && collection.Schema == topicTable.Schema ? collection : CatalogRelation.Of(topicTable);
+                firstOfCollection |= !ReferenceEquals(relation, collection);
+                collection = relation;
                 var lsn = syncLsns[table.TableName];
                 var sql = $"SELECT {string.Join(", ", relation.Columns.Select(c => c.QuotedName + "::text"))} FROM {table.QuotedName}";
                 await using var cmd = new NpgsqlCommand(sql, target, tx);
@@ -112,8 +124,9 @@ public static class SnapshotEvents
                     for (var i = 0; i < row.Length; i++)
                         row[i] = await reader.IsDBNullAsync(i, cancellationToken).ConfigureAwait(false) ? ColumnValue.Null : ColumnValue.Of(reader.GetString(i));
                     if (held is not null)
-                        await HandOnAsync(lastInTable: held.Value.Relation != relation, lastOfAll: false).ConfigureAwait(false);
-                    held = (relation, row, lsn, rows == 0);
+                        await HandOnAsync(lastInCollection: !ReferenceEquals(held.Value.Relation, relation), lastOfAll: false).ConfigureAwait(false);
+                    held = (relation, row, lsn, firstOfCollection);
+                    firstOfCollection = false;
                     rows++;
                     if (clock.Elapsed - lastReport >= TimeSpan.FromSeconds(10))
                     {
@@ -122,12 +135,12 @@ public static class SnapshotEvents
                     }
                 }
 
-                logger.LogInformation("Snapshot of {Table} published: {Rows} records at {Lsn}", table.DisplayName, rows, lsn);
+                logger.LogInformation("Snapshot of {Table} read: {Rows} records at {Lsn} handed to Kafka", table.DisplayName, rows, lsn);
             }
         }
 
         if (held is not null)
-            await HandOnAsync(lastInTable: true, lastOfAll: true).ConfigureAwait(false);
+            await HandOnAsync(lastInCollection: true, lastOfAll: true).ConfigureAwait(false);
         await sink.FlushAsync(TimeSpan.FromMinutes(5), cancellationToken).ConfigureAwait(false);
         if (sink.InFlight > 0)
             throw new TimeoutException($"Kafka did not acknowledge {sink.InFlight} snapshot records within 5 minutes; they are published again at the next start");
@@ -141,5 +154,24 @@ public static class SnapshotEvents
 
         logger.LogInformation("The initial snapshot of slot {Slot} is published to Kafka: {Records} records from {Tables} tables in {Seconds:F1} s",
             slot, total, tables.Count, clock.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>The tables the publication names (its roots where it publishes via them); empty when it does not exist.</summary>
+    private static async Task<HashSet<TableName>> PublishedAncestorsAsync(NpgsqlConnection source, string publication, CancellationToken cancellationToken)
+    {
+        var names = new HashSet<TableName>();
+        await using var cmd = new NpgsqlCommand("SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1", source);
+        cmd.Parameters.AddWithValue(publication);
+        await using var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            names.Add(new TableName(reader.GetString(0), reader.GetString(1)));
+        return names;
+    }
+
+    private static async Task<T?> ScalarAsync<T>(NpgsqlConnection connection, string sql, string parameter, CancellationToken cancellationToken)
+    {
+        await using var cmd = new NpgsqlCommand(sql, connection);
+        cmd.Parameters.AddWithValue(parameter);
+        return await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is T value ? value : default;
     }
 }

@@ -67,8 +67,7 @@ public static class RunCommand
                     await connection.OpenAsync(ct).ConfigureAwait(false);
                     await using var sourceConnection = new NpgsqlConnection(source!.ToNpgsqlConnectionString());
                     await sourceConnection.OpenAsync(ct).ConfigureAwait(false);
-                    var viaRoot = await SnapshotEvents.PublishesViaPartitionRootAsync(sourceConnection, options.PublicationName, ct).ConfigureAwait(false);
-                    await SnapshotEvents.PublishAsync(connection, options.SlotName, KafkaBufferOptions.Sink(options, source.Database), viaRoot,
+                    await SnapshotEvents.PublishAsync(connection, sourceConnection, options.SlotName, options.PublicationName, KafkaBufferOptions.Sink(options, source.Database),
                         host.Loggers.CreateLogger("Replicator.SnapshotEvents"), ct).ConfigureAwait(false);
                 }
 

@@ -106,8 +106,12 @@ public class KafkaPipelineTests(PostgresFixture fixture, KafkaFixture kafka) : I
         Assert.Equal(50, reads.Count(r => r.Topic.EndsWith(".ledger", StringComparison.Ordinal)));
         Assert.Equal(20, reads.Count(r => r.Topic.EndsWith(".account", StringComparison.Ordinal)));
         Assert.Equal(2, reads.Count(r => r.Topic.EndsWith(".keyless", StringComparison.Ordinal)));
+        // Three collections (account, keyless, ledger): Debezium's markers for the first and last record of all and of each.
         Assert.Single(reads, r => r.Snapshot == "first");
         Assert.Single(reads, r => r.Snapshot == "last");
+        Assert.Equal(2, reads.Count(r => r.Snapshot == "first_in_data_collection"));
+        Assert.Equal(2, reads.Count(r => r.Snapshot == "last_in_data_collection"));
+        Assert.Equal(72 - 6, reads.Count(r => r.Snapshot == "true"));
         Assert.All(reads, r => Assert.Equal(syncLsn, new NpgsqlLogSequenceNumber(r.Lsn).ToString()));
         Assert.Contains(records, r => r.Op is "c" or "u"); // the streamed changes are on the same topics
         // Per partition, every snapshot row comes before the first streamed change.
@@ -133,6 +137,42 @@ public class KafkaPipelineTests(PostgresFixture fixture, KafkaFixture kafka) : I
         }
 
         Assert.Equal(reads.Count, ReadTopics(prefix, "public.ledger", "public.account", "public.keyless").Count(r => r.Op == "r"));
+        File.Delete(log);
+    }
+
+    [Fact]
+    public async Task Publishing_the_snapshot_is_refused_once_changes_were_captured_from_the_slot_and_nothing_is_published()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("kafka_snapshot_late");
+        await Sql.ExecAsync(db.SourceConnectionString, Schema);
+        var slot = "s_" + Guid.NewGuid().ToString("N")[..12];
+        var prefix = "k" + Guid.NewGuid().ToString("N")[..8];
+        var log = Path.Combine(Path.GetTempPath(), $"replicator-kafka-snaplate-{db.Name}.log");
+        string[] args = ["run", "--buffer", "kafka", "--kafka-bootstrap", kafka.BootstrapServers, "--topic-prefix", prefix, "--source", db.SourceUri, "--target", db.TargetUri,
+            "--slot", slot, "--metrics-listen", "127.0.0.1:0"];
+        // A first run without the setting: snapshot, then changes captured into Kafka (and applied).
+        using (var process = ProcessRunner.StartReplicator(args, log))
+        {
+            var deadline = DateTime.UtcNow.AddMinutes(2);
+            while (await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM pg_tables WHERE schemaname = 'replicator' AND tablename = 'position'") == 0
+                   || await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM replicator.position") == 0)
+            {
+                Assert.False(process.HasExited, File.ReadAllText(log));
+                Assert.True(DateTime.UtcNow < deadline, File.ReadAllText(log));
+                await Task.Delay(200);
+            }
+
+            await WriteAsync(db.SourceConnectionString, 0, 20);
+            await WaitForTargetAsync(db, slot, process, log);
+            Assert.Equal(0, await ProcessRunner.TerminateAsync(process, TimeSpan.FromSeconds(30)));
+        }
+
+        var result = await ProcessRunner.ReplicatorAsync([.. args, "--set", "Buffer:Kafka:PublishSnapshot=true"], timeout: TimeSpan.FromMinutes(1));
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("Buffer:Kafka:PublishSnapshot", result.Stderr, StringComparison.Ordinal);
+        Assert.Contains("changes were captured or applied since it was copied", result.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain(ReadTopics(prefix, "public.ledger"), r => r.Op == "r");
+        Assert.Equal(0L, await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM replicator.snapshot_events"));
         File.Delete(log);
     }
 
