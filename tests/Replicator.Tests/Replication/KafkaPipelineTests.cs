@@ -177,6 +177,42 @@ public class KafkaPipelineTests(PostgresFixture fixture, KafkaFixture kafka) : I
     }
 
     [Fact]
+    public async Task A_snapshot_whose_tables_were_copied_at_different_points_is_published_each_table_at_its_own()
+    {
+        // What a resumed snapshot leaves: the position at the run's first consistent point, tables copied
+        // after the resume at a later one (their table_sync). Nothing was applied: publishing must go ahead.
+        await using var db = await fixture.CreateDatabasesAsync("kafka_snapshot_resumed");
+        await Sql.ExecAsync(db.SourceConnectionString, Schema);
+        var slot = "s_" + Guid.NewGuid().ToString("N")[..12];
+        var prefix = "k" + Guid.NewGuid().ToString("N")[..8];
+        var copied = await ProcessRunner.ReplicatorAsync(["snapshot", "--source", db.SourceUri, "--target", db.TargetUri, "--slot", slot], timeout: TimeSpan.FromMinutes(2));
+        Assert.True(copied.ExitCode == 0, copied.Output);
+        var later = await Sql.ScalarAsync<string>(db.TargetConnectionString,
+            $"UPDATE replicator.table_sync SET sync_lsn = sync_lsn + 4096 WHERE slot_name = '{slot}' AND table_name = 'account' RETURNING sync_lsn::text");
+
+        var log = Path.Combine(Path.GetTempPath(), $"replicator-kafka-snapresumed-{db.Name}.log");
+        using (var process = ProcessRunner.StartReplicator(["run", "--buffer", "kafka", "--kafka-bootstrap", kafka.BootstrapServers, "--topic-prefix", prefix,
+            "--source", db.SourceUri, "--target", db.TargetUri, "--slot", slot, "--metrics-listen", "127.0.0.1:0", "--set", "Buffer:Kafka:PublishSnapshot=true"], log))
+        {
+            var deadline = DateTime.UtcNow.AddMinutes(1);
+            while (await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM replicator.snapshot_events") == 0)
+            {
+                Assert.False(process.HasExited, File.ReadAllText(log));
+                Assert.True(DateTime.UtcNow < deadline, File.ReadAllText(log));
+                await Task.Delay(200);
+            }
+
+            Assert.Equal(0, await ProcessRunner.TerminateAsync(process, TimeSpan.FromSeconds(30)));
+        }
+
+        var reads = ReadTopics(prefix, "public.account").Where(r => r.Op == "r").ToList();
+        Assert.Equal(20, reads.Count);
+        Assert.All(reads, r => Assert.Equal(later, new NpgsqlLogSequenceNumber(r.Lsn).ToString()));
+        await Compare.AssertSameAsync(db);
+        File.Delete(log);
+    }
+
+    [Fact]
     public async Task With_publish_via_partition_root_the_snapshot_rows_of_partitions_go_to_the_roots_topic_like_their_changes()
     {
         await using var db = await fixture.CreateDatabasesAsync("kafka_snapshot_root");
