@@ -98,4 +98,15 @@ public static class ProcessRunner
     /// <summary>Runs the replicator CLI (the build copied next to the tests) as its own process.</summary>
     public static Task<ProcessResult> ReplicatorAsync(IEnumerable<string> args, IDictionary<string, string?>? environment = null, TimeSpan? timeout = null) =>
         RunAsync("dotnet", [Path.Combine(AppContext.BaseDirectory, "replicator.dll"), .. args], environment: environment, timeout: timeout);
+
+    /// <summary>Polls <paramref name="done"/> every 200 ms while <paramref name="process"/> runs, failing with its log if it exits or <paramref name="deadline"/> passes.</summary>
+    public static async Task WaitWhileRunningAsync(Process process, string log, DateTime deadline, Func<Task<bool>> done)
+    {
+        while (!await done())
+        {
+            Assert.False(process.HasExited, File.ReadAllText(log));
+            Assert.True(DateTime.UtcNow < deadline, File.ReadAllText(log));
+            await Task.Delay(200);
+        }
+    }
 }

@@ -55,6 +55,11 @@ public sealed class Replication : IAsyncDisposable
         return new Replication(db, slot);
     }
 
+    /// <summary>The initial snapshot finished on the target (<c>replicator.position</c> has its row).</summary>
+    public static async Task<bool> SnapshotDoneAsync(TestDatabases db) =>
+        await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM pg_tables WHERE schemaname = 'replicator' AND tablename = 'position'") > 0
+        && await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM replicator.position") > 0;
+
     /// <summary>Another pipeline on an existing slot and position.</summary>
     public static Replication Attach(TestDatabases db, string slot, string? targetUri = null) => new(db, slot, targetUri);
 

@@ -76,21 +76,10 @@ public class KafkaPipelineTests(PostgresFixture fixture, KafkaFixture kafka) : I
         using (var process = ProcessRunner.StartReplicator(args, log))
         {
             var deadline = DateTime.UtcNow.AddMinutes(2);
-            while (await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM pg_tables WHERE schemaname = 'replicator' AND tablename = 'snapshot_events'") == 0
-                   || await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM replicator.snapshot_events") == 0)
-            {
-                Assert.False(process.HasExited, File.ReadAllText(log));
-                Assert.True(DateTime.UtcNow < deadline, File.ReadAllText(log));
-                await Task.Delay(200);
-            }
+            await ProcessRunner.WaitWhileRunningAsync(process, log, deadline, () => SnapshotPublishedAsync(db));
 
             await WriteAsync(db.SourceConnectionString, 0, 5);
-            while (await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM ledger WHERE n = 4") == 0)
-            {
-                Assert.False(process.HasExited, File.ReadAllText(log));
-                Assert.True(DateTime.UtcNow < deadline, File.ReadAllText(log));
-                await Task.Delay(200);
-            }
+            await ProcessRunner.WaitWhileRunningAsync(process, log, deadline, async () => await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM ledger WHERE n = 4") > 0);
 
             await Task.Delay(500); // the last batch's remaining statements
             Assert.Equal(0, await ProcessRunner.TerminateAsync(process, TimeSpan.FromSeconds(30)));
@@ -126,12 +115,7 @@ public class KafkaPipelineTests(PostgresFixture fixture, KafkaFixture kafka) : I
         using (var again = ProcessRunner.StartReplicator(args, log))
         {
             var deadline = DateTime.UtcNow.AddSeconds(60);
-            while (!File.ReadAllText(log).Contains("was published to Kafka already", StringComparison.Ordinal))
-            {
-                Assert.False(again.HasExited, File.ReadAllText(log));
-                Assert.True(DateTime.UtcNow < deadline, File.ReadAllText(log));
-                await Task.Delay(200);
-            }
+            await ProcessRunner.WaitWhileRunningAsync(again, log, deadline, () => Task.FromResult(File.ReadAllText(log).Contains("was published to Kafka already", StringComparison.Ordinal)));
 
             Assert.Equal(0, await ProcessRunner.TerminateAsync(again, TimeSpan.FromSeconds(30)));
         }
@@ -154,13 +138,7 @@ public class KafkaPipelineTests(PostgresFixture fixture, KafkaFixture kafka) : I
         using (var process = ProcessRunner.StartReplicator(args, log))
         {
             var deadline = DateTime.UtcNow.AddMinutes(2);
-            while (await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM pg_tables WHERE schemaname = 'replicator' AND tablename = 'position'") == 0
-                   || await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM replicator.position") == 0)
-            {
-                Assert.False(process.HasExited, File.ReadAllText(log));
-                Assert.True(DateTime.UtcNow < deadline, File.ReadAllText(log));
-                await Task.Delay(200);
-            }
+            await ProcessRunner.WaitWhileRunningAsync(process, log, deadline, () => Fixtures.Replication.SnapshotDoneAsync(db));
 
             await WriteAsync(db.SourceConnectionString, 0, 20);
             await WaitForTargetAsync(db, slot, process, log);
@@ -195,12 +173,7 @@ public class KafkaPipelineTests(PostgresFixture fixture, KafkaFixture kafka) : I
             "--source", db.SourceUri, "--target", db.TargetUri, "--slot", slot, "--metrics-listen", "127.0.0.1:0", "--set", "Buffer:Kafka:PublishSnapshot=true"], log))
         {
             var deadline = DateTime.UtcNow.AddMinutes(1);
-            while (await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM replicator.snapshot_events") == 0)
-            {
-                Assert.False(process.HasExited, File.ReadAllText(log));
-                Assert.True(DateTime.UtcNow < deadline, File.ReadAllText(log));
-                await Task.Delay(200);
-            }
+            await ProcessRunner.WaitWhileRunningAsync(process, log, deadline, () => SnapshotPublishedAsync(db));
 
             Assert.Equal(0, await ProcessRunner.TerminateAsync(process, TimeSpan.FromSeconds(30)));
         }
@@ -232,21 +205,10 @@ public class KafkaPipelineTests(PostgresFixture fixture, KafkaFixture kafka) : I
             "--source", db.SourceUri, "--target", db.TargetUri, "--slot", slot, "--metrics-listen", "127.0.0.1:0", "--set", "Buffer:Kafka:PublishSnapshot=true"], log))
         {
             var deadline = DateTime.UtcNow.AddMinutes(2);
-            while (await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM pg_tables WHERE schemaname = 'replicator' AND tablename = 'snapshot_events'") == 0
-                   || await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM replicator.snapshot_events") == 0)
-            {
-                Assert.False(process.HasExited, File.ReadAllText(log));
-                Assert.True(DateTime.UtcNow < deadline, File.ReadAllText(log));
-                await Task.Delay(200);
-            }
+            await ProcessRunner.WaitWhileRunningAsync(process, log, deadline, () => SnapshotPublishedAsync(db));
 
             await Sql.ExecAsync(db.SourceConnectionString, "INSERT INTO measure VALUES (31, 'us', 1), (32, 'eu', 2)");
-            while (await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM measure WHERE id > 30") < 2)
-            {
-                Assert.False(process.HasExited, File.ReadAllText(log));
-                Assert.True(DateTime.UtcNow < deadline, File.ReadAllText(log));
-                await Task.Delay(200);
-            }
+            await ProcessRunner.WaitWhileRunningAsync(process, log, deadline, async () => await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM measure WHERE id > 30") >= 2);
 
             Assert.Equal(0, await ProcessRunner.TerminateAsync(process, TimeSpan.FromSeconds(30)));
         }
@@ -259,6 +221,11 @@ public class KafkaPipelineTests(PostgresFixture fixture, KafkaFixture kafka) : I
         Assert.DoesNotContain(admin.GetMetadata(TimeSpan.FromSeconds(10)).Topics, t => t.Topic.StartsWith($"{prefix}.public.measure_", StringComparison.Ordinal));
         File.Delete(log);
     }
+
+    /// <summary>The snapshot's rows were published to Kafka (<c>replicator.snapshot_events</c> has its row).</summary>
+    private static async Task<bool> SnapshotPublishedAsync(TestDatabases db) =>
+        await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM pg_tables WHERE schemaname = 'replicator' AND tablename = 'snapshot_events'") > 0
+        && await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM replicator.snapshot_events") > 0;
 
     /// <summary>Every record on the table topics, with its op, <c>source.snapshot</c> and <c>source.lsn</c> (tombstones left out).</summary>
     private List<(string Topic, int Partition, long Offset, string Op, string? Snapshot, ulong Lsn)> ReadTopics(string prefix, params string[] tables)

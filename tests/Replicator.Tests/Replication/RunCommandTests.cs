@@ -86,13 +86,7 @@ public class RunCommandTests(PostgresFixture fixture) : IClassFixture<PostgresFi
         using var process = ProcessRunner.StartReplicator(["run", "--source", db.SourceUri, "--target", db.TargetUri, "--slot", slot, "--metrics-listen", "127.0.0.1:0", "--set", "Snapshot:ChunkRows=20000"], log);
         await writer;
         var deadline = DateTime.UtcNow.AddMinutes(3);
-        while (await Sql.ScalarAsync<long>(db.TargetCluster.ConnectionString(db.Name), "SELECT count(*) FROM pg_tables WHERE schemaname = 'replicator' AND tablename = 'position'") == 0
-               || await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM replicator.position") == 0)
-        {
-            Assert.False(process.HasExited, File.ReadAllText(log));
-            Assert.True(DateTime.UtcNow < deadline, File.ReadAllText(log));
-            await Task.Delay(200);
-        }
+        await ProcessRunner.WaitWhileRunningAsync(process, log, deadline, () => Fixtures.Replication.SnapshotDoneAsync(db));
 
         await Fixtures.Replication.Attach(db, slot).CatchUpAsync(TimeSpan.FromMinutes(3));
         Assert.Equal(0, await ProcessRunner.TerminateAsync(process, TimeSpan.FromSeconds(30)));
