@@ -114,13 +114,8 @@ internal sealed class ChangeApplier
         await using (var async = new NpgsqlCommand("SET synchronous_commit = off", _target))
             await async.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         await ReloadCatalogAsync(cancellationToken).ConfigureAwait(false);
-        await using (var cmd = new NpgsqlCommand("SELECT schema_name, table_name, sync_lsn FROM replicator.table_sync WHERE slot_name = $1", _target))
-        {
-            cmd.Parameters.AddWithValue(_settings.Slot);
-            await using var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                _syncLsns[new TableName(reader.GetString(0), reader.GetString(1))] = (ulong)reader.GetFieldValue<NpgsqlLogSequenceNumber>(2);
-        }
+        foreach (var (table, lsn) in await TargetState.ReadSyncLsnsAsync(_target, _settings.Slot, cancellationToken).ConfigureAwait(false))
+            _syncLsns[table] = (ulong)lsn;
 
         _logger.Resuming(new NpgsqlLogSequenceNumber(position), _settings.Slot);
     }

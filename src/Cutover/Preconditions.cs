@@ -113,17 +113,10 @@ internal static class Preconditions
         const string name = "tables streaming";
         var sourceTables = (await TableCatalog.LoadAsync(from, cancellationToken).ConfigureAwait(false)).Where(t => !t.IsPartitionedParent).ToList();
         var targetTables = (await TableCatalog.LoadAsync(to, cancellationToken).ConfigureAwait(false)).Select(t => t.DisplayName).ToHashSet(StringComparer.Ordinal);
-        var published = new HashSet<string>(StringComparer.Ordinal);
-        await using (var cmd = new NpgsqlCommand("SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1", from))
-        {
-            cmd.Parameters.AddWithValue(options.Publication);
-            await using var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                published.Add(reader.GetString(0) + "." + reader.GetString(1));
-        }
+        var published = await TableCatalog.PublishedTablesAsync(from, options.Publication, cancellationToken).ConfigureAwait(false);
 
         // A partition is published through its parent when publish_via_partition_root is on.
-        var unpublished = sourceTables.Where(t => !published.Contains(t.DisplayName) && !(t.Parent is { } parent && published.Contains(parent.ToString())))
+        var unpublished = sourceTables.Where(t => !published.Contains(t.TableName) && !(t.Parent is { } parent && published.Contains(parent)))
             .Select(t => t.DisplayName).ToList();
         var missing = sourceTables.Where(t => !targetTables.Contains(t.DisplayName)).Select(t => t.DisplayName).ToList();
         if (unpublished.Count == 0 && missing.Count == 0)

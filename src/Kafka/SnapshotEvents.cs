@@ -51,16 +51,8 @@ public static class SnapshotEvents
                 $"publishes the initial snapshot of slot {slot} before any change, but changes were captured or applied since it was copied (target position {position.CommitLsn}{(position.KafkaOffsets is null ? "" : " with Kafka offsets")}, slot confirmed at {confirmed?.ToString() ?? "?"}): take a new snapshot (new slot, empty target) to publish one, or turn the setting off");
         }
 
-        var syncLsns = new Dictionary<TableName, NpgsqlLogSequenceNumber>();
-        await using (var sync = new NpgsqlCommand("SELECT schema_name, table_name, sync_lsn FROM replicator.table_sync WHERE slot_name = $1", target))
-        {
-            sync.Parameters.AddWithValue(slot);
-            await using var reader = await sync.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                syncLsns[new TableName(reader.GetString(0), reader.GetString(1))] = reader.GetFieldValue<NpgsqlLogSequenceNumber>(2);
-        }
-
-        var published = await PublishedAncestorsAsync(source, publication, cancellationToken).ConfigureAwait(false);
+        var syncLsns = await TargetState.ReadSyncLsnsAsync(target, slot, cancellationToken).ConfigureAwait(false);
+        var published = await TableCatalog.PublishedTablesAsync(source, publication, cancellationToken).ConfigureAwait(false);
         var catalog = (await TableCatalog.LoadAsync(target, cancellationToken).ConfigureAwait(false)).ToDictionary(t => t.TableName);
         TableInfo TopicTable(TableInfo table)
         {
@@ -105,12 +97,15 @@ public static class SnapshotEvents
 
         await using (var tx = await target.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, cancellationToken).ConfigureAwait(false))
         {
+            var relations = new Dictionary<TableName, StreamRelation>();
             StreamRelation? collection = null;
             var firstOfCollection = false; // survives an empty partition: the collection's first row comes later
             foreach (var (table, topicTable) in tables)
             {
-                // Under the published ancestor's name and columns where streamed changes use them (the same columns by name).
-                var relation = topicTable == table ? CatalogRelation.Of(table) : collection?.Name == topicTable.Name && collection.Schema == topicTable.Schema ? collection : CatalogRelation.Of(topicTable);
+                // Under the published ancestor's name and columns where streamed changes use them (the same
+                // columns by name); one relation per collection, so the partitions of a root share it.
+                if (!relations.TryGetValue(topicTable.TableName, out var relation))
+                    relations[topicTable.TableName] = relation = CatalogRelation.Of(topicTable);
                 firstOfCollection |= !ReferenceEquals(relation, collection);
                 collection = relation;
                 var lsn = syncLsns[table.TableName];
@@ -154,18 +149,6 @@ public static class SnapshotEvents
 
         logger.LogInformation("The initial snapshot of slot {Slot} is published to Kafka: {Records} records from {Tables} tables in {Seconds:F1} s",
             slot, total, tables.Count, clock.Elapsed.TotalSeconds);
-    }
-
-    /// <summary>The tables the publication names (its roots where it publishes via them); empty when it does not exist.</summary>
-    private static async Task<HashSet<TableName>> PublishedAncestorsAsync(NpgsqlConnection source, string publication, CancellationToken cancellationToken)
-    {
-        var names = new HashSet<TableName>();
-        await using var cmd = new NpgsqlCommand("SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1", source);
-        cmd.Parameters.AddWithValue(publication);
-        await using var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-            names.Add(new TableName(reader.GetString(0), reader.GetString(1)));
-        return names;
     }
 
     private static async Task<T?> ScalarAsync<T>(NpgsqlConnection connection, string sql, string parameter, CancellationToken cancellationToken)

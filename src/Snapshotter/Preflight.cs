@@ -211,12 +211,7 @@ public static class Preflight
                 return [];
             if (carriesUpdates is true)
             {
-                var members = new HashSet<TableName>();
-                await using var list = new NpgsqlCommand("SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1", src);
-                list.Parameters.AddWithValue(publication);
-                await using var reader = await list.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                    members.Add(new TableName(reader.GetString(0), reader.GetString(1)));
+                var members = await TableCatalog.PublishedTablesAsync(src, publication, cancellationToken).ConfigureAwait(false);
                 published = tables.Where(t => members.Contains(t.TableName) || (t.Parent is { } p && members.Contains(p)));
             }
         }

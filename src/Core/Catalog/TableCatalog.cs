@@ -52,6 +52,21 @@ public static class TableCatalog
         WHERE i.indrelid = ANY($1) AND (i.indisprimary OR i.indisreplident)
         """;
 
+    /// <summary>
+    /// The tables <paramref name="publication"/> names (<c>pg_publication_tables</c>: the partitions, or
+    /// the roots where it publishes via them); empty when it does not exist.
+    /// </summary>
+    public static async Task<HashSet<TableName>> PublishedTablesAsync(NpgsqlConnection connection, string publication, CancellationToken cancellationToken)
+    {
+        var names = new HashSet<TableName>();
+        await using var cmd = new NpgsqlCommand("SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1", connection);
+        cmd.Parameters.AddWithValue(publication);
+        await using var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            names.Add(new TableName(reader.GetString(0), reader.GetString(1)));
+        return names;
+    }
+
     /// <summary>Loads every replicable user table, in <c>schema, name</c> order.</summary>
     public static async Task<IReadOnlyList<TableInfo>> LoadAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
     {

@@ -244,6 +244,18 @@ public static class TargetState
         await readWrite.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>Per table, the LSN of the snapshot its rows were copied at (<c>replicator.table_sync</c>) for <paramref name="slot"/>.</summary>
+    public static async Task<Dictionary<TableName, NpgsqlLogSequenceNumber>> ReadSyncLsnsAsync(NpgsqlConnection target, string slot, CancellationToken cancellationToken)
+    {
+        var lsns = new Dictionary<TableName, NpgsqlLogSequenceNumber>();
+        await using var cmd = new NpgsqlCommand("SELECT schema_name, table_name, sync_lsn FROM replicator.table_sync WHERE slot_name = $1", target);
+        cmd.Parameters.AddWithValue(slot);
+        await using var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            lsns[new TableName(reader.GetString(0), reader.GetString(1))] = reader.GetFieldValue<NpgsqlLogSequenceNumber>(2);
+        return lsns;
+    }
+
     /// <summary>The applied position for <paramref name="slot"/>, or null when the snapshot has not finished.</summary>
     public static async Task<NpgsqlLogSequenceNumber?> ReadPositionAsync(NpgsqlConnection target, string slot, CancellationToken cancellationToken) =>
         (await ReadPositionRowAsync(target, slot, cancellationToken).ConfigureAwait(false))?.CommitLsn;
