@@ -23,5 +23,11 @@ passed=$(grep -Eo 'Passed: +[0-9]+' "$log" | grep -Eo '[0-9]+' | paste -sd+ | bc
 failed=$(grep -Eo 'Failed: +[0-9]+' "$log" | grep -Eo '[0-9]+' | paste -sd+ | bc 2>/dev/null || echo 0)
 skipped=$(grep -Eo 'Skipped: +[0-9]+' "$log" | grep -Eo '[0-9]+' | paste -sd+ | bc 2>/dev/null || echo 0)
 echo
+if [ "${failed:-0}" != 0 ]; then
+  # Repeated at the very end, where a CI log's tail shows it: which tests failed and why (first lines).
+  echo "Failed tests (full output in $log):"
+  grep -E -A8 '^ +Failed [A-Za-z_]' "$log" | grep -v -E '^ +Stack Trace:|^ +at ' | cut -c1-300 || true
+  echo
+fi
 echo "${passed:-0} passed, ${failed:-0} failed, ${skipped:-0} skipped"
 exit "$status"

@@ -49,9 +49,14 @@ public sealed record OrderedHeartbeat(Heartbeat Heartbeat) : OrderedItem;
 /// </para>
 /// <para>
 /// Without transaction metadata (an event with no <c>transaction</c> block) every event is released
-/// at once as a transaction of its own: order then holds only per key (per partition), not across
+/// as a transaction of its own: order then holds only per key (per partition), not across
 /// tables or keys — documented in docs/kafka.md. Snapshot reads (<c>op: r</c>, never in a
-/// transaction) are released the same way, flagged, at their snapshot's position.
+/// transaction) are released the same way, flagged, at their snapshot's position. Such an event
+/// never overtakes an earlier record of its own partition that still waits for its transaction:
+/// it waits behind it (parked) and is released right after that transaction, before the next one.
+/// A Debezium incremental snapshot interleaves its reads with the stream, so a row's read can
+/// follow, in the same partition, the insert of a transaction still waiting for its END; released
+/// first, the read would put the row there and the insert would then fail on its key.
 /// </para>
 /// <para>
 /// Memory: events wait here until their transaction's END is at the head; the wait is bounded by
@@ -69,6 +74,7 @@ public sealed class TransactionOrderer
     private readonly Dictionary<(string, int), SortedSet<long>> _held = [];
     private readonly Dictionary<string, (NpgsqlLogSequenceNumber Commit, DateTimeOffset Time)> _handedOn = new(StringComparer.Ordinal);
     private readonly Queue<string> _handedOnOrder = new();
+    private readonly Dictionary<(string, int), Queue<DecodedChange>> _parked = [];
     private NpgsqlLogSequenceNumber _lastCommitLsn;
     private NpgsqlLogSequenceNumber _appliedThrough;
     private int _buffered;
@@ -138,8 +144,20 @@ public sealed class TransactionOrderer
         switch (record)
         {
             case DecodedChange change when change.TransactionKey is null:
-                Consumed(tp, record.Position.Offset);
-                return [Single(change)];
+                if (!_held.TryGetValue(tp, out var heldHere) || heldHere.Count == 0)
+                {
+                    Consumed(tp, record.Position.Offset);
+                    return [Single(change)];
+                }
+
+                // Earlier records of this partition wait for their transaction (or earlier parked
+                // events do): this one waits behind them (ReleaseParked).
+                Hold(tp, record.Position.Offset);
+                if (!_parked.TryGetValue(tp, out var parked))
+                    _parked[tp] = parked = new Queue<DecodedChange>();
+                parked.Enqueue(change);
+                CountBuffered();
+                return [];
             case DecodedChange { TransactionKey: { } txKey } change
                 when _handedOn.TryGetValue(txKey, out var done) && change.Lsn <= done.Commit:
                 // Another copy of a transaction already handed on (or dropped as a replay): nothing to wait for.
@@ -154,12 +172,7 @@ public sealed class TransactionOrderer
                 // the same event has the same total_order, so a repeat replaces, never adds.
                 if (!pending.Events.TryAdd(change.TotalOrder, change))
                     break;
-                if (++_buffered > MaxBufferedEvents)
-                {
-                    var head = _ends.Count > 0 ? $"transaction {_ends.Peek().TransactionKey} (END at {_ends.Peek().Position})" : "no END received yet";
-                    throw new InvalidOperationException($"more than {MaxBufferedEvents} change events wait for their transaction to complete; waiting on {head}: check that every table topic named in END's data_collections is consumed");
-                }
-
+                CountBuffered();
                 break;
             case DecodedTransactionMarker { IsEnd: true } end:
                 _ends.Enqueue(end);
@@ -177,9 +190,46 @@ public sealed class TransactionOrderer
             _ends.Dequeue();
             if (transaction is not null)
                 released.Add(transaction);
+            if (_parked.Count > 0)
+                ReleaseParked(released);
         }
 
         return released;
+    }
+
+    private void CountBuffered()
+    {
+        if (++_buffered > MaxBufferedEvents)
+        {
+            var head = _ends.Count > 0 ? $"transaction {_ends.Peek().TransactionKey} (END at {_ends.Peek().Position})" : "no END received yet";
+            throw new InvalidOperationException($"more than {MaxBufferedEvents} change events wait for their transaction to complete; waiting on {head}: check that every table topic named in END's data_collections is consumed");
+        }
+    }
+
+    /// <summary>
+    /// Hands on the parked events (no transaction of their own) that nothing earlier in their
+    /// partition holds back any more, in partition order, right after the transaction that held them.
+    /// </summary>
+    private void ReleaseParked(List<OrderedTransaction> released)
+    {
+        List<(string, int)>? emptied = null;
+        foreach (var (tp, parked) in _parked)
+        {
+            var held = _held[tp];
+            while (parked.Count > 0 && held.Min == parked.Peek().Position.Offset)
+            {
+                var change = parked.Dequeue();
+                Release(tp, change.Position.Offset);
+                _buffered--;
+                released.Add(Single(change));
+            }
+
+            if (parked.Count == 0)
+                (emptied ??= []).Add(tp);
+        }
+
+        foreach (var tp in emptied ?? [])
+            _parked.Remove(tp);
     }
 
     /// <returns>True when the head END is done with; <paramref name="transaction"/> is null when it was a replay and dropped.</returns>

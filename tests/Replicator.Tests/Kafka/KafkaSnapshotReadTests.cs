@@ -84,6 +84,40 @@ public class KafkaSnapshotReadTests(PostgresFixture postgres, KafkaFixture kafka
         Assert.Equal("changed", await ScalarAsync(db.TargetConnectionString, "SELECT name FROM public.customers WHERE id = 5"));
     }
 
+    [Fact]
+    public async Task An_incremental_snapshot_read_behind_the_insert_of_a_transaction_still_waiting_for_its_END_is_applied_after_it()
+    {
+        // A Debezium incremental snapshot reads a chunk while streaming: transaction 900 inserted customer 42
+        // and a note; the chunk read that follows in customers' partition carries 42 as well. The
+        // transaction's note and END come later. Applied first, the read would write 42 and the
+        // transaction's insert would then fail on its key.
+        await using var db = await postgres.CreateDatabasesAsync("snapincr");
+        await Sql.ExecAsync(db.TargetConnectionString, Ddl);
+        var prefix = "snap" + Guid.NewGuid().ToString("N")[..8];
+        var serializer = new DebeziumSerializer(new DebeziumOptions { TopicPrefix = prefix, DatabaseName = db.Name });
+        var transaction = new ChangeEvent[] { Begin(900, 0x2040), Insert(Customers, 0x2010, "42", "streamed"), Insert(Notes, 0x2020, "note"), Commit(900, 0x2040, 0x2048) }
+            .SelectMany(serializer.Serialize).ToList();
+        var customerRecord = transaction.Single(r => r.Topic.EndsWith(".customers", StringComparison.Ordinal));
+        var read = serializer.SerializeSnapshotRow(Customers, [V("42"), V("streamed")], SnapshotMarker.True, new NpgsqlLogSequenceNumber(0x2100), CommitTime);
+        using var producer = new ProducerBuilder<byte[]?, byte[]?>(new ProducerConfig { BootstrapServers = kafka.BootstrapServers, Partitioner = Partitioner.Murmur2Random }).Build();
+        foreach (var record in transaction.TakeWhile(r => r != customerRecord).Append(customerRecord).Append(read))
+            Produce(producer, record);
+        Assert.Equal(0, producer.Flush(TimeSpan.FromSeconds(30)));
+
+        await ApplyAsync(db.TargetConnectionString, prefix, start: new NpgsqlLogSequenceNumber(0x1000), until: "SELECT count(*) = 1 FROM public.notes", whileRunning: async () =>
+        {
+            await Task.Delay(2000); // the applier reads the insert and the read; the transaction cannot complete yet
+            Assert.Equal(0, await CountAsync(db.TargetConnectionString, "public.customers"));
+            foreach (var record in transaction.SkipWhile(r => r != customerRecord).Skip(1))
+                Produce(producer, record);
+            Assert.Equal(0, producer.Flush(TimeSpan.FromSeconds(30)));
+        });
+
+        Assert.Equal("streamed", await ScalarAsync(db.TargetConnectionString, "SELECT name FROM public.customers WHERE id = 42"));
+        // Produced without our headers, as a connector writes it: the position is the LSN in END's id; the read did not move it.
+        Assert.Equal("0/2048", await ScalarAsync(db.TargetConnectionString, $"SELECT commit_lsn::text FROM replicator.position WHERE slot_name = '{Slot}'"));
+    }
+
     private async Task WriteSnapshotAsync(string prefix, string database)
     {
         var serializer = new DebeziumSerializer(new DebeziumOptions { TopicPrefix = prefix, DatabaseName = database });
@@ -123,8 +157,9 @@ public class KafkaSnapshotReadTests(PostgresFixture postgres, KafkaFixture kafka
     /// <summary>
     /// The applier as <c>replicator apply --buffer kafka</c> runs it, until <paramref name="until"/> holds on
     /// the target; from the stored position and offsets when there are some, else from <paramref name="start"/>.
+    /// <paramref name="whileRunning"/> runs once the applier has started, before the wait.
     /// </summary>
-    private async Task ApplyAsync(string targetConnectionString, string prefix, NpgsqlLogSequenceNumber start, string until)
+    private async Task ApplyAsync(string targetConnectionString, string prefix, NpgsqlLogSequenceNumber start, string until, Func<Task>? whileRunning = null)
     {
         await using var target = new NpgsqlConnection(targetConnectionString);
         await target.OpenAsync();
@@ -145,6 +180,8 @@ public class KafkaSnapshotReadTests(PostgresFixture postgres, KafkaFixture kafka
         using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(90));
         var consuming = ReplicationPipeline.ConsumeAsync(consumer, offsets, channel.Writer, stop.Token);
         var applying = applier.RunAsync(channel.Reader, stop.Token);
+        if (whileRunning is not null)
+            await whileRunning();
         while (!await Sql.ScalarAsync<bool>(targetConnectionString, $"SELECT ({until}) AND EXISTS (SELECT FROM replicator.position WHERE slot_name = '{Slot}')"))
         {
             Assert.False(applying.IsFaulted, applying.Exception?.ToString());

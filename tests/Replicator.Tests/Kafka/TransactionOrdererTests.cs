@@ -107,6 +107,49 @@ public class TransactionOrdererTests
     }
 
     [Fact]
+    public void A_read_behind_a_waiting_transactions_record_in_its_partition_waits_and_is_released_right_after_that_transaction()
+    {
+        // A Debezium incremental snapshot reads chunks while streaming: transaction 7 inserted row k
+        // (customers partition 0, offset 0) and touched orders; a chunk read later carries k too
+        // (offset 1). Released first, the read would write k and 7's insert would then hit k's key.
+        static DecodedChange Read(int partition, long offset, string id) =>
+            new(new KafkaPosition("p.public.customers", partition, offset), Insert(Customers, 500, id, "read"), 0, null, 0, new NpgsqlLogSequenceNumber(500), CommitTime, SnapshotRead: true);
+        var orderer = new TransactionOrderer();
+        Assert.Empty(orderer.Add(Change("p.public.customers", 0, 0, "7", 1, 100, "k")));
+        Assert.Empty(orderer.Add(Read(0, 1, "k")));
+        Assert.Empty(orderer.Add(Read(0, 2, "m"))); // behind the parked read
+        Assert.Equal("z", Ids(Assert.Single(orderer.Add(Read(1, 0, "z"))))); // nothing waits in partition 1
+        Assert.Equal(3, orderer.BufferedEvents);
+        Assert.Equal(0, orderer.ResumeOffsets()[("p.public.customers", 0)]);
+
+        Assert.Empty(orderer.Add(Change("p.public.customers", 0, 3, "8", 1, 520, "after")));
+        Assert.Empty(orderer.Add(End(0, "7", 150, ("public.customers", 1), ("public.orders", 1))));
+        Assert.Empty(orderer.Add(End(1, "8", 600, ("public.customers", 1))));
+        var released = orderer.Add(Change("p.public.orders", 0, 0, "7", 2, 110, "o", Orders));
+
+        Assert.Equal(["k,o", "k", "m", "after"], released.Select(Ids));
+        Assert.Equal([false, true, true, false], released.Select(t => t.Begin.SnapshotRead));
+        Assert.Equal(2, released[1].ResumeOffsets[("p.public.customers", 0)]); // m not applied yet
+        Assert.Equal(3, released[2].ResumeOffsets[("p.public.customers", 0)]);
+        Assert.Equal(4, released[3].ResumeOffsets[("p.public.customers", 0)]);
+        Assert.Equal(0, orderer.BufferedEvents);
+
+        // Nothing waits any more: the next read goes out at once.
+        Assert.Single(orderer.Add(Read(0, 4, "n")));
+    }
+
+    [Fact]
+    public void Parked_events_count_toward_the_buffer_bound()
+    {
+        var orderer = new TransactionOrderer(maxBufferedEvents: 2);
+        orderer.Add(Change("p.public.customers", 0, 0, "7", 1, 100, "k"));
+        orderer.Add(new DecodedChange(new KafkaPosition("p.public.customers", 0, 1), Insert(Customers, 120, "a", "x"), 3, null, 0, new NpgsqlLogSequenceNumber(120), CommitTime));
+        var e = Assert.Throws<InvalidOperationException>(() => orderer.Add(
+            new DecodedChange(new KafkaPosition("p.public.customers", 0, 2), Insert(Customers, 130, "b", "x"), 4, null, 0, new NpgsqlLogSequenceNumber(130), CommitTime)));
+        Assert.Contains("more than 2 change events wait", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Resume_offsets_never_pass_a_record_that_is_still_waiting()
     {
         var orderer = new TransactionOrderer();
