@@ -168,16 +168,19 @@ internal sealed class TableApplyPlan
     /// several identical rows exist). Columns compare as text after a cast to their own type, which
     /// also works for types without an equality operator (json, point, xml). Only
     /// <paramref name="compareColumns"/> are compared; <paramref name="setColumns"/> null means delete.
+    /// The row is located by <c>tableoid</c> and <c>ctid</c>: a ctid alone names a row of each
+    /// partition when the target is a partitioned table (changes published via the partition root).
     /// </summary>
     public string KeylessSql(int[] compareColumns, int[]? setColumns) => Cached($"keyless:{string.Join(',', compareColumns)}:{(setColumns is null ? "d" : string.Join(',', setColumns))}", () =>
     {
         var n = Relation.Columns.Count;
         var match = string.Join(" AND ", compareColumns.Select(i => $"{Relation.Columns[i].QuotedName}::text IS NOT DISTINCT FROM (${i + 1}::{Types[i]})::text"));
-        var locate = $"ctid = (SELECT ctid FROM {Target.QuotedName} WHERE {(match.Length == 0 ? "true" : match)} LIMIT 1)";
+        var hit = $"WITH hit AS (SELECT tableoid, ctid FROM {Target.QuotedName} WHERE {(match.Length == 0 ? "true" : match)} LIMIT 1) ";
+        const string Locate = "ctid = (SELECT ctid FROM hit) AND tableoid = (SELECT tableoid FROM hit)";
         if (setColumns is null)
-            return $"DELETE FROM {Target.QuotedName} WHERE {locate}";
+            return $"{hit}DELETE FROM {Target.QuotedName} WHERE {Locate}";
         var set = string.Join(", ", setColumns.Select(i => $"{Relation.Columns[i].QuotedName} = ${n + i + 1}::{Types[i]}"));
-        return $"UPDATE {Target.QuotedName} SET {set} WHERE {locate}";
+        return $"{hit}UPDATE {Target.QuotedName} SET {set} WHERE {Locate}";
     });
 
     /// <summary>A key-changing update with unchanged TOAST columns: moves the row in place so the target keeps those values.</summary>
