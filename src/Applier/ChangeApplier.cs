@@ -82,6 +82,9 @@ internal sealed class ChangeApplier
     /// <summary>A cutover released its barrier as switched: the application writes to the target now, and this applier has stopped.</summary>
     public bool Switched { get; private set; }
 
+    /// <summary>The target WAL position the next acknowledgement waits for the target to flush.</summary>
+    internal ulong AcknowledgeAfterTargetLsn => _lastTargetCommitLsn;
+
     /// <summary>Commit LSN of the last source transaction this applier saw (for a strict replay after a clash).</summary>
     public ulong LastBegunCommitLsn { get; private set; }
 
@@ -113,6 +116,11 @@ internal sealed class ChangeApplier
 
         await using (var async = new NpgsqlCommand("SET synchronous_commit = off", _target))
             await async.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        // What an earlier session committed (asynchronously) may not be flushed yet: nothing is
+        // acknowledged to the source, skipped transactions and heartbeats included, until the
+        // target has flushed past where its WAL stands now.
+        await using (var insertLsn = new NpgsqlCommand("SELECT pg_current_wal_insert_lsn()", _target))
+            _lastTargetCommitLsn = (ulong)(NpgsqlLogSequenceNumber)(await insertLsn.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
         await ReloadCatalogAsync(cancellationToken).ConfigureAwait(false);
         foreach (var (table, lsn) in await TargetState.ReadSyncLsnsAsync(_target, _settings.Slot, cancellationToken).ConfigureAwait(false))
             _syncLsns[table] = (ulong)lsn;

@@ -99,12 +99,18 @@ public sealed class TransactionOrderer
     /// never forgets a partition (which would send it back to its beginning after another restart,
     /// to events whose END was consumed long ago). <paramref name="appliedThrough"/> is the target's
     /// position: an END with an exact commit LSN at or below it is dropped without waiting for its events.
+    /// Positions made up for events without one (no transaction metadata, bare transaction ids) start
+    /// above it: what follows the stored offsets is not applied yet, whatever LSN its events carry (a
+    /// transaction that committed after the last applied one can hold lower change LSNs), and the
+    /// applier skips anything at or below its position.
     /// </summary>
     public void StartFrom(IReadOnlyDictionary<(string Topic, int Partition), long> offsets, NpgsqlLogSequenceNumber appliedThrough = default)
     {
         foreach (var (tp, offset) in offsets)
             Advance(tp, offset - 1);
         _appliedThrough = appliedThrough;
+        if (appliedThrough > _lastCommitLsn)
+            _lastCommitLsn = appliedThrough;
     }
 
     /// <summary>

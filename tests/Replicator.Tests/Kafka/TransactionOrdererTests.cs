@@ -150,6 +150,22 @@ public class TransactionOrdererTests
     }
 
     [Fact]
+    public void After_a_restart_made_up_positions_start_above_the_applied_one_so_the_applier_does_not_skip_what_follows_the_stored_offsets()
+    {
+        // The last run applied up to a made-up 200 (an event's LSN, forced to grow). What follows the stored
+        // offsets is not applied, though its events may carry lower LSNs (their transactions began earlier).
+        var orderer = new TransactionOrderer();
+        orderer.StartFrom(new Dictionary<(string, int), long> { [("p.public.customers", 0)] = 5 }, new NpgsqlLogSequenceNumber(200));
+        var single = new DecodedChange(new KafkaPosition("p.public.customers", 0, 5), Insert(Customers, 100, "a", "x"), 3, null, 0, new NpgsqlLogSequenceNumber(100), CommitTime);
+        Assert.Equal(201UL, (ulong)Assert.Single(orderer.Add(single)).Commit.CommitLsn);
+
+        // A bare transaction id (no LSN in END): the highest event LSN, also above the applied position.
+        orderer.Add(new DecodedTransactionMarker(new KafkaPosition("p.transaction", 0, 0), true, "9", 1, null, CommitTime, null, null, null));
+        var bare = Assert.Single(orderer.Add(Change("p.public.customers", 0, 6, "9", 1, 150, "b")));
+        Assert.Equal(202UL, (ulong)bare.Commit.CommitLsn);
+    }
+
+    [Fact]
     public void Resume_offsets_never_pass_a_record_that_is_still_waiting()
     {
         var orderer = new TransactionOrderer();
