@@ -218,10 +218,22 @@ public sealed class PgOutputCapture
                     heartbeat = null;
                     cancellationToken.ThrowIfCancellationRequested();
                     var received = (ulong)connection.LastReceivedLsn;
+                    // The client records a message's position before that message is handed over:
+                    // while a streamed transaction is open, the message in flight may be its Stream
+                    // Commit, at the transaction's end. A heartbeat there would have the slot
+                    // acknowledged past a transaction not yet applied (lost if the pipeline restarted
+                    // before it was), and tell the verifier's cut it was: stay below its first change
+                    // (no heartbeat at all while that position is not known).
+                    if (spool.OpenTransactions > 0)
+                    {
+                        var open = spool.OldestOpenChange;
+                        received = open == 0 ? 0 : Math.Min(received, open - 1);
+                    }
+
                     if (received > state.LastPosition)
                     {
                         state.LastPosition = received;
-                        await output.WriteAsync(new Heartbeat(connection.LastReceivedLsn, DateTimeOffset.UtcNow), cancellationToken).ConfigureAwait(false);
+                        await output.WriteAsync(new Heartbeat(new NpgsqlLogSequenceNumber(received), DateTimeOffset.UtcNow), cancellationToken).ConfigureAwait(false);
                     }
 
                     continue;

@@ -35,6 +35,27 @@ internal sealed class StreamSpool : IDisposable
     /// <summary>Transactions with spooled changes, not yet committed or aborted.</summary>
     public int OpenTransactions => _open.Count;
 
+    /// <summary>
+    /// The lowest WAL position among the open transactions' messages (not every streamed message
+    /// carries one); 0 when some open transaction has none yet, or none is open.
+    /// </summary>
+    public ulong OldestOpenChange
+    {
+        get
+        {
+            ulong oldest = 0;
+            foreach (var spooled in _open.Values)
+            {
+                if (spooled.FirstWal == 0)
+                    return 0;
+                if (oldest == 0 || spooled.FirstWal < oldest)
+                    oldest = spooled.FirstWal;
+            }
+
+            return oldest;
+        }
+    }
+
     /// <summary>Appends one message of top-level transaction <paramref name="xid"/>, sent for (sub)transaction <paramref name="messageXid"/>.</summary>
     public void Append(uint xid, uint messageXid, ulong walStart, ReadOnlySpan<byte> message)
     {
@@ -46,6 +67,9 @@ internal sealed class StreamSpool : IDisposable
             spooled = new Spooled(file);
             _open[xid] = spooled;
         }
+
+        if (walStart != 0 && (spooled.FirstWal == 0 || walStart < spooled.FirstWal))
+            spooled.FirstWal = walStart;
 
         if (messageXid != xid && spooled.Seen.Add(messageXid))
             spooled.Subtransactions.Add((messageXid, spooled.File.Position));
@@ -110,6 +134,9 @@ internal sealed class StreamSpool : IDisposable
     private sealed class Spooled(FileStream file)
     {
         public FileStream File { get; } = file;
+
+        /// <summary>The lowest non-zero WAL position of its messages so far; 0 while none carried one.</summary>
+        public ulong FirstWal { get; set; }
 
         /// <summary>Subtransactions in the order of their first change, with that change's offset.</summary>
         public List<(uint Xid, long Offset)> Subtransactions { get; } = [];

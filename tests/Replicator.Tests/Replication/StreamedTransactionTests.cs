@@ -118,6 +118,40 @@ public class StreamedTransactionTests(PostgresFixture fixture) : IClassFixture<P
     }
 
     /// <summary>The source database's walsenders decode with 64 kB, the least PostgreSQL allows: a few hundred rows are streamed.</summary>
+    [Fact]
+    public async Task While_a_streamed_transaction_is_open_on_an_idle_source_the_slot_is_not_acknowledged_past_its_first_change()
+    {
+        // The idle heartbeat takes the client's last received position, which the Stream Commit still in
+        // flight may already have set to the transaction's end: acknowledged there, a restart before the
+        // transaction is applied would lose it. Heartbeats stay below an open streamed transaction.
+        await using var db = await fixture.CreateDatabasesAsync("stream_idle");
+        await DecodeWithTheSmallestBudgetAsync(db);
+        await using var replication = await Fixtures.Replication.PrepareAsync(db, "CREATE TABLE big (id int PRIMARY KEY, v text)");
+        replication.Start();
+        await Sql.ExecAsync(db.SourceConnectionString, "INSERT INTO big VALUES (0, 'before')");
+        await replication.CatchUpAsync();
+
+        var before = await Sql.ScalarAsync<NpgsqlTypes.NpgsqlLogSequenceNumber>(db.SourceConnectionString, "SELECT pg_current_wal_insert_lsn()");
+        await using var big = new NpgsqlConnection(db.SourceConnectionString);
+        await big.OpenAsync();
+        await Exec(big, "BEGIN; INSERT INTO big SELECT g, repeat('x', 100) FROM generate_series(1, 5000) g");
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (await Sql.ScalarAsync<long>(db.SourceConnectionString, $"SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = '{replication.Slot}'") == 0)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the open transaction was not streamed");
+            await Task.Delay(100);
+        }
+
+        await Task.Delay(2000); // idle: heartbeats go out
+        var confirmed = await Sql.ScalarAsync<NpgsqlTypes.NpgsqlLogSequenceNumber>(db.SourceConnectionString,
+            $"SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '{replication.Slot}'");
+        Assert.True(confirmed <= before, $"slot acknowledged at {confirmed}, past the open streamed transaction's first change (after {before})");
+
+        await Exec(big, "COMMIT");
+        await replication.CatchUpAsync(TimeSpan.FromMinutes(1));
+        Assert.Equal(5001L, await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM big"));
+    }
+
     private static Task DecodeWithTheSmallestBudgetAsync(TestDatabases db) => Sql.ExecAsync(db.SourceConnectionString,
         "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET logical_decoding_work_mem = %L', current_database(), '64kB'); END $$");
 
