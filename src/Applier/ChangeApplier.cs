@@ -527,7 +527,9 @@ internal sealed class ChangeApplier
         }
         else
         {
-            idempotent = (ulong)_current.CommitLsn <= plan.SyncLsn;
+            // In the table's copy when committed before the snapshot it was copied at (a commit at
+            // exactly that point is not in it: see TargetState.PositionBefore).
+            idempotent = (ulong)_current.CommitLsn < plan.SyncLsn;
         }
 
         _batchChanges++;
@@ -611,7 +613,7 @@ internal sealed class ChangeApplier
         {
             var plan = await PlanAsync(relation, cancellationToken).ConfigureAwait(false);
             // A keyless table's snapshot already reflects a truncate at or below its sync position.
-            if (plan.HasKey || (ulong)_current!.CommitLsn > plan.SyncLsn)
+            if (plan.HasKey || (ulong)_current!.CommitLsn >= plan.SyncLsn)
                 names.Add(plan.Target.QuotedName);
         }
 

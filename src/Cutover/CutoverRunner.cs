@@ -319,7 +319,7 @@ public sealed class CutoverRunner(CutoverOptions options, ConnectionInfo from, C
             """, fromConnection))
         {
             position.Parameters.AddWithValue(options.ReverseSlot);
-            position.Parameters.Add(Parameters.Lsn(start));
+            position.Parameters.Add(Parameters.Lsn(TargetState.PositionBefore(start)));
             await position.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
 

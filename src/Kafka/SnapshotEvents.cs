@@ -45,7 +45,10 @@ public static class SnapshotEvents
         var confirmed = await ScalarAsync<NpgsqlLogSequenceNumber?>(source, "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1", slot, cancellationToken).ConfigureAwait(false);
         // Only the copy itself is a snapshot, and its rows must reach Kafka before any change: refused once
         // changes were applied on top of it, or captured from the slot (a run without the setting).
-        if (position.KafkaOffsets is not null || (copiedAt is { } copied && position.CommitLsn != copied) || (confirmed is { } slotAt && slotAt > position.CommitLsn))
+        // The position a finished snapshot records is one below its consistent point (the point itself before 2026-12-05).
+        var copyPoint = copiedAt ?? new NpgsqlLogSequenceNumber((ulong)position.CommitLsn + 1);
+        if (position.KafkaOffsets is not null || (position.CommitLsn != copyPoint && position.CommitLsn != TargetState.PositionBefore(copyPoint))
+            || (confirmed is { } slotAt && slotAt > copyPoint))
         {
             throw new ConfigurationException("Buffer:Kafka:PublishSnapshot",
                 $"publishes the initial snapshot of slot {slot} before any change, but changes were captured or applied since it was copied (target position {position.CommitLsn}{(position.KafkaOffsets is null ? "" : " with Kafka offsets")}, slot confirmed at {confirmed?.ToString() ?? "?"}): take a new snapshot (new slot, empty target) to publish one, or turn the setting off");

@@ -196,7 +196,8 @@ public sealed class SnapshotState(NpgsqlConnection target, string slotName)
 
     /// <summary>
     /// The hand-over to continuous replication, in ONE transaction: <c>table_sync</c> for every
-    /// copied table, then the <c>position</c> row (the slot's consistent point), whose presence
+    /// copied table, then the <c>position</c> row (one below the slot's consistent point: see
+    /// <see cref="TargetState.PositionBefore"/>), whose presence
     /// means "snapshot done". Nothing streams before this commits.
     /// </summary>
     public async Task CompleteAsync(NpgsqlLogSequenceNumber consistentLsn, IEnumerable<(TableName Table, NpgsqlLogSequenceNumber SyncLsn)> tables, CancellationToken cancellationToken)
@@ -218,7 +219,7 @@ public sealed class SnapshotState(NpgsqlConnection target, string slotName)
 
         var position = new NpgsqlBatchCommand("INSERT INTO replicator.position (slot_name, commit_lsn) VALUES ($1, $2)");
         position.Parameters.AddWithValue(SlotName);
-        position.Parameters.Add(Lsn(consistentLsn));
+        position.Parameters.Add(Lsn(TargetState.PositionBefore(consistentLsn)));
         batch.BatchCommands.Add(position);
         var finished = new NpgsqlBatchCommand("UPDATE replicator.snapshot_run SET finished_at = clock_timestamp() WHERE slot_name = $1");
         finished.Parameters.AddWithValue(SlotName);

@@ -256,6 +256,17 @@ public static class TargetState
         return lsns;
     }
 
+    /// <summary>
+    /// The applied position to record when a target holds a snapshot taken at a slot's consistent
+    /// point: one below it. The applier skips transactions whose commit LSN is at or below its
+    /// position (they are applied), but a transaction whose commit record starts exactly at the
+    /// consistent point (the record right after the one that made the slot consistent) is not in
+    /// the snapshot and is decoded: recorded as the consistent point itself, it was skipped and lost.
+    /// Nothing commits below the consistent point that the slot would still send.
+    /// </summary>
+    public static NpgsqlLogSequenceNumber PositionBefore(NpgsqlLogSequenceNumber consistentPoint) =>
+        consistentPoint == default ? consistentPoint : new NpgsqlLogSequenceNumber((ulong)consistentPoint - 1);
+
     /// <summary>The applied position for <paramref name="slot"/>, or null when the snapshot has not finished.</summary>
     public static async Task<NpgsqlLogSequenceNumber?> ReadPositionAsync(NpgsqlConnection target, string slot, CancellationToken cancellationToken) =>
         (await ReadPositionRowAsync(target, slot, cancellationToken).ConfigureAwait(false))?.CommitLsn;

@@ -50,7 +50,7 @@ public sealed class Replication : IAsyncDisposable
         await TargetState.EnsureAsync(target, CancellationToken.None);
         await using var cmd = new NpgsqlCommand("INSERT INTO replicator.position (slot_name, commit_lsn) VALUES ($1, $2)", target);
         cmd.Parameters.AddWithValue(slot);
-        cmd.Parameters.Add(Replicator.Core.Sql.Parameters.Lsn(lsn));
+        cmd.Parameters.Add(Replicator.Core.Sql.Parameters.Lsn(TargetState.PositionBefore(lsn)));
         await cmd.ExecuteNonQueryAsync();
         return new Replication(db, slot);
     }

@@ -102,10 +102,10 @@ public class SnapshotCopyTests(PostgresFixture fixture) : IClassFixture<Postgres
         Assert.Equal(await Sql.ScalarAsync<string>(db.SourceConnectionString, Objects), await Sql.ScalarAsync<string>(db.TargetConnectionString, Objects));
         Assert.Equal("101", await Sql.ScalarAsync<string>(db.TargetConnectionString, "SELECT last_value::text FROM \"Seq ü\""));
 
-        // the hand-over contract: position = the slot's consistent point, and table_sync for every copied table
+        // the hand-over contract: position = one below the slot's consistent point (a commit right at it is not in the copy), and table_sync at it for every copied table
         var consistent = await Sql.ScalarAsync<string>(db.SourceConnectionString, "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'snap_types'");
         Assert.NotNull(consistent);
-        Assert.Equal(consistent, await Sql.ScalarAsync<string>(db.TargetConnectionString, "SELECT commit_lsn::text FROM replicator.position WHERE slot_name = 'snap_types'"));
+        Assert.Equal(Replicator.Core.State.TargetState.PositionBefore(NpgsqlTypes.NpgsqlLogSequenceNumber.Parse(consistent)).ToString(), await Sql.ScalarAsync<string>(db.TargetConnectionString, "SELECT commit_lsn::text FROM replicator.position WHERE slot_name = 'snap_types'"));
         // every table holding rows, plus the partitioned parent (for publish_via_partition_root)
         Assert.Equal(source.Count + 1, await ScalarLongAsync(db.TargetConnectionString, $"SELECT count(*) FROM replicator.table_sync WHERE slot_name = 'snap_types' AND sync_lsn = '{consistent}'"));
         Assert.Equal(1, await ScalarLongAsync(db.TargetConnectionString, "SELECT count(*) FROM replicator.table_sync WHERE table_name = 'measure'"));
