@@ -514,6 +514,15 @@ internal sealed class ChangeApplier
     private async Task ApplyRowAsync(RowChange row, CancellationToken cancellationToken)
     {
         var plan = await PlanAsync(row.Relation, cancellationToken).ConfigureAwait(false);
+        if (row.Kind == ChangeKind.Insert && HasUnchangedToast(Own(row.New!)))
+        {
+            var column = plan.Relation.Columns[Array.FindIndex(Own(row.New!), v => v.Kind == ValueKind.UnchangedToast)].Name;
+            throw new ReplicationException(ReplicationErrorKind.Permanent,
+                $"an insert into {plan.DisplayName} (source LSN {row.Lsn}) has no value for column {column}, only Debezium's unchanged-TOAST placeholder: "
+                + "a key-changing update of a row whose TOASTed column it left unchanged, written as a delete and a create. It can be applied only from topics "
+                + "with transaction metadata (provide.transaction.metadata=true), where the pair is joined back into the update; the value is in neither record");
+        }
+
         bool idempotent;
         if (_current!.SnapshotRead)
         {

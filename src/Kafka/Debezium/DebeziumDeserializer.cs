@@ -77,6 +77,14 @@ public sealed class DebeziumDeserializer
         _tables = tables;
     }
 
+    /// <summary>The target table a <c>&lt;prefix&gt;.&lt;schema&gt;.&lt;table&gt;</c> topic is named after, if any.</summary>
+    private TableInfo? TableOfTopic(string topic)
+    {
+        var last = topic.LastIndexOf('.');
+        var before = last > 0 ? topic.LastIndexOf('.', last - 1) : -1;
+        return before < 0 ? null : _tables(topic[(before + 1)..last], topic[(last + 1)..]);
+    }
+
     /// <summary>Forgets cached table shapes (after DDL on the target).</summary>
     public void Invalidate()
     {
@@ -181,8 +189,17 @@ public sealed class DebeziumDeserializer
                     throw new DebeziumFormatException(position, "value payload is not an object");
                 if (payload.TryGetProperty("status"u8, out var status) && payload.TryGetProperty("id"u8, out _))
                     return DecodeMarker(position, payload, status.GetString(), headers);
-                if (position.Topic.StartsWith("__debezium-heartbeat", StringComparison.Ordinal) || !payload.TryGetProperty("op"u8, out var op))
-                    return new DecodedSkip(position, "not a change event (heartbeat or other)");
+                if (position.Topic.StartsWith("__debezium-heartbeat", StringComparison.Ordinal))
+                    return new DecodedSkip(position, "heartbeat");
+                if (!payload.TryGetProperty("op"u8, out var op))
+                {
+                    // Another topic under the prefix may carry anything; a table's own topic carries
+                    // change envelopes, and skipping what is there would lose its rows.
+                    if (TableOfTopic(position.Topic) is { } table)
+                        throw new DebeziumFormatException(position, $"the record on {table.DisplayName}'s topic is not a Debezium change envelope (no 'op'): topics flattened by ExtractNewRecordState (unwrap) or another transform are not supported; point the applier at the connector's own topics");
+                    return new DecodedSkip(position, "not a change event");
+                }
+
                 if (op.ValueEquals("m"u8))
                     return new DecodedSkip(position, "logical decoding message (op m): nothing to apply");
                 return DecodeChange(position, key, schema, payload, op);

@@ -280,14 +280,58 @@ public sealed class TransactionOrderer
         var xid = events.Count > 0 ? events[0].Xid : uint.TryParse(end.TransactionKey, out var parsed) ? parsed : 0;
 
         var changes = new ChangeEvent[events.Count];
+        var moves = false;
         for (var i = 0; i < changes.Length; i++)
+        {
             changes[i] = events[i].Change;
+            moves |= i > 0 && changes[i] is RowChange { Kind: ChangeKind.Insert } insert && changes[i - 1] is RowChange { Kind: ChangeKind.Delete }
+                && HasUnchangedToast(insert.New!);
+        }
+
+        if (moves)
+            changes = JoinKeyMoves(changes);
         transaction = new OrderedTransaction(
             new TransactionBegin(xid, commitLsn, end.Time),
             changes,
             new TransactionCommit(xid, commitLsn, endLsn, end.Time),
             ResumeOffsets());
         return true;
+    }
+
+    /// <summary>
+    /// A key-changing update is written as a delete of the old key (and its tombstone) followed by a
+    /// create of the new one; when the row has a TOASTed column the update left unchanged, the create
+    /// carries Debezium's placeholder instead of its value, which neither record holds. Such a pair
+    /// becomes the update it was, so the applier moves the row in place and the target keeps the value.
+    /// </summary>
+    internal static ChangeEvent[] JoinKeyMoves(ChangeEvent[] changes)
+    {
+        var joined = new List<ChangeEvent>(changes.Length);
+        for (var i = 0; i < changes.Length; i++)
+        {
+            if (i + 1 < changes.Length && changes[i] is RowChange { Kind: ChangeKind.Delete } delete
+                && changes[i + 1] is RowChange { Kind: ChangeKind.Insert } insert && insert.Relation == delete.Relation && HasUnchangedToast(insert.New!))
+            {
+                joined.Add(new RowChange(insert.Relation, ChangeKind.Update, insert.Lsn, delete.Old, delete.OldIsKeyOnly, insert.New));
+                i++;
+                continue;
+            }
+
+            joined.Add(changes[i]);
+        }
+
+        return [.. joined];
+    }
+
+    private static bool HasUnchangedToast(IReadOnlyList<ColumnValue> values)
+    {
+        foreach (var value in values)
+        {
+            if (value.Kind == ValueKind.UnchangedToast)
+                return true;
+        }
+
+        return false;
     }
 
     private OrderedTransaction Single(DecodedChange change)
@@ -329,6 +373,9 @@ public sealed class TransactionOrderer
         Release((end.Position.Topic, end.Position.Partition), end.Position.Offset);
     }
 
+    /// <summary>The data collection under which Debezium's END counts logical decoding messages.</summary>
+    internal const string LogicalDecodingMessages = "LOGICAL_DECODING_MESSAGE";
+
     /// <summary>How many change events an END promises for the collections consumed.</summary>
     private long Expected(DecodedTransactionMarker end)
     {
@@ -338,7 +385,9 @@ public sealed class TransactionOrderer
         long expected = 0;
         foreach (var (collection, count) in end.DataCollections)
         {
-            if (_consumesCollection(collection))
+            // Debezium counts a transaction's logical decoding messages (pg_logical_emit_message,
+            // op m, on their own topic) under this name: nothing to apply, never waited for.
+            if (_consumesCollection(collection) && collection != LogicalDecodingMessages)
                 expected += count;
         }
 

@@ -216,6 +216,18 @@ public class DebeziumDeserializerTests
     }
 
     [Fact]
+    public void A_record_without_op_on_a_tables_topic_is_an_error_naming_the_transform_and_elsewhere_is_skipped()
+    {
+        // ExtractNewRecordState (unwrap) leaves the bare row: on a table's topic skipping it would lose the row.
+        var flat = Assert.Throws<DebeziumFormatException>(() => Reader().Decode(At, default, "{\"id\":1,\"price\":\"2.50\"}"u8));
+        Assert.Contains("public.prices", flat.Message, StringComparison.Ordinal);
+        Assert.Contains("ExtractNewRecordState", flat.Message, StringComparison.Ordinal);
+        Assert.Contains("dbserver1.public.prices", flat.Message, StringComparison.Ordinal); // the position: topic, partition, offset
+        // Another topic under the prefix that no target table is named after: not ours to read.
+        Assert.IsType<DecodedSkip>(Reader().Decode(new KafkaPosition("dbserver1.outbox.events", 0, 1), default, "{\"id\":1}"u8));
+    }
+
+    [Fact]
     public void Tombstones_are_skipped_and_transaction_markers_carry_counts_and_commit_lsn()
     {
         Assert.IsType<DecodedSkip>(Reader().Decode(At, "{}"u8, default));

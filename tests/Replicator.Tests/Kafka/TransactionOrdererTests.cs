@@ -166,6 +166,40 @@ public class TransactionOrdererTests
     }
 
     [Fact]
+    public void A_delete_followed_by_a_create_with_an_unchanged_toast_placeholder_is_joined_back_into_the_key_changing_update()
+    {
+        var orderer = new TransactionOrderer();
+        var old = new[] { ColumnValue.Of("1"), ColumnValue.Null };
+        var delete = new DecodedChange(new KafkaPosition("p.public.customers", 0, 0), new RowChange(Customers, ChangeKind.Delete, new NpgsqlLogSequenceNumber(100), old, true, null),
+            7, "7", 1, new NpgsqlLogSequenceNumber(100), CommitTime);
+        var create = new DecodedChange(new KafkaPosition("p.public.customers", 0, 2), new RowChange(Customers, ChangeKind.Insert, new NpgsqlLogSequenceNumber(100), null, false,
+            [ColumnValue.Of("10"), ColumnValue.UnchangedToast]), 7, "7", 2, new NpgsqlLogSequenceNumber(100), CommitTime);
+        var plain = Change("p.public.customers", 0, 3, "7", 3, 110, "11");
+        orderer.Add(End(0, "7", 150, ("public.customers", 3)));
+        orderer.Add(delete);
+        orderer.Add(create);
+        var released = Assert.Single(orderer.Add(plain));
+
+        Assert.Equal(2, released.Changes.Count);
+        var moved = Assert.IsType<RowChange>(released.Changes[0]);
+        Assert.Equal(ChangeKind.Update, moved.Kind);
+        Assert.Equal("1", moved.Old![0].Text);
+        Assert.Equal("10", moved.New![0].Text);
+        Assert.Equal(ValueKind.UnchangedToast, moved.New[1].Kind);
+        Assert.Equal(ChangeKind.Insert, Assert.IsType<RowChange>(released.Changes[1]).Kind); // a plain create stays one
+    }
+
+    [Fact]
+    public void Logical_decoding_messages_counted_by_END_are_not_waited_for()
+    {
+        // Debezium counts a transaction's pg_logical_emit_message under LOGICAL_DECODING_MESSAGE; the op m
+        // record goes to its own topic and carries nothing to apply.
+        var orderer = new TransactionOrderer();
+        orderer.Add(End(0, "7", 150, ("public.customers", 1), ("LOGICAL_DECODING_MESSAGE", 1)));
+        Assert.Single(orderer.Add(Change("p.public.customers", 0, 0, "7", 1, 100, "a")));
+    }
+
+    [Fact]
     public void Resume_offsets_never_pass_a_record_that_is_still_waiting()
     {
         var orderer = new TransactionOrderer();
