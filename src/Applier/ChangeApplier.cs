@@ -575,9 +575,12 @@ internal sealed class ChangeApplier
                     {
                         Changes(plan).Add(newKey, NetOp.Update, Own(row.New!), idempotent);
                     }
-                    else if (row.New!.Any(v => v.Kind == ValueKind.UnchangedToast))
+                    else if (!_replicaRole || row.New!.Any(v => v.Kind == ValueKind.UnchangedToast))
                     {
                         // The key moved and some values were not sent: move the row in place so it keeps them.
+                        // Without replica role the target's foreign-key actions fire: a delete and an insert
+                        // would run ON DELETE actions (cascading away the children) where the source ran ON
+                        // UPDATE ones; an update in place runs those, as the source did.
                         await FlushAndWaitAsync(cancellationToken).ConfigureAwait(false);
                         await ApplyKeyChangeAsync(plan, row, cancellationToken).ConfigureAwait(false);
                         return;
