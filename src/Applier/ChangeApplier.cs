@@ -456,6 +456,13 @@ internal sealed class ChangeApplier
             plan = TableApplyPlan.Create(relation, _catalog.GetValueOrDefault(name), sync, out missing);
         }
 
+        foreach (var i in plan.NonKeyIndexes)
+        {
+            var column = relation.Columns[i];
+            if (plan.Target.Columns.FirstOrDefault(c => c.Name == column.Name) is { IsIdentityAlways: true })
+                _logger.IdentityAlwaysColumn(plan.DisplayName, column.Name, plan.Target.QuotedName, column.QuotedName);
+        }
+
         _plans[relation.RelationId] = plan;
         return plan;
     }

@@ -47,7 +47,7 @@ internal sealed class TableApplyPlan
 
     public bool HasKey => KeyIndexes.Length > 0;
 
-    /// <summary>Changes committed at or below this LSN are already in the snapshot data (see TargetState).</summary>
+    /// <summary>The LSN the table's copy was taken at: changes committed below it are already in the copy (see TargetState.PositionBefore).</summary>
     public ulong SyncLsn { get; }
 
     public bool OverridingSystemValue { get; }
