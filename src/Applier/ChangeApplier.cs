@@ -128,6 +128,20 @@ internal sealed class ChangeApplier
         _logger.Resuming(new NpgsqlLogSequenceNumber(position), _settings.Slot);
     }
 
+    private int _sourceVersion;
+
+    /// <summary>The source's <c>server_version_num</c>, asked once.</summary>
+    private async Task<int> SourceVersionAsync(CancellationToken cancellationToken)
+    {
+        if (_sourceVersion == 0)
+        {
+            await using var cmd = _source!.CreateCommand("SELECT current_setting('server_version_num')::int");
+            _sourceVersion = (int)(await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+        }
+
+        return _sourceVersion;
+    }
+
     private async Task ReloadCatalogAsync(CancellationToken cancellationToken) =>
         _catalog = (await TableCatalog.LoadAsync(_target, cancellationToken).ConfigureAwait(false)).ToDictionary(t => t.TableName);
 
@@ -482,9 +496,14 @@ internal sealed class ChangeApplier
 
         foreach (var column in missing)
         {
-            // A default that calls a volatile function would give existing target rows other values than the source's.
-            await using var cmd = _source.CreateCommand("""
+            // What the source's existing rows hold in the new column decides. A default that PostgreSQL
+            // evaluated once when the column was added (a constant, or a stable call such as now()) is
+            // kept as the column's "missing value" (PostgreSQL 11+): the target gets that very value,
+            // not its own now(). Without one, the rows got a value each (a volatile default rewrote the
+            // table) or nothing (the default came later), which only the rows themselves tell.
+            await using var cmd = _source.CreateCommand($"""
                 SELECT a.attnotnull, pg_get_expr(d.adbin, d.adrelid),
+                       {(await SourceVersionAsync(cancellationToken).ConfigureAwait(false) >= 110000 ? "CASE WHEN a.atthasmissing THEN a.attmissingval::text END" : "NULL::text")},
                        COALESCE(pg_get_expr(d.adbin, d.adrelid) !~* '(nextval|random|clock_timestamp|now|uuid|timeofday)\s*\(', false)
                 FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
                 WHERE a.attrelid = $1 AND a.attname = $2
@@ -493,6 +512,7 @@ internal sealed class ChangeApplier
             cmd.Parameters.AddWithValue(column.Name);
             bool notNull;
             string? defaultExpression;
+            string? missingValue;
             bool constantDefault;
             await using (var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
             {
@@ -500,13 +520,24 @@ internal sealed class ChangeApplier
                     throw new ReplicationException(ReplicationErrorKind.Schema, $"column {column.Name} of {relation.DisplayName} is sent by the stream but no longer exists on the source; add it to the target table by hand");
                 notNull = reader.GetBoolean(0);
                 defaultExpression = reader.IsDBNull(1) ? null : reader.GetString(1);
-                constantDefault = reader.GetBoolean(2);
+                missingValue = reader.IsDBNull(2) ? null : reader.GetString(2);
+                constantDefault = reader.GetBoolean(3);
             }
 
-            var ddl = $"ALTER TABLE {relation.QuotedName} ADD COLUMN {column.QuotedName} {column.TypeName}"
-                + (defaultExpression is null ? "" : $" DEFAULT {defaultExpression}") + (notNull ? " NOT NULL" : "");
-            if ((notNull && !constantDefault) || (defaultExpression is not null && !constantDefault))
+            var add = $"ALTER TABLE {relation.QuotedName} ADD COLUMN {column.QuotedName} {column.TypeName}";
+            var ddl = add + (defaultExpression is null ? "" : $" DEFAULT {defaultExpression}") + (notNull ? " NOT NULL" : "");
+            if (missingValue is not null)
             {
+                // The source's value for its existing rows (an array of one element, as PostgreSQL keeps it), then its default for new ones.
+                ddl = $"{add} DEFAULT ({SqlLiteral.Quote(missingValue)}::{column.TypeName}[])[1]{(notNull ? " NOT NULL" : "")}; "
+                    + (defaultExpression is null ? $"ALTER TABLE {relation.QuotedName} ALTER COLUMN {column.QuotedName} DROP DEFAULT"
+                        : $"ALTER TABLE {relation.QuotedName} ALTER COLUMN {column.QuotedName} SET DEFAULT {defaultExpression}");
+            }
+            else if ((notNull || defaultExpression is not null) && !(defaultExpression is not null && constantDefault && _sourceVersion < 110000))
+            {
+                // PostgreSQL 11+ keeps every non-volatile default's value: without one, the default is
+                // volatile or came after the column. Older servers rewrite the table for any default,
+                // and only a volatile one gives rows different values.
                 throw new ReplicationException(ReplicationErrorKind.Schema,
                     $"the source added column {column.Name} {column.TypeName} to {relation.DisplayName}{(notNull ? " NOT NULL" : "")}{(defaultExpression is null ? "" : " with default " + defaultExpression)}, which Replicator does not add by itself (existing rows could get other values than on the source): add it on the target ({ddl};) and fill existing rows like the source, then replication resumes by itself");
             }

@@ -309,7 +309,7 @@ public sealed class CutoverRunner(CutoverOptions options, ConnectionInfo from, C
         NpgsqlLogSequenceNumber start;
         await using (var slot = await SnapshotSession.CreateSlotAsync(to.ToNpgsqlConnectionString(), options.ReverseSlot, temporary: false, cancellationToken).ConfigureAwait(false))
             start = slot.Lsn;
-        undo.Push(("drop the reverse slot", () => ExecuteAsync(toConnection, $"SELECT pg_drop_replication_slot({Literal(options.ReverseSlot)})")));
+        undo.Push(("drop the reverse slot", () => ExecuteAsync(toConnection, $"SELECT pg_drop_replication_slot({SqlLiteral.Quote(options.ReverseSlot)})")));
 
         // The old source becomes the reverse applier's target: its state says "snapshot done at the slot's start".
         await TargetState.EnsureAsync(fromConnection, cancellationToken).ConfigureAwait(false);
@@ -323,7 +323,7 @@ public sealed class CutoverRunner(CutoverOptions options, ConnectionInfo from, C
             await position.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
 
-        undo.Push(("forget the reverse position", () => ExecuteAsync(fromConnection, $"DELETE FROM replicator.position WHERE slot_name = {Literal(options.ReverseSlot)}")));
+        undo.Push(("forget the reverse position", () => ExecuteAsync(fromConnection, $"DELETE FROM replicator.position WHERE slot_name = {SqlLiteral.Quote(options.ReverseSlot)}")));
         report.ReverseSlot = options.ReverseSlot;
         report.ReverseStartLsn = start.ToString();
     }
@@ -494,7 +494,6 @@ public sealed class CutoverRunner(CutoverOptions options, ConnectionInfo from, C
         await cmd.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
     }
 
-    private static string Literal(string value) => "'" + value.Replace("'", "''", StringComparison.Ordinal) + "'";
 
     private static string Reason(Exception e) => e switch
     {

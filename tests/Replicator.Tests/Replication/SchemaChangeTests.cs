@@ -24,6 +24,28 @@ public class SchemaChangeTests(PostgresFixture fixture) : IClassFixture<Postgres
     }
 
     [Fact]
+    public async Task A_column_added_with_a_default_evaluated_once_gets_the_sources_value_on_the_targets_existing_rows()
+    {
+        // now() and CURRENT_TIMESTAMP are evaluated when the column is added: the source's rows hold that
+        // moment, which PostgreSQL keeps as the column's missing value. The target's rows must hold the same,
+        // not the moment the applier adds the column there.
+        await using var db = await fixture.CreateDatabasesAsync("ddl_once");
+        await using var replication = await Fixtures.Replication.PrepareAsync(db, "CREATE TABLE item (id int PRIMARY KEY, name text); INSERT INTO item VALUES (1, 'old')");
+        replication.Start();
+        await Sql.ExecAsync(db.SourceConnectionString, "ALTER TABLE item ADD COLUMN added timestamptz NOT NULL DEFAULT now()");
+        await Task.Delay(1100); // the target's own now() would differ
+        await Sql.ExecAsync(db.SourceConnectionString, """
+            ALTER TABLE item ADD COLUMN stamped timestamp DEFAULT CURRENT_TIMESTAMP;
+            ALTER TABLE item ADD COLUMN code text DEFAULT E'it''s a \\ path';
+            INSERT INTO item (id, name) VALUES (2, 'new');
+            """);
+        await replication.CatchUpAsync(TimeSpan.FromSeconds(90));
+        await Compare.AssertSameAsync(db);
+        Assert.Equal(["now()", "CURRENT_TIMESTAMP", "'it''s a \\ path'::text"], await Sql.RowsAsync(db.TargetConnectionString,
+            "SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 'item'::regclass ORDER BY adnum"));
+    }
+
+    [Fact]
     public async Task An_update_of_a_table_with_a_generated_always_identity_column_waits_for_the_ddl_named_and_resumes()
     {
         await using var db = await fixture.CreateDatabasesAsync("ddl_identity");
