@@ -181,7 +181,7 @@ public static class SnapshotRunner
                     var planned = chunks.Select(c => c.Chunk.Table.TableName).ToHashSet();
                     if (leafTables.FirstOrDefault(t => !planned.Contains(t.TableName)) is { } added)
                         throw new SnapshotException($"table {added.DisplayName} appeared on the source after the interrupted snapshot started: start again on an empty target with a new slot");
-                    chunks = await ResetUnresumableTablesAsync(state, chunks, run.PreDataDone, logger, cancellationToken).ConfigureAwait(false);
+                    chunks = await ResetUnresumableTablesAsync(state, chunks, tables, run.PreDataDone, logger, cancellationToken).ConfigureAwait(false);
                     plan = chunks.Select(c => c.Chunk).ToList();
                 }
 
@@ -347,19 +347,43 @@ public static class SnapshotRunner
     /// <summary>
     /// On resume, a table with unfinished chunks keeps its finished ones only when it is split by
     /// integer key ranges. Any other (no key, or ctid ranges) is emptied and copied whole again.
+    /// Keyless partitions of one partitioned table are copied at one point: published via the
+    /// root, their changes carry the root's name and the root's sync position is the latest of its
+    /// partitions', so a keyless partition finished at an older snapshot than a sibling that is
+    /// copied now would have its changes between the two taken as copied; it is copied again too.
     /// </summary>
-    private static async Task<List<ChunkState>> ResetUnresumableTablesAsync(SnapshotState state, List<ChunkState> chunks, bool preDataDone, ILogger logger, CancellationToken cancellationToken)
+    internal static async Task<List<ChunkState>> ResetUnresumableTablesAsync(SnapshotState state, List<ChunkState> chunks, IReadOnlyList<TableInfo> tables, bool preDataDone, ILogger logger, CancellationToken cancellationToken)
     {
+        var parentOf = tables.Where(t => t.Parent is not null).ToDictionary(t => t.TableName, t => t.Parent!.Value);
+        TableName? RootOf(TableInfo table)
+        {
+            if (table.Parent is null)
+                return null;
+            var name = table.TableName;
+            while (parentOf.TryGetValue(name, out var parent))
+                name = parent;
+            return name;
+        }
+
+        var groups = chunks.GroupBy(c => c.Chunk.Table).ToList();
+        bool Resettable(IGrouping<TableInfo, ChunkState> group) =>
+            group.Any(c => c.DoneLsn is null) && group.Any(c => c.DoneLsn is not null)
+            && !(group.All(c => c.Chunk.Kind == ChunkKind.KeyRange) && ChunkPlanner.HasIntegerKey(group.Key));
+        // Roots with a partition that is (partly or wholly) copied in this run.
+        var rootsCopiedNow = groups.Where(g => g.Any(c => c.DoneLsn is null) && RootOf(g.Key) is not null).Select(g => RootOf(g.Key)!.Value).ToHashSet();
+
         var result = new List<ChunkState>();
-        foreach (var group in chunks.GroupBy(c => c.Chunk.Table))
+        foreach (var group in groups)
         {
             var table = group.Key;
-            var unfinished = group.Any(c => c.DoneLsn is null);
-            var someDone = group.Any(c => c.DoneLsn is not null);
-            var keyRanged = group.All(c => c.Chunk.Kind == ChunkKind.KeyRange) && ChunkPlanner.HasIntegerKey(table);
-            if (unfinished && someDone && !keyRanged && preDataDone)
+            var keylessSibling = table.KeyColumns.Count == 0 && group.All(c => c.DoneLsn is not null)
+                && RootOf(table) is { } root && rootsCopiedNow.Contains(root);
+            if (preDataDone && (Resettable(group) || keylessSibling))
             {
-                logger.TableRecopied(table.DisplayName);
+                if (keylessSibling)
+                    logger.KeylessPartitionRecopied(table.DisplayName, RootOf(table)!.Value.ToString());
+                else
+                    logger.TableRecopied(table.DisplayName);
                 await state.ResetTableAsync(table, cancellationToken).ConfigureAwait(false);
                 result.AddRange(group.Select(c => c with { DoneLsn = null, Rows = 0, Bytes = 0 }));
             }

@@ -100,6 +100,45 @@ public class SnapshotResumeInProcessTests(PostgresFixture fixture) : IClassFixtu
     }
 
     [Fact]
+    public async Task Keyless_partitions_of_one_table_all_end_at_the_resumed_snapshot_when_one_of_them_finished_before_the_interruption()
+    {
+        // Published via the root, the partitions' changes carry the root's name, and the root's sync position
+        // is the latest of its partitions': a keyless partition left at the first snapshot would have its
+        // changes between the two taken as copied. It is copied again with its sibling.
+        await using var db = await fixture.CreateDatabasesAsync("snapshot resume keyless parts");
+        await Sql.ExecAsync(db.SourceConnectionString, """
+            CREATE TABLE public.pbag (region text, v int) PARTITION BY LIST (region);
+            CREATE TABLE public.pbag_big PARTITION OF public.pbag FOR VALUES IN ('big');
+            CREATE TABLE public.pbag_small PARTITION OF public.pbag FOR VALUES IN ('small');
+            ALTER TABLE public.pbag_big REPLICA IDENTITY FULL;
+            ALTER TABLE public.pbag_small REPLICA IDENTITY FULL;
+            INSERT INTO public.pbag SELECT 'big', g FROM generate_series(1, 50000) g;
+            INSERT INTO public.pbag SELECT 'small', g FROM generate_series(1, 10) g;
+            ANALYZE;
+            """);
+        var options = new ReplicatorOptions { SlotName = "resume_keyless_parts", PublicationName = "resume_keyless_parts" };
+        options.Snapshot.Jobs = 1;
+        var source = ConnectionInfo.Parse(db.SourceUri, "Source");
+        var target = ConnectionInfo.Parse(db.TargetUri, "Target");
+
+        using (var cts = new CancellationTokenSource())
+        {
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() =>
+                SnapshotRunner.RunAsync(options, source, target, NullLoggerFactory.Instance, new StopAfterFirstChunk("pbag_big", cts), cts.Token));
+        }
+
+        Assert.Equal(["pbag_big|1", "pbag_small|0"], await Sql.RowsAsync(db.TargetConnectionString,
+            "SELECT table_name, count(done_lsn) FROM replicator.snapshot_chunk GROUP BY table_name ORDER BY table_name"));
+        await Sql.ExecAsync(db.SourceConnectionString, "INSERT INTO public.pbag SELECT 'big', g FROM generate_series(50001, 50100) g");
+
+        var result = await SnapshotRunner.RunAsync(options, source, target, NullLoggerFactory.Instance, null, CancellationToken.None);
+
+        Assert.True(result.Resumed);
+        Assert.All(result.Tables, t => Assert.Equal(result.SnapshotLsn, t.SyncLsn));
+        Assert.Equal(await FingerprintAsync(db.SourceConnectionString), await FingerprintAsync(db.TargetConnectionString));
+    }
+
+    [Fact]
     public async Task A_snapshot_interrupted_while_building_indexes_resumes_and_builds_only_what_is_missing()
     {
         await using var db = await fixture.CreateDatabasesAsync("snapshot resume postdata");
