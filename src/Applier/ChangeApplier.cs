@@ -130,6 +130,18 @@ internal sealed class ChangeApplier
 
     private int _sourceVersion;
 
+    /// <summary>
+    /// The kept missing value of column <c>$2</c> of relation <c>$1</c> as the column type's text:
+    /// PostgreSQL keeps it as an array of one element of that type, whose text form read as
+    /// <c>text[]</c> gives the element's own text, arrays included. A partitioned table keeps none
+    /// itself; its partitions do (the same value: the default was evaluated once for the command).
+    /// </summary>
+    private const string MissingValueSql = """
+        (WITH RECURSIVE tree AS (SELECT $1::oid AS relid UNION ALL SELECT i.inhrelid FROM pg_inherits i JOIN tree ON i.inhparent = tree.relid)
+         SELECT (m.attmissingval::text::text[])[1] FROM tree JOIN pg_attribute m ON m.attrelid = tree.relid
+         WHERE m.attname = $2 AND m.atthasmissing LIMIT 1)
+        """;
+
     /// <summary>The source's <c>server_version_num</c>, asked once.</summary>
     private async Task<int> SourceVersionAsync(CancellationToken cancellationToken)
     {
@@ -503,7 +515,7 @@ internal sealed class ChangeApplier
             // table) or nothing (the default came later), which only the rows themselves tell.
             await using var cmd = _source.CreateCommand($"""
                 SELECT a.attnotnull, pg_get_expr(d.adbin, d.adrelid),
-                       {(await SourceVersionAsync(cancellationToken).ConfigureAwait(false) >= 110000 ? "CASE WHEN a.atthasmissing THEN a.attmissingval::text END" : "NULL::text")},
+                       {(await SourceVersionAsync(cancellationToken).ConfigureAwait(false) >= 110000 ? MissingValueSql : "NULL::text")},
                        COALESCE(pg_get_expr(d.adbin, d.adrelid) !~* '(nextval|random|clock_timestamp|now|uuid|timeofday)\s*\(', false)
                 FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
                 WHERE a.attrelid = $1 AND a.attname = $2
@@ -528,8 +540,8 @@ internal sealed class ChangeApplier
             var ddl = add + (defaultExpression is null ? "" : $" DEFAULT {defaultExpression}") + (notNull ? " NOT NULL" : "");
             if (missingValue is not null)
             {
-                // The source's value for its existing rows (an array of one element, as PostgreSQL keeps it), then its default for new ones.
-                ddl = $"{add} DEFAULT ({SqlLiteral.Quote(missingValue)}::{column.TypeName}[])[1]{(notNull ? " NOT NULL" : "")}; "
+                // The source's value for its existing rows, then its default for new ones.
+                ddl = $"{add} DEFAULT {SqlLiteral.Quote(missingValue)}::{column.TypeName}{(notNull ? " NOT NULL" : "")}; "
                     + (defaultExpression is null ? $"ALTER TABLE {relation.QuotedName} ALTER COLUMN {column.QuotedName} DROP DEFAULT"
                         : $"ALTER TABLE {relation.QuotedName} ALTER COLUMN {column.QuotedName} SET DEFAULT {defaultExpression}");
             }
@@ -613,12 +625,14 @@ internal sealed class ChangeApplier
                     {
                         Changes(plan).Add(newKey, NetOp.Update, Own(row.New!), idempotent);
                     }
-                    else if (!_replicaRole || row.New!.Any(v => v.Kind == ValueKind.UnchangedToast))
+                    else if ((!_replicaRole && !idempotent) || row.New!.Any(v => v.Kind == ValueKind.UnchangedToast))
                     {
                         // The key moved and some values were not sent: move the row in place so it keeps them.
                         // Without replica role the target's foreign-key actions fire: a delete and an insert
                         // would run ON DELETE actions (cascading away the children) where the source ran ON
-                        // UPDATE ones; an update in place runs those, as the source did.
+                        // UPDATE ones; an update in place runs those, as the source did. Not when replaying
+                        // what a resumed copy may hold already (either key may be there): the idempotent
+                        // delete and upsert below are right whatever the copy holds.
                         await FlushAndWaitAsync(cancellationToken).ConfigureAwait(false);
                         await ApplyKeyChangeAsync(plan, row, cancellationToken).ConfigureAwait(false);
                         return;

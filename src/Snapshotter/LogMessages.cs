@@ -31,7 +31,7 @@ internal static partial class LogMessages
     [LoggerMessage(3009, LogLevel.Information, "Table {Table} has unfinished chunks and cannot resume by key range: emptied, copying it whole from the new snapshot")]
     public static partial void TableRecopied(this ILogger logger, string table);
 
-    [LoggerMessage(3020, LogLevel.Information, "Table {Table} (no key, a partition of {Root}) was copied at an older snapshot than a sibling partition copied now: emptied, copying it again so that all partitions of {Root} share one point")]
+    [LoggerMessage(3020, LogLevel.Information, "Table {Table} (a partition of {Root}, which has no key) holds rows of an older snapshot than a sibling partition copied now: emptied, copying it again so that all partitions of {Root} share one point")]
     public static partial void KeylessPartitionRecopied(this ILogger logger, string table, string root);
 
     [LoggerMessage(3010, LogLevel.Information, "Progress: {Phase}, {TablesDone}/{Tables} tables, {ChunksDone}/{Chunks} chunks, {Rows} rows, {MiB:F1} MiB, {Rate:F1} MiB/s, ETA {Eta}")]

@@ -347,41 +347,39 @@ public static class SnapshotRunner
     /// <summary>
     /// On resume, a table with unfinished chunks keeps its finished ones only when it is split by
     /// integer key ranges. Any other (no key, or ctid ranges) is emptied and copied whole again.
-    /// Keyless partitions of one partitioned table are copied at one point: published via the
-    /// root, their changes carry the root's name and the root's sync position is the latest of its
-    /// partitions', so a keyless partition finished at an older snapshot than a sibling that is
-    /// copied now would have its changes between the two taken as copied; it is copied again too.
+    /// Partitions of a partitioned table without a key end at one point: published via the root,
+    /// their changes carry the root's name, the applier treats them by the root's (keyless) plan, and
+    /// the root's sync position is the latest of its partitions', so a partition holding chunks of an
+    /// older snapshot than a sibling copied now would have its changes between the two taken as
+    /// copied and skipped. Such a partition is copied again whole.
     /// </summary>
     internal static async Task<List<ChunkState>> ResetUnresumableTablesAsync(SnapshotState state, List<ChunkState> chunks, IReadOnlyList<TableInfo> tables, bool preDataDone, ILogger logger, CancellationToken cancellationToken)
     {
-        var parentOf = tables.Where(t => t.Parent is not null).ToDictionary(t => t.TableName, t => t.Parent!.Value);
-        TableName? RootOf(TableInfo table)
+        var byName = tables.ToDictionary(t => t.TableName);
+        TableInfo? KeylessRootOf(TableInfo table)
         {
-            if (table.Parent is null)
-                return null;
-            var name = table.TableName;
-            while (parentOf.TryGetValue(name, out var parent))
-                name = parent;
-            return name;
+            var root = table;
+            while (root.Parent is { } parent && byName.TryGetValue(parent, out var up))
+                root = up;
+            return root != table && root.KeyColumns.Count == 0 ? root : null;
         }
 
         var groups = chunks.GroupBy(c => c.Chunk.Table).ToList();
-        bool Resettable(IGrouping<TableInfo, ChunkState> group) =>
-            group.Any(c => c.DoneLsn is null) && group.Any(c => c.DoneLsn is not null)
-            && !(group.All(c => c.Chunk.Kind == ChunkKind.KeyRange) && ChunkPlanner.HasIntegerKey(group.Key));
-        // Roots with a partition that is (partly or wholly) copied in this run.
-        var rootsCopiedNow = groups.Where(g => g.Any(c => c.DoneLsn is null) && RootOf(g.Key) is not null).Select(g => RootOf(g.Key)!.Value).ToHashSet();
+        // Keyless roots with a partition (partly or wholly) copied in this run, from the new snapshot.
+        var rootsCopiedNow = groups.Where(g => g.Any(c => c.DoneLsn is null)).Select(g => KeylessRootOf(g.Key)).OfType<TableInfo>().ToHashSet();
 
         var result = new List<ChunkState>();
         foreach (var group in groups)
         {
             var table = group.Key;
-            var keylessSibling = table.KeyColumns.Count == 0 && group.All(c => c.DoneLsn is not null)
-                && RootOf(table) is { } root && rootsCopiedNow.Contains(root);
-            if (preDataDone && (Resettable(group) || keylessSibling))
+            var someDone = group.Any(c => c.DoneLsn is not null);
+            var unresumable = group.Any(c => c.DoneLsn is null) && someDone
+                && !(group.All(c => c.Chunk.Kind == ChunkKind.KeyRange) && ChunkPlanner.HasIntegerKey(table));
+            var olderThanASibling = someDone && KeylessRootOf(table) is { } root && rootsCopiedNow.Contains(root);
+            if (preDataDone && (unresumable || olderThanASibling))
             {
-                if (keylessSibling)
-                    logger.KeylessPartitionRecopied(table.DisplayName, RootOf(table)!.Value.ToString());
+                if (olderThanASibling)
+                    logger.KeylessPartitionRecopied(table.DisplayName, KeylessRootOf(table)!.DisplayName);
                 else
                     logger.TableRecopied(table.DisplayName);
                 await state.ResetTableAsync(table, cancellationToken).ConfigureAwait(false);

@@ -37,12 +37,37 @@ public class SchemaChangeTests(PostgresFixture fixture) : IClassFixture<Postgres
         await Sql.ExecAsync(db.SourceConnectionString, """
             ALTER TABLE item ADD COLUMN stamped timestamp DEFAULT CURRENT_TIMESTAMP;
             ALTER TABLE item ADD COLUMN code text DEFAULT E'it''s a \\ path';
+            ALTER TABLE item ADD COLUMN tags text[] NOT NULL DEFAULT '{}';
+            ALTER TABLE item ADD COLUMN grid int[] DEFAULT '{{1,2},{3,NULL}}';
             INSERT INTO item (id, name) VALUES (2, 'new');
             """);
         await replication.CatchUpAsync(TimeSpan.FromSeconds(90));
         await Compare.AssertSameAsync(db);
-        Assert.Equal(["now()", "CURRENT_TIMESTAMP", "'it''s a \\ path'::text"], await Sql.RowsAsync(db.TargetConnectionString,
+        Assert.Equal(["now()", "CURRENT_TIMESTAMP", "'it''s a \\ path'::text", "'{}'::text[]", "'{{1,2},{3,NULL}}'::integer[]"], await Sql.RowsAsync(db.TargetConnectionString,
             "SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 'item'::regclass ORDER BY adnum"));
+    }
+
+    [Fact]
+    public async Task A_column_added_to_a_partitioned_table_published_via_its_root_gets_the_value_its_partitions_keep()
+    {
+        // A partitioned table keeps no missing value itself; its partitions do.
+        await using var db = await fixture.CreateDatabasesAsync("ddl_root");
+        await using var replication = await Fixtures.Replication.PrepareAsync(db, """
+            CREATE TABLE reading (id int, region text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+            CREATE TABLE reading_eu PARTITION OF reading FOR VALUES IN ('eu');
+            CREATE TABLE reading_us PARTITION OF reading FOR VALUES IN ('us');
+            """);
+        await Sql.ExecAsync(db.SourceConnectionString, $"ALTER PUBLICATION {Fixtures.Replication.Publication} SET (publish_via_partition_root = true)");
+        replication.Start();
+        await Sql.ExecAsync(db.SourceConnectionString, "INSERT INTO reading VALUES (1, 'eu'), (2, 'us')");
+        await replication.CatchUpAsync();
+        await Sql.ExecAsync(db.SourceConnectionString, """
+            ALTER TABLE reading ADD COLUMN unit text NOT NULL DEFAULT 'kWh';
+            ALTER TABLE reading ADD COLUMN at timestamptz DEFAULT now();
+            INSERT INTO reading (id, region) VALUES (3, 'eu');
+            """);
+        await replication.CatchUpAsync(TimeSpan.FromSeconds(90));
+        await Compare.AssertSameAsync(db);
     }
 
     [Fact]

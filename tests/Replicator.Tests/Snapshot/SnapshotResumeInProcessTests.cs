@@ -100,17 +100,17 @@ public class SnapshotResumeInProcessTests(PostgresFixture fixture) : IClassFixtu
     }
 
     [Fact]
-    public async Task Keyless_partitions_of_one_table_all_end_at_the_resumed_snapshot_when_one_of_them_finished_before_the_interruption()
+    public async Task Partitions_of_a_table_without_a_key_all_end_at_the_resumed_snapshot_when_one_of_them_finished_before_the_interruption()
     {
-        // Published via the root, the partitions' changes carry the root's name, and the root's sync position
-        // is the latest of its partitions': a keyless partition left at the first snapshot would have its
-        // changes between the two taken as copied. It is copied again with its sibling.
+        // Published via the root, the partitions' changes carry the root's name, are applied by the root's
+        // (keyless) plan, and the root's sync position is the latest of its partitions': a partition left at
+        // the first snapshot, with a key of its own or not, would have its changes between the two taken as
+        // copied. It is copied again with its sibling.
         await using var db = await fixture.CreateDatabasesAsync("snapshot resume keyless parts");
         await Sql.ExecAsync(db.SourceConnectionString, """
             CREATE TABLE public.pbag (region text, v int) PARTITION BY LIST (region);
-            CREATE TABLE public.pbag_big PARTITION OF public.pbag FOR VALUES IN ('big');
+            CREATE TABLE public.pbag_big PARTITION OF public.pbag (PRIMARY KEY (v)) FOR VALUES IN ('big');
             CREATE TABLE public.pbag_small PARTITION OF public.pbag FOR VALUES IN ('small');
-            ALTER TABLE public.pbag_big REPLICA IDENTITY FULL;
             ALTER TABLE public.pbag_small REPLICA IDENTITY FULL;
             INSERT INTO public.pbag SELECT 'big', g FROM generate_series(1, 50000) g;
             INSERT INTO public.pbag SELECT 'small', g FROM generate_series(1, 10) g;
