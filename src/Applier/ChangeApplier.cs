@@ -564,7 +564,7 @@ internal sealed class ChangeApplier
     private async Task ApplyRowAsync(RowChange row, CancellationToken cancellationToken)
     {
         var plan = await PlanAsync(row.Relation, cancellationToken).ConfigureAwait(false);
-        if (row.Kind == ChangeKind.Insert && HasUnchangedToast(Own(row.New!)))
+        if (row.Kind == ChangeKind.Insert && ColumnValue.AnyUnchangedToast(row.New!))
         {
             var column = plan.Relation.Columns[Array.FindIndex(Own(row.New!), v => v.Kind == ValueKind.UnchangedToast)].Name;
             throw new ReplicationException(ReplicationErrorKind.Permanent,
@@ -625,7 +625,7 @@ internal sealed class ChangeApplier
                     {
                         Changes(plan).Add(newKey, NetOp.Update, Own(row.New!), idempotent);
                     }
-                    else if ((!_replicaRole && !idempotent) || row.New!.Any(v => v.Kind == ValueKind.UnchangedToast))
+                    else if ((!_replicaRole && !idempotent) || ColumnValue.AnyUnchangedToast(row.New!))
                     {
                         // The key moved and some values were not sent: move the row in place so it keeps them.
                         // Without replica role the target's foreign-key actions fire: a delete and an insert
@@ -774,7 +774,7 @@ internal sealed class ChangeApplier
                     // by the columns they set.
                     var set = plan.NonKeyIndexes;
                     var mask = "*";
-                    if (HasUnchangedToast(row.Values))
+                    if (ColumnValue.AnyUnchangedToast(row.Values))
                     {
                         set = plan.NonKeyIndexes.Where(i => row.Values[i].Kind != ValueKind.UnchangedToast).ToArray();
                         mask = string.Join(',', set);
@@ -798,17 +798,6 @@ internal sealed class ChangeApplier
             Add(batch, plan.InsertSql(upsert: false), all, inserts, plan.DisplayName, "insert");
         if (upserts.Count > 0)
             Add(batch, plan.InsertSql(upsert: true), all, upserts, plan.DisplayName, "insert");
-    }
-
-    private static bool HasUnchangedToast(ColumnValue[] values)
-    {
-        foreach (var value in values)
-        {
-            if (value.Kind == ValueKind.UnchangedToast)
-                return true;
-        }
-
-        return false;
     }
 
     private static void Add(NpgsqlBatch batch, string sql, int[] columns, List<ColumnValue[]> rows, string table, string op)

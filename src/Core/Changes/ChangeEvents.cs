@@ -111,6 +111,30 @@ public readonly record struct ColumnValue(ValueKind Kind, string? Text)
 
     public bool IsNull => Kind == ValueKind.Null;
 
+    /// <summary>Whether some value of <paramref name="values"/> is an unchanged TOAST value (not sent).</summary>
+    public static bool AnyUnchangedToast(IReadOnlyList<ColumnValue> values)
+    {
+        // Rows are arrays almost always: looped as such, without the interface calls.
+        if (values is ColumnValue[] array)
+        {
+            foreach (var value in array)
+            {
+                if (value.Kind == ValueKind.UnchangedToast)
+                    return true;
+            }
+
+            return false;
+        }
+
+        for (var i = 0; i < values.Count; i++)
+        {
+            if (values[i].Kind == ValueKind.UnchangedToast)
+                return true;
+        }
+
+        return false;
+    }
+
     public override string ToString() => Kind switch
     {
         ValueKind.Null => "NULL",

@@ -280,16 +280,9 @@ public sealed class TransactionOrderer
         var xid = events.Count > 0 ? events[0].Xid : uint.TryParse(end.TransactionKey, out var parsed) ? parsed : 0;
 
         var changes = new ChangeEvent[events.Count];
-        var moves = false;
         for (var i = 0; i < changes.Length; i++)
-        {
             changes[i] = events[i].Change;
-            moves |= i > 0 && changes[i] is RowChange { Kind: ChangeKind.Insert } insert && changes[i - 1] is RowChange { Kind: ChangeKind.Delete }
-                && HasUnchangedToast(insert.New!);
-        }
-
-        if (moves)
-            changes = JoinKeyMoves(changes);
+        changes = JoinKeyMoves(changes);
         transaction = new OrderedTransaction(
             new TransactionBegin(xid, commitLsn, end.Time),
             changes,
@@ -306,32 +299,22 @@ public sealed class TransactionOrderer
     /// </summary>
     internal static ChangeEvent[] JoinKeyMoves(ChangeEvent[] changes)
     {
-        var joined = new List<ChangeEvent>(changes.Length);
+        List<ChangeEvent>? joined = null; // made only when a pair is found: most transactions have none
         for (var i = 0; i < changes.Length; i++)
         {
             if (i + 1 < changes.Length && changes[i] is RowChange { Kind: ChangeKind.Delete } delete
-                && changes[i + 1] is RowChange { Kind: ChangeKind.Insert } insert && insert.Relation == delete.Relation && HasUnchangedToast(insert.New!))
+                && changes[i + 1] is RowChange { Kind: ChangeKind.Insert } insert && insert.Relation == delete.Relation && ColumnValue.AnyUnchangedToast(insert.New!))
             {
+                joined ??= [.. changes.AsSpan(0, i)];
                 joined.Add(new RowChange(insert.Relation, ChangeKind.Update, insert.Lsn, delete.Old, delete.OldIsKeyOnly, insert.New));
                 i++;
                 continue;
             }
 
-            joined.Add(changes[i]);
+            joined?.Add(changes[i]);
         }
 
-        return [.. joined];
-    }
-
-    private static bool HasUnchangedToast(IReadOnlyList<ColumnValue> values)
-    {
-        foreach (var value in values)
-        {
-            if (value.Kind == ValueKind.UnchangedToast)
-                return true;
-        }
-
-        return false;
+        return joined is null ? changes : [.. joined];
     }
 
     private OrderedTransaction Single(DecodedChange change)
