@@ -330,6 +330,14 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
         // by reverse replication after a cutover): it is the one writer that must go on.
         await TargetState.WriteThroughFenceAsync(target, cancellationToken).ConfigureAwait(false);
         await TargetState.EnsureAsync(target, cancellationToken).ConfigureAwait(false);
+        // A process started again after a cutover switched (a Deployment restarts it even after a
+        // clean exit) must not touch the database the application now writes to: on a managed
+        // target the applier would disable the application's triggers, and records still in Kafka
+        // would overwrite its writes.
+        if (await TargetState.ReadSwitchedCutoverAsync(target, settings.Slot, cancellationToken).ConfigureAwait(false) is { } switched)
+            throw new ReplicationException(ReplicationErrorKind.Permanent,
+                $"cutover {switched.Id} switched the application to the target {targetInfo}{(switched.At is { } at ? $" at {at:u}" : "")}: replication of slot \"{settings.Slot}\" into it is over, and applying more would overwrite what the application writes there. " +
+                "Stop this process (scale its deployment to 0). To migrate into this database anew, drop the replicator schema there first (DROP SCHEMA replicator CASCADE) and start again with a snapshot");
         // Reading Kafka, no slot keeps a second applier of the same stream away: the target's lock does.
         if (kafka)
             await TargetState.LockApplierAsync(target, settings.Slot, cancellationToken).ConfigureAwait(false);

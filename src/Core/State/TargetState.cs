@@ -267,6 +267,22 @@ public static class TargetState
     public static NpgsqlLogSequenceNumber PositionBefore(NpgsqlLogSequenceNumber consistentPoint) =>
         consistentPoint == default ? consistentPoint : new NpgsqlLogSequenceNumber((ulong)consistentPoint - 1);
 
+    /// <summary>
+    /// The last cutover that switched the application to this database away from the source of
+    /// <paramref name="slot"/>, or null. After it, replication into this database in that direction
+    /// is over: the application writes here.
+    /// </summary>
+    public static async Task<(long Id, DateTimeOffset? At)?> ReadSwitchedCutoverAsync(NpgsqlConnection target, string slot, CancellationToken cancellationToken)
+    {
+        await using var cmd = new NpgsqlCommand(
+            "SELECT id, finished_at FROM replicator.cutover WHERE slot_name = $1 AND outcome = 'switched' ORDER BY id DESC LIMIT 1", target);
+        cmd.Parameters.AddWithValue(slot);
+        await using var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            return null;
+        return (reader.GetInt64(0), reader.IsDBNull(1) ? null : reader.GetFieldValue<DateTimeOffset>(1));
+    }
+
     /// <summary>The applied position for <paramref name="slot"/>, or null when the snapshot has not finished.</summary>
     public static async Task<NpgsqlLogSequenceNumber?> ReadPositionAsync(NpgsqlConnection target, string slot, CancellationToken cancellationToken) =>
         (await ReadPositionRowAsync(target, slot, cancellationToken).ConfigureAwait(false))?.CommitLsn;

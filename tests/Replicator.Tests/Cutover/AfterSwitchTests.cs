@@ -1,0 +1,49 @@
+using Microsoft.Extensions.Logging;
+using Replicator.Core.Configuration;
+using Replicator.Core.Errors;
+using Replicator.Cutover;
+using Replicator.Tests.Fixtures;
+using Replicator.Verifier;
+
+namespace Replicator.Tests.Cutover;
+
+/// <summary>What may still run against a database after a cutover switched the application to it.</summary>
+public class AfterSwitchTests(PostgresFixture fixture) : IClassFixture<PostgresFixture>
+{
+    [Fact]
+    public async Task A_replication_started_again_after_the_switch_refuses_and_leaves_the_applications_writes_alone()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("after_switch");
+        await using var replication = await Fixtures.Replication.PrepareAsync(db, """
+            CREATE TABLE product (id int PRIMARY KEY, name text);
+            INSERT INTO product SELECT g, 'product ' || g FROM generate_series(1, 100) g;
+            """);
+        using var loggers = LoggerFactory.Create(_ => { });
+        replication.Start();
+        await replication.CatchUpAsync();
+        var source = ConnectionInfo.Parse(db.SourceUri, "source");
+        var target = ConnectionInfo.Parse(db.TargetUri, "target");
+        Assert.True((await Verification.RunPassAsync(new VerifyRequest { SlotName = replication.Slot }, source, target, loggers, CancellationToken.None)).Identical);
+
+        // The slot is kept, as with --keep-slot (or when dropping it failed after the switch).
+        var report = await new CutoverRunner(new CutoverOptions { Slot = replication.Slot, SwitchCommand = "exit 0", KeepSlot = true }, source, target, "cutover", loggers)
+            .RunAsync(CancellationToken.None);
+        Assert.True(report.Outcome == "switched", report.ToText());
+        await replication.Running.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.True(replication.Pipeline.Switched);
+
+        // The application writes on the target; a transaction that asks to be read-write still
+        // changes the same row on the old source, and the kept slot holds that change.
+        await Sql.ExecAsync(db.TargetConnectionString, "UPDATE product SET name = 'written by the application' WHERE id = 1");
+        await Sql.ExecAsync(db.SourceConnectionString, "START TRANSACTION READ WRITE; UPDATE product SET name = 'late on the old source' WHERE id = 1; COMMIT");
+
+        // The process is started again (a Deployment restarts it after its clean exit).
+        await using var again = Fixtures.Replication.Attach(db, replication.Slot);
+        again.Start();
+        var e = await Assert.ThrowsAsync<ReplicationException>(() => again.Running.WaitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Equal(ReplicationErrorKind.Permanent, e.Kind);
+        Assert.Matches("cutover [0-9]+ switched the application to the target", e.Message);
+        Assert.Contains("DROP SCHEMA replicator CASCADE", e.Message, StringComparison.Ordinal);
+        Assert.Equal("written by the application", await Sql.ScalarAsync<string>(db.TargetConnectionString, "SELECT name FROM product WHERE id = 1"));
+    }
+}
