@@ -79,6 +79,7 @@ public sealed class CutoverRunner(CutoverOptions options, ConnectionInfo from, C
             var fence = await WriteFence.RaiseAsync(fromConnection, options, ShellHook.Environment(from, direction, null), _logger, cancellationToken).ConfigureAwait(false);
             undo.Push(("lift the write fence", () => fence.LiftAsync(CancellationToken.None)));
             var fenceLsn = await fence.MarkAsync(cancellationToken).ConfigureAwait(false);
+            await Preconditions.RefusePreparedTransactionsAsync(fromConnection, cancellationToken).ConfigureAwait(false);
             report.FenceLsn = fenceLsn.ToString();
             report.SessionsEnded = fence.SessionsEnded;
             Done("fence");

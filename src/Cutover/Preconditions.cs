@@ -1,6 +1,7 @@
 using System.Globalization;
 using Npgsql;
 using Replicator.Core.Catalog;
+using Replicator.Core.Sql;
 using Replicator.Core.State;
 using Replicator.Verifier;
 
@@ -166,8 +167,64 @@ internal static class Preconditions
             return new(name, false, $"the cutover's role may not ALTER DATABASE {database} (it must own it): connect as the owner, or fence through your connection pooler with --fence-command/--unfence-command");
         if (!signal)
             return new(name, false, "the cutover's role may not end other sessions: GRANT pg_signal_backend TO it, or fence through your connection pooler with --fence-command");
+
+        // The fence is the database's default: a role's own setting wins over it, and a
+        // subscription's apply worker is not a client session that the fence ends.
+        var bypass = new List<string>();
+        await using (var roles = new NpgsqlCommand("""
+            SELECT r.rolname, s.setdatabase <> 0
+            FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole CROSS JOIN LATERAL unnest(s.setconfig) c
+            WHERE s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+              AND split_part(c, '=', 1) = 'default_transaction_read_only'
+              AND lower(split_part(c, '=', 2)) ~ '^(of|off|f|fa|fal|fals|false|n|no|0)$'
+            ORDER BY 1
+            """, from))
+        await using (var reader = await roles.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                var role = Identifier.Quote(reader.GetString(0));
+                bypass.Add($"role {role} sets default_transaction_read_only = off, so its new sessions would write through the fence and their writes would be lost: ALTER ROLE {role}{(reader.GetBoolean(1) ? $" IN DATABASE {Identifier.Quote(database)}" : "")} RESET default_transaction_read_only");
+            }
+        }
+
+        await using (var subscriptions = new NpgsqlCommand(
+            "SELECT subname FROM pg_subscription WHERE subenabled AND subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY 1", from))
+        await using (var reader = await subscriptions.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                var subscription = Identifier.Quote(reader.GetString(0));
+                bypass.Add($"subscription {subscription} writes into {database} through the fence: ALTER SUBSCRIPTION {subscription} DISABLE for the cutover (and point its publisher at the new side)");
+            }
+        }
+
+        if (bypass.Count > 0)
+            return new(name, false, string.Join("; ", bypass));
         return new(name, true, string.Create(CultureInfo.InvariantCulture,
             $"database {database} goes read-only for new sessions; sessions still in a transaction get {options.FenceGrace.TotalMilliseconds:0} ms, then every session{(options.AllowRoles.Count > 0 ? $" except roles {string.Join(", ", options.AllowRoles)}" : "")} is ended"));
+    }
+
+    /// <summary>
+    /// After the fence is marked: a prepared transaction of this database would still commit
+    /// (COMMIT PREPARED is allowed in a read-only session) after the mark, where the applier never
+    /// goes. The preconditions saw none; one prepared since then aborts the cutover.
+    /// </summary>
+    public static async Task RefusePreparedTransactionsAsync(NpgsqlConnection from, CancellationToken cancellationToken)
+    {
+        await using var prepared = new NpgsqlCommand(
+            "SELECT gid, owner, prepared FROM pg_prepared_xacts WHERE database = current_database() ORDER BY prepared LIMIT 5", from);
+        var found = new List<string>();
+        await using (var reader = await prepared.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                found.Add($"'{reader.GetString(0)}' of role {reader.GetString(1)}, prepared {reader.GetFieldValue<DateTimeOffset>(2):u}");
+        }
+
+        if (found.Count > 0)
+            throw new CutoverException(
+                $"prepared transaction(s) {string.Join("; ", found)} could still commit after the fence, and what they wrote would never reach the target: let the transaction manager finish them (or COMMIT PREPARED / ROLLBACK PREPARED '<gid>') and run the cutover again",
+                true);
     }
 
     private static async Task<PreconditionResult> CheckReverseAsync(CutoverOptions options, NpgsqlConnection to, CancellationToken cancellationToken)

@@ -79,6 +79,7 @@ public sealed class PostgresCluster
             "max_replication_slots = 64",
             "max_wal_senders = 64",
             "max_connections = 300",
+            "max_prepared_transactions = 10",
             "shared_buffers = 128MB",
             // Throwaway clusters: durability across an OS crash is not needed, speed is.
             "fsync = off",
