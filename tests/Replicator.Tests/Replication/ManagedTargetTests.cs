@@ -69,7 +69,15 @@ public class ManagedTargetTests(PostgresFixture fixture) : IClassFixture<Postgre
         await Sql.ExecAsync(db.TargetConnectionString, $"CREATE ROLE {role} LOGIN; GRANT ALL ON DATABASE \"{db.Name}\" TO {role}; GRANT ALL ON SCHEMA public TO {role}; SET ROLE {role}; {schema}");
         await Sql.ExecAsync(db.SourceConnectionString, schema);
         await using var replication = await Fixtures.Replication.PrepareAsync(db, "SELECT 1");
-        await Sql.ExecAsync(db.TargetConnectionString, $"ALTER SCHEMA replicator OWNER TO {role}; ALTER TABLE replicator.position OWNER TO {role}; ALTER TABLE replicator.table_sync OWNER TO {role}; ALTER TABLE replicator.barrier OWNER TO {role}; ALTER TABLE replicator.disabled_triggers OWNER TO {role}; ALTER SEQUENCE replicator.barrier_id_seq OWNER TO {role}");
+        // As if the role had created it: every table of the replicator schema (their serial sequences follow).
+        await Sql.ExecAsync(db.TargetConnectionString, $"""
+            DO $$ DECLARE r record; BEGIN
+              EXECUTE 'ALTER SCHEMA replicator OWNER TO {role}';
+              FOR r IN SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'replicator'::regnamespace AND c.relkind = 'r' LOOP
+                EXECUTE format('ALTER TABLE replicator.%I OWNER TO {role}', r.relname);
+              END LOOP;
+            END $$;
+            """);
         return Fixtures.Replication.Attach(db, replication.Slot, targetUri: $"postgres://{role}@127.0.0.1:{db.TargetCluster.Port}/{db.Name}");
     }
 }
