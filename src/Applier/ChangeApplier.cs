@@ -114,7 +114,9 @@ internal sealed class ChangeApplier
             }
         }
 
-        await using (var async = new NpgsqlCommand("SET synchronous_commit = off", _target))
+        // Values arrive as text printed in canonical form (ConnectionInfo.CanonicalTextOptions);
+        // the settings that change how the target reads such text are fixed to match.
+        await using (var async = new NpgsqlCommand("SET synchronous_commit = off; SET DateStyle = 'ISO'; SET IntervalStyle = 'postgres'; SET lc_monetary = 'C'", _target))
             await async.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         // What an earlier session committed (asynchronously) may not be flushed yet: nothing is
         // acknowledged to the source, skipped transactions and heartbeats included, until the

@@ -164,7 +164,7 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
     /// </summary>
     private async Task RunStagesAsync(bool capture, bool apply, bool kafka, CancellationToken cancellationToken)
     {
-        await using var sourceData = capture || (apply && !kafka) ? NpgsqlDataSource.Create(Required(sourceInfo, "source").ToNpgsqlConnectionString()) : null;
+        await using var sourceData = capture || (apply && !kafka) ? NpgsqlDataSource.Create(Required(sourceInfo, "source").ToCanonicalTextConnectionString()) : null;
         await using var targetConnection = apply ? new NpgsqlConnection(TargetConnectionString(Required(targetInfo, "target"), kafka)) : null;
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var stages = new List<Task>();

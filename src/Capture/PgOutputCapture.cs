@@ -123,13 +123,14 @@ public sealed class PgOutputCapture
     /// </summary>
     public async Task RunAsync(ChannelWriter<ChangeEvent> output, Task<NpgsqlLogSequenceNumber> start, CancellationToken cancellationToken)
     {
-        await using var dataSource = NpgsqlDataSource.Create(_source.ToNpgsqlConnectionString());
+        await using var dataSource = NpgsqlDataSource.Create(_source.ToCanonicalTextConnectionString());
         await CheckSlotAndPublicationAsync(dataSource, cancellationToken).ConfigureAwait(false);
         var relations = new RelationCache(dataSource);
 
         // Values are decoded as UTF-8 straight from the message bytes: the server converts them to
-        // the session's client encoding, so the session asks for UTF-8 whatever the connection string says.
-        await using var connection = new LogicalReplicationConnection(_source.ToNpgsqlConnectionString(b => b.ClientEncoding = "UTF8"))
+        // the session's client encoding, so the session asks for UTF-8 whatever the connection string
+        // says; and they are printed with this session's settings, so those are fixed too.
+        await using var connection = new LogicalReplicationConnection(_source.ToCanonicalTextConnectionString(b => b.ClientEncoding = "UTF8"))
         {
             WalReceiverStatusInterval = TimeSpan.FromMilliseconds(100), // the source learns promptly what may be released
         };

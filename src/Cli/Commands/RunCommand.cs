@@ -65,7 +65,8 @@ public static class RunCommand
                 {
                     await using var connection = new NpgsqlConnection(target!.ToNpgsqlConnectionString());
                     await connection.OpenAsync(ct).ConfigureAwait(false);
-                    await using var sourceConnection = new NpgsqlConnection(source!.ToNpgsqlConnectionString());
+                    // Rows are read as text, printed by this session: its settings are fixed like the capture's.
+                    await using var sourceConnection = new NpgsqlConnection(source!.ToCanonicalTextConnectionString());
                     await sourceConnection.OpenAsync(ct).ConfigureAwait(false);
                     await SnapshotEvents.PublishAsync(connection, sourceConnection, options.SlotName, options.PublicationName, KafkaBufferOptions.Sink(options, source.Database),
                         host.Loggers.CreateLogger("Replicator.SnapshotEvents"), ct).ConfigureAwait(false);

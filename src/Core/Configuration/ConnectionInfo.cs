@@ -80,6 +80,21 @@ public sealed class ConnectionInfo
         return b.ConnectionString;
     }
 
+    /// <summary>
+    /// Startup options fixing the settings that shape how a session prints values as text, for
+    /// sessions whose text reaches another server: pgoutput prints with the walsender session's
+    /// settings, which the source's database or roles may set otherwise (and PostgreSQL 10 and 11
+    /// print floats to 15 digits by default). Given after the user's own options, so they win.
+    /// </summary>
+    public const string CanonicalTextOptions = "-c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3 -c bytea_output=hex -c TimeZone=UTC -c lc_monetary=C";
+
+    /// <summary><see cref="ToNpgsqlConnectionString"/> with <see cref="CanonicalTextOptions"/> added.</summary>
+    public string ToCanonicalTextConnectionString(Action<NpgsqlConnectionStringBuilder>? adjust = null) => ToNpgsqlConnectionString(b =>
+    {
+        b.Options = string.IsNullOrWhiteSpace(b.Options) ? CanonicalTextOptions : b.Options + " " + CanonicalTextOptions;
+        adjust?.Invoke(b);
+    });
+
     /// <summary>The same server and credentials, another database.</summary>
     public ConnectionInfo WithDatabase(string database)
     {

@@ -128,7 +128,7 @@ public static class Compare
     {
         await using var conn = new NpgsqlConnection(connectionString);
         await conn.OpenAsync();
-        await using (var set = new NpgsqlCommand("SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; SET extra_float_digits = 3; SET bytea_output = 'hex'", conn))
+        await using (var set = new NpgsqlCommand("SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 3; SET bytea_output = 'hex'", conn))
             await set.ExecuteNonQueryAsync();
         await using var cmd = new NpgsqlCommand($"SELECT coalesce(string_agg(t::text, E'\\n' ORDER BY t::text COLLATE \"C\"), '') FROM {quotedTable} t", conn);
         return (string)(await cmd.ExecuteScalarAsync())!;

@@ -35,6 +35,34 @@ public class ApplyTests(PostgresFixture fixture) : IClassFixture<PostgresFixture
     }
 
     [Fact]
+    public async Task Values_keep_their_meaning_whatever_output_settings_the_source_and_target_databases_have()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("apply_settings");
+        await using var replication = await Fixtures.Replication.PrepareAsync(db, """
+            CREATE TABLE settings_shaped (id int PRIMARY KEY, d date, ts timestamp, tz timestamptz, iv interval, f float8, r real, b bytea, farr float8[]);
+            """);
+        // What PostgreSQL 10 and 11 print by default (extra_float_digits = 0: 15 digits), and
+        // styles a DBA may have chosen; the target reads dates the other way round.
+        await Sql.ExecAsync(db.SourceConnectionString, $"""
+            ALTER DATABASE "{db.Name}" SET extra_float_digits = 0; ALTER DATABASE "{db.Name}" SET DateStyle = 'SQL, DMY';
+            ALTER DATABASE "{db.Name}" SET IntervalStyle = 'sql_standard'; ALTER DATABASE "{db.Name}" SET bytea_output = 'escape';
+            ALTER DATABASE "{db.Name}" SET TimeZone = 'Asia/Kolkata';
+            """);
+        await Sql.ExecAsync(db.TargetConnectionString, $"""
+            ALTER DATABASE "{db.Name}" SET DateStyle = 'SQL, MDY'; ALTER DATABASE "{db.Name}" SET TimeZone = 'America/New_York';
+            """);
+        replication.Start();
+        await Sql.ExecAsync(db.SourceConnectionString, """
+            INSERT INTO settings_shaped VALUES
+              (1, '2026-12-05', '2026-12-05 13:14:15.5', '2026-12-05 13:14:15.5+00', '1 year 2 mons -3 days 04:05:06.7', 0.1 + 0.2, 1.1::real * 3, '\x00ff5c27', ARRAY[0.1 + 0.2, 1e-310]),
+              (2, '0099-01-02 BC', '2026-01-12 00:00:00', '1999-12-31 23:59:59.999999+14', '-1 day +2 hours', 2.0 / 3, 1.0::real / 3, '\x', '{}');
+            UPDATE settings_shaped SET f = f * 3, iv = iv * 2 WHERE id = 2;
+            """);
+        await replication.CatchUpAsync();
+        await Compare.AssertSameAsync(db);
+    }
+
+    [Fact]
     public async Task A_backlog_of_many_small_transactions_on_hot_rows_lands_whole_with_batches_grown_while_behind()
     {
         await using var db = await fixture.CreateDatabasesAsync("apply_backlog");
