@@ -938,24 +938,27 @@ internal sealed class ChangeApplier
     /// <summary>
     /// Held at a cutover's drain point: waits as long as the cutover's session lives and has not
     /// released the barrier (its steps have their own timeouts). Switched: stop for good; aborted, or
-    /// the cutover gone: go on replicating (the source is writable again).
+    /// the cutover's session gone for <see cref="CutoverSessionGrace"/> without a release: go on
+    /// replicating (the source is writable again). The grace lets a cutover whose session broke
+    /// right after the switch say so over a new one.
     /// </summary>
     private async Task WaitForCutoverAsync(long id, CancellationToken cancellationToken)
     {
         await using var cmd = new NpgsqlCommand("""
-            SELECT outcome, released_at IS NOT NULL OR holder_pid IS NULL OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = b.holder_pid)
+            SELECT outcome, released_at IS NOT NULL, holder_pid IS NOT NULL AND EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = b.holder_pid)
             FROM replicator.barrier b WHERE id = $1
             """, _target);
         cmd.Parameters.AddWithValue(id);
+        Stopwatch? holderGone = null;
         while (true)
         {
             await using (var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
             {
                 if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
                     return;
+                var outcome = reader.IsDBNull(0) ? null : reader.GetString(0);
                 if (reader.GetBoolean(1))
                 {
-                    var outcome = reader.IsDBNull(0) ? null : reader.GetString(0);
                     if (outcome == "switched")
                     {
                         _logger.CutoverSwitched(id, new NpgsqlLogSequenceNumber(_position));
@@ -963,7 +966,17 @@ internal sealed class ChangeApplier
                         throw new SwitchedException();
                     }
 
-                    _logger.CutoverAbandoned(id, outcome ?? "its session ended");
+                    _logger.CutoverAbandoned(id, outcome ?? "released");
+                    return;
+                }
+
+                if (reader.GetBoolean(2))
+                {
+                    holderGone = null;
+                }
+                else if ((holderGone ??= Stopwatch.StartNew()).Elapsed >= CutoverSessionGrace)
+                {
+                    _logger.CutoverAbandoned(id, "its session ended");
                     return;
                 }
             }
@@ -971,6 +984,9 @@ internal sealed class ChangeApplier
             await Task.Delay(10, cancellationToken).ConfigureAwait(false);
         }
     }
+
+    /// <summary>How long a held applier waits for a cutover whose session has ended before it takes the cutover for abandoned.</summary>
+    internal static readonly TimeSpan CutoverSessionGrace = TimeSpan.FromSeconds(5);
 
     /// <summary>Unwinds <see cref="RunAsync"/> after a cutover switched.</summary>
     private sealed class SwitchedException : Exception;

@@ -137,7 +137,7 @@ public sealed class CutoverRunner(CutoverOptions options, ConnectionInfo from, C
         // already writes to the target, so nothing here may undo the switch: a failure is reported.
         try
         {
-            await ReleaseAsync(toConnection, barrierId!.Value, "switched", CancellationToken.None).ConfigureAwait(false);
+            await ReleaseSwitchedAsync(toConnection, barrierId!.Value, cutoverId).ConfigureAwait(false);
             if (reverseFingerprints is { } fingerprints)
             {
                 // The reverse direction's first "clean pass": both sides were equal at the switch.
@@ -150,7 +150,7 @@ public sealed class CutoverRunner(CutoverOptions options, ConnectionInfo from, C
             if (!options.KeepSlot)
                 report.SlotDropped = await DropSlotAsync(fromConnection, cancellationToken).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is NpgsqlException or OperationCanceledException)
+        catch (Exception e) when (e is NpgsqlException or InvalidOperationException or OperationCanceledException)
         {
             _logger.LogWarning("Switched, but a step after the switch failed: {Error}. If the old applier still runs, stop it; drop slot {Slot} on {From} by hand", e.Message, options.Slot, from);
         }
@@ -215,6 +215,47 @@ public sealed class CutoverRunner(CutoverOptions options, ConnectionInfo from, C
         cmd.Parameters.AddWithValue(id);
         cmd.Parameters.AddWithValue(outcome);
         await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Tells the held applier, and any applier started later for the slot, that the application
+    /// writes to the target now: the barrier is released as switched and the cutover recorded as
+    /// switched in one transaction. Retried over new sessions when this one fails: the applier takes
+    /// a lost cutover session for an abandoned cutover (after a grace period) and would replicate on
+    /// into the database the application writes to.
+    /// </summary>
+    private async Task ReleaseSwitchedAsync(NpgsqlConnection toConnection, long barrierId, long cutoverId)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                var connection = attempt == 1 ? toConnection : await OpenAsync(to, CancellationToken.None).ConfigureAwait(false);
+                try
+                {
+                    await using var batch = new NpgsqlBatch(connection)
+                    {
+                        BatchCommands =
+                        {
+                            new("UPDATE replicator.barrier SET released_at = clock_timestamp(), outcome = 'switched' WHERE id = $1") { Parameters = { new() { Value = barrierId } } },
+                            new("UPDATE replicator.cutover SET outcome = 'switched', finished_at = clock_timestamp() WHERE id = $1") { Parameters = { new() { Value = cutoverId } } },
+                        },
+                    };
+                    await batch.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+                    return;
+                }
+                finally
+                {
+                    if (!ReferenceEquals(connection, toConnection))
+                        await connection.DisposeAsync().ConfigureAwait(false);
+                }
+            }
+            catch (Exception e) when (e is NpgsqlException or InvalidOperationException && attempt < 4)
+            {
+                _logger.LogWarning("Switched, but telling the applier so failed ({Error}); trying again on a new session", e.Message);
+                await Task.Delay(TimeSpan.FromMilliseconds(250 * attempt)).ConfigureAwait(false);
+            }
+        }
     }
 
     /// <summary>
@@ -474,9 +515,10 @@ public sealed class CutoverRunner(CutoverOptions options, ConnectionInfo from, C
             cmd.Parameters.AddWithValue(report.ToJson());
             await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
-        catch (NpgsqlException)
+        catch (Exception e) when (e is NpgsqlException or InvalidOperationException)
         {
-            // The record is for 'status'; the report on stdout is what counts.
+            // The record is for 'status'; the report on stdout is what counts. (A session that
+            // broke earlier throws InvalidOperationException: it is not open any more.)
         }
     }
 

@@ -46,4 +46,34 @@ public class AfterSwitchTests(PostgresFixture fixture) : IClassFixture<PostgresF
         Assert.Contains("DROP SCHEMA replicator CASCADE", e.Message, StringComparison.Ordinal);
         Assert.Equal("written by the application", await Sql.ScalarAsync<string>(db.TargetConnectionString, "SELECT name FROM product WHERE id = 1"));
     }
+
+    [Fact]
+    public async Task A_cutover_whose_target_session_breaks_at_the_switch_still_stops_the_applier_and_records_the_switch()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("switch_session_lost");
+        await using var replication = await Fixtures.Replication.PrepareAsync(db, "CREATE TABLE product (id int PRIMARY KEY, name text);");
+        using var loggers = LoggerFactory.Create(_ => { });
+        replication.Start();
+        await Sql.ExecAsync(db.SourceConnectionString, "INSERT INTO product SELECT g, 'product ' || g FROM generate_series(1, 100) g");
+        await replication.CatchUpAsync();
+        var source = ConnectionInfo.Parse(db.SourceUri, "source");
+        var target = ConnectionInfo.Parse(db.TargetUri, "target");
+        Assert.True((await Verification.RunPassAsync(new VerifyRequest { SlotName = replication.Slot }, source, target, loggers, CancellationToken.None)).Identical);
+
+        // The switch hook succeeds, and the cutover's session on the target is lost meanwhile (a
+        // proxy restart, a failover of the new primary's connection).
+        var psql = Path.Combine(db.TargetCluster.BinDirectory, "psql");
+        var options = new CutoverOptions
+        {
+            Slot = replication.Slot,
+            SwitchCommand = $"'{psql}' -X -q -v ON_ERROR_STOP=1 '{db.TargetUri}' -c \"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'replicator-cutover' AND datname = current_database()\"",
+        };
+        var report = await new CutoverRunner(options, source, target, "cutover", loggers).RunAsync(CancellationToken.None);
+        Assert.True(report.Outcome == "switched", report.ToText());
+
+        // The held applier learnt of the switch over the cutover's new session, and stopped.
+        await replication.Running.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.True(replication.Pipeline.Switched);
+        Assert.Equal("switched", await Sql.ScalarAsync<string>(db.TargetConnectionString, "SELECT outcome FROM replicator.cutover ORDER BY id DESC LIMIT 1"));
+    }
 }
