@@ -8,6 +8,8 @@ namespace Replicator.Verifier;
 internal readonly record struct ChunkHash(long Rows, BigInteger Sum)
 {
     public static ChunkHash operator -(ChunkHash a, ChunkHash b) => new(a.Rows - b.Rows, a.Sum - b.Sum);
+
+    public static ChunkHash operator +(ChunkHash a, ChunkHash b) => new(a.Rows + b.Rows, a.Sum + b.Sum);
 }
 
 /// <summary>

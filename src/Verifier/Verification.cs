@@ -69,6 +69,11 @@ public static class Verification
 
         public int ChunksLeft;
 
+        /// <summary>The whole table's count and hash sum per side (guarded by locking the outcome).</summary>
+        public ChunkHash SourceTotal { get; set; }
+
+        public ChunkHash TargetTotal { get; set; }
+
         /// <summary>Block slices per side, for a table hashed by buckets; null otherwise.</summary>
         public List<BlockSlice>? SourceSlices { get; set; }
 
@@ -235,6 +240,7 @@ public static class Verification
                     var target = Totals(o.TargetBuckets);
                     o.Report.SourceRows = source.Total.Rows;
                     o.Report.TargetRows = target.Total.Rows;
+                    (o.SourceTotal, o.TargetTotal) = (source.Total, target.Total);
                     o.Report.Chunks = item.Range.Buckets!.Count + 1;
                     o.Report.ChunksDiffering = ChunkHashes.DifferingBuckets(source, target).Count();
                     if (o.Report.ChunksDiffering > 0)
@@ -252,6 +258,8 @@ public static class Verification
             {
                 o.Report.SourceRows += s.Rows;
                 o.Report.TargetRows += t.Rows;
+                o.SourceTotal += s;
+                o.TargetTotal += t;
                 if (s != t)
                     o.Report.ChunksDiffering++;
             }
@@ -301,6 +309,12 @@ public static class Verification
                 o.Report.Differences = o.Keys.Count;
                 var listed = o.Keys.Take(request.MaxListedDifferences).ToList();
                 o.Report.Rows.AddRange(await RowDetails.DescribeAsync(lease.Pair, o.Match, listed, ct).ConfigureAwait(false));
+                // Differing chunks whose rows all matched are keys sorted into other ranges on the
+                // target (another collation) when the table's totals agree. When the totals differ,
+                // rows exist that no range comparison saw: never let that pass as identical.
+                if (o.Keys.Count == 0 && o.SourceTotal != o.TargetTotal)
+                    o.Report.Problem = $"{o.Report.ChunksDiffering} chunk(s) differ (source {o.SourceTotal.Rows} rows, target {o.TargetTotal.Rows}) but no differing row was located by key: " +
+                        "the target may hold rows whose key does not sort or compare like the source's; compare the table by hand";
             }
             else
             {
