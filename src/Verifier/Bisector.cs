@@ -7,8 +7,10 @@ namespace Replicator.Verifier;
 /// <see cref="VerifyRequest.BisectRows"/> rows on either side is split at the median key of the
 /// fuller side; only the left half is hashed — the right half's hash is the parent's minus the
 /// left's — and each half that still differs is split again. A small enough range is compared row
-/// by row: both sides list (key, row hash), and every key whose hash is missing or different goes
-/// into the table's <see cref="DifferenceCollector"/>. Work per differing row is about
+/// by row: both sides list (key, row hash), and every key whose row hashes are missing or different
+/// goes into the table's <see cref="DifferenceCollector"/>. A key may be held by several rows on a side
+/// (a target without the primary key): its rows are compared as a multiset, so a copy too many is a
+/// difference. Work per differing row is about
 /// 2 × log2(chunk/BisectRows) range scans that shrink by half each step.
 /// </summary>
 internal static class Bisector
@@ -79,33 +81,37 @@ internal static class Bisector
         Collect(await sourceRows.ConfigureAwait(false), await targetRows.ConfigureAwait(false), collector);
     }
 
-    private static void Collect(Dictionary<string, (string[] Key, long Hash)> source, Dictionary<string, (string[] Key, long Hash)> target, DifferenceCollector collector)
+    private static void Collect(Dictionary<string, (string[] Key, List<long> Hashes)> source, Dictionary<string, (string[] Key, List<long> Hashes)> target, DifferenceCollector collector)
     {
-        foreach (var (id, (key, hash)) in source)
+        foreach (var (id, (key, hashes)) in source)
         {
-            if (!target.TryGetValue(id, out var other) || other.Hash != hash)
-                collector.AddSource(id, key, hash);
+            if (!target.TryGetValue(id, out var other) || !DifferenceCollector.SameRows(hashes, other.Hashes))
+                collector.AddSource(id, key, hashes);
         }
 
-        foreach (var (id, (key, hash)) in target)
+        foreach (var (id, (key, hashes)) in target)
         {
-            if (!source.TryGetValue(id, out var other) || other.Hash != hash)
-                collector.AddTarget(id, key, hash);
+            if (!source.TryGetValue(id, out var other) || !DifferenceCollector.SameRows(hashes, other.Hashes))
+                collector.AddTarget(id, key, hashes);
         }
     }
 
-    private static async Task<Dictionary<string, (string[] Key, long Hash)>> RowHashesAsync(
+    /// <summary>Row hashes by key id; a key normally has one row, more only where the side lacks the key's constraint.</summary>
+    private static async Task<Dictionary<string, (string[] Key, List<long> Hashes)>> RowHashesAsync(
         NpgsqlConnection conn, CanonicalRow table, Func<NpgsqlCommand, string> predicate, CancellationToken cancellationToken)
     {
         await using var cmd = new NpgsqlCommand { Connection = conn };
         var where = predicate(cmd);
         cmd.CommandText = $"SELECT {table.KeyTextArray}, {table.Hash} FROM {table.FromItem} WHERE {where}";
-        var rows = new Dictionary<string, (string[], long)>(StringComparer.Ordinal);
+        var rows = new Dictionary<string, (string[] Key, List<long> Hashes)>(StringComparer.Ordinal);
         await using var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
             var key = reader.GetFieldValue<string[]>(0);
-            rows[CanonicalRow.KeyId(key)] = (key, reader.GetInt64(1));
+            var id = CanonicalRow.KeyId(key);
+            if (!rows.TryGetValue(id, out var entry))
+                rows[id] = entry = (key, []);
+            entry.Hashes.Add(reader.GetInt64(1));
         }
 
         return rows;
@@ -123,17 +129,21 @@ internal sealed class DifferenceCollector
     private readonly Dictionary<string, KeyState> _keys = new(StringComparer.Ordinal);
     private readonly Lock _lock = new();
 
-    public void AddSource(string id, string[] key, long hash)
+    public void AddSource(string id, string[] key, IReadOnlyList<long> hashes)
     {
         lock (_lock)
-            Get(id, key).SourceHash = hash;
+            Get(id, key).SourceHashes = [.. hashes.Order()];
     }
 
-    public void AddTarget(string id, string[] key, long hash)
+    public void AddTarget(string id, string[] key, IReadOnlyList<long> hashes)
     {
         lock (_lock)
-            Get(id, key).TargetHash = hash;
+            Get(id, key).TargetHashes = [.. hashes.Order()];
     }
+
+    /// <summary>Whether two sides' rows of one key are the same multiset of row hashes.</summary>
+    public static bool SameRows(IReadOnlyList<long> a, IReadOnlyList<long> b) =>
+        a.Count == b.Count && (a.Count == 1 ? a[0] == b[0] : a.Order().SequenceEqual(b.Order()));
 
     private KeyState Get(string id, string[] key)
     {
@@ -146,17 +156,46 @@ internal sealed class DifferenceCollector
     public IReadOnlyList<KeyState> Differences()
     {
         lock (_lock)
-            return _keys.Values.Where(k => k.SourceHash != k.TargetHash).OrderBy(k => CanonicalRow.KeyId(k.Key), StringComparer.Ordinal).ToList();
+            return _keys.Values.Where(k => k.Count > 0).OrderBy(k => CanonicalRow.KeyId(k.Key), StringComparer.Ordinal).ToList();
     }
 
     internal sealed class KeyState(string[] key)
     {
         public string[] Key { get; } = key;
 
-        public long? SourceHash { get; set; }
+        /// <summary>The key's row hashes on the source, sorted; empty when no compared range saw it there.</summary>
+        public long[] SourceHashes { get; set; } = [];
 
-        public long? TargetHash { get; set; }
+        public long[] TargetHashes { get; set; } = [];
 
-        public string Kind => SourceHash is null ? RowDifference.Extra : TargetHash is null ? RowDifference.Missing : RowDifference.Changed;
+        /// <summary>Whether a side holds the key in more than one row.</summary>
+        public bool Duplicated => SourceHashes.Length > 1 || TargetHashes.Length > 1;
+
+        /// <summary>Rows that differ: those of the fuller side not matched by an equal row on the other (a second copy is one).</summary>
+        public long Count => Math.Max(SourceHashes.Length, TargetHashes.Length) - Matched();
+
+        /// <summary>
+        /// <c>missing</c> or <c>extra</c> when one side has fewer rows with the key (for a duplicated
+        /// key that is the copies too many), else <c>changed</c>.
+        /// </summary>
+        public string Kind => SourceHashes.Length < TargetHashes.Length ? RowDifference.Extra
+            : SourceHashes.Length > TargetHashes.Length ? RowDifference.Missing : RowDifference.Changed;
+
+        private int Matched()
+        {
+            int i = 0, j = 0, matched = 0;
+            while (i < SourceHashes.Length && j < TargetHashes.Length)
+            {
+                var c = SourceHashes[i].CompareTo(TargetHashes[j]);
+                if (c == 0)
+                    (i, j, matched) = (i + 1, j + 1, matched + 1);
+                else if (c < 0)
+                    i++;
+                else
+                    j++;
+            }
+
+            return matched;
+        }
     }
 }

@@ -162,15 +162,25 @@ public sealed class RowDifference
 
     public Dictionary<string, string?>? TargetValues { get; init; }
 
-    /// <summary>For a table without a key: the whole row, and how many more copies one side has.</summary>
+    /// <summary>For a table without a key: the whole row, and how many more copies one side has (<see cref="Count"/>, also set for a duplicated key).</summary>
     public Dictionary<string, string?>? Row { get; init; }
 
     public long? Count { get; init; }
+
+    /// <summary>
+    /// For a key held by more than one row on a side (a target without the primary key): how many
+    /// rows hold it on each side. <see cref="Count"/> is then the number of rows that differ.
+    /// </summary>
+    public long? SourceRowsWithKey { get; init; }
+
+    public long? TargetRowsWithKey { get; init; }
 
     public string Describe()
     {
         string Pairs(Dictionary<string, string?> d) => string.Join(", ", d.Select(p => $"{p.Key}={p.Value ?? "NULL"}"));
         var where = Key is not null ? Pairs(Key) : Row is not null ? "row (" + Pairs(Row) + ")" : "";
+        if (TargetRowsWithKey is not null)
+            where += $" (key held by {SourceRowsWithKey} source row(s), {TargetRowsWithKey} target row(s))";
         return Kind switch
         {
             Missing => $"missing on target: {where}{(Count > 1 ? $" ×{Count}" : "")}",

@@ -13,7 +13,7 @@ internal static class RowDetails
     public static async Task<List<RowDifference>> DescribeAsync(
         ConnectionPair pair, TableMatch table, IReadOnlyList<DifferenceCollector.KeyState> keys, CancellationToken cancellationToken)
     {
-        var changed = keys.Where(k => k.Kind == RowDifference.Changed).Select(k => k.Key).ToList();
+        var changed = keys.Where(k => k.Kind == RowDifference.Changed && !k.Duplicated).Select(k => k.Key).ToList();
         Dictionary<string, string?[]> sourceRows = [], targetRows = [];
         if (changed.Count > 0)
         {
@@ -28,6 +28,16 @@ internal static class RowDetails
         foreach (var key in keys)
         {
             var keyMap = table.Source.Keys.Select((c, i) => (c.Name, Value: key.Key[i])).ToDictionary(p => p.Name, p => (string?)p.Value);
+            if (key.Duplicated)
+            {
+                result.Add(new RowDifference
+                {
+                    Kind = key.Kind, Key = keyMap, Count = key.Count,
+                    SourceRowsWithKey = key.SourceHashes.Length, TargetRowsWithKey = key.TargetHashes.Length,
+                });
+                continue;
+            }
+
             if (key.Kind != RowDifference.Changed)
             {
                 result.Add(new RowDifference { Kind = key.Kind, Key = keyMap });

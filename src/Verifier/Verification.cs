@@ -306,7 +306,7 @@ public static class Verification
             if (o.Match.Source.HasKey)
             {
                 o.Keys = o.Collector.Differences();
-                o.Report.Differences = o.Keys.Count;
+                o.Report.Differences = o.Keys.Sum(k => k.Count);
                 var listed = o.Keys.Take(request.MaxListedDifferences).ToList();
                 o.Report.Rows.AddRange(await RowDetails.DescribeAsync(lease.Pair, o.Match, listed, ct).ConfigureAwait(false));
                 // Differing chunks whose rows all matched are keys sorted into other ranges on the
