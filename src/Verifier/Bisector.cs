@@ -30,7 +30,7 @@ internal static class Bisector
         var fuller = source.Rows >= target.Rows;
         var mid = await MedianKeyAsync(fuller ? pair.Source : pair.Target, fuller ? table.Source : table.Target, range,
             (fuller ? source.Rows : target.Rows) / 2, cancellationToken).ConfigureAwait(false);
-        if (mid is null)
+        if (mid is null || mid.Any(v => v is null))
         {
             await CompareRowsAsync(pair, table, range, collector, cancellationToken).ConfigureAwait(false);
             return;

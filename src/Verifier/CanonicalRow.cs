@@ -147,26 +147,41 @@ internal sealed class CanonicalRow
 
     /// <summary>
     /// <c>WHERE</c> condition for the half-open key range (lower, upper]; null bounds are open. Bounds
-    /// travel as text parameters cast to this side's key types.
+    /// travel as text parameters cast to this side's key types. A key with a NULL column (only on a
+    /// target without the key's constraints) compares as unknown, so it would be in no range: the
+    /// first range (no lower bound) takes every such row, the others exclude them — a composite key
+    /// with a NULL in a later column can still compare as inside by its first one.
     /// </summary>
     public string RangePredicate(ChunkRange range, NpgsqlCommand command)
     {
-        var parts = new List<string>(2);
+        var parts = new List<string>(3);
         if (range.Lower is { } lower)
             parts.Add($"{KeyTuple} > {BoundTuple(lower, command)}");
         if (range.Upper is { } upper)
             parts.Add($"{KeyTuple} <= {BoundTuple(upper, command)}");
-        return parts.Count == 0 ? "true" : string.Join(" AND ", parts);
+        if (parts.Count == 0)
+            return "true";
+        if (range.Lower is null)
+            return $"({parts[0]} OR {AnyKeyNull})";
+        if (Keys.Count > 1)
+            parts.Add($"NOT ({AnyKeyNull})");
+        return string.Join(" AND ", parts);
     }
+
+    /// <summary>True for a row whose key has a NULL column.</summary>
+    private string AnyKeyNull => string.Join(" OR ", Keys.Select(c => c.QuotedName + " IS NULL"));
 
     /// <summary>Whether the key can be bucketed with <c>width_bucket</c>: one column, not itself an array.</summary>
     public bool CanBucket => Keys.Count == 1 && !Keys[0].TypeName.EndsWith("[]", StringComparison.Ordinal);
 
-    /// <summary><c>width_bucket(key, thresholds)</c>: 0 below the first threshold, i in [t(i-1), t(i)), n at or above the last.</summary>
+    /// <summary>
+    /// <c>width_bucket(key, thresholds)</c>: 0 below the first threshold, i in [t(i-1), t(i)), n at or
+    /// above the last. A NULL key (a target without the key's constraints) goes into bucket 0.
+    /// </summary>
     public string BucketExpression(IReadOnlyList<string> buckets, NpgsqlCommand command)
     {
         command.Parameters.Add(new NpgsqlParameter { Value = buckets.ToArray(), NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text });
-        return $"width_bucket({Keys[0].QuotedName}, ${command.Parameters.Count}::text[]::{Keys[0].TypeName}[])";
+        return $"coalesce(width_bucket({Keys[0].QuotedName}, ${command.Parameters.Count}::text[]::{Keys[0].TypeName}[]), 0)";
     }
 
     /// <summary>The range's predicate narrowed to bucket <paramref name="bucket"/> of its <see cref="ChunkRange.Buckets"/>.</summary>
@@ -183,7 +198,9 @@ internal sealed class CanonicalRow
         if (bucket < buckets.Count)
         {
             command.Parameters.Add(new NpgsqlParameter { Value = buckets[bucket], NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
-            parts.Add($"{Keys[0].QuotedName} < ${command.Parameters.Count}::{Keys[0].TypeName}");
+            parts.Add(bucket == 0
+                ? $"({Keys[0].QuotedName} < ${command.Parameters.Count}::{Keys[0].TypeName} OR {Keys[0].QuotedName} IS NULL)"
+                : $"{Keys[0].QuotedName} < ${command.Parameters.Count}::{Keys[0].TypeName}");
         }
 
         return string.Join(" AND ", parts);
@@ -204,8 +221,11 @@ internal sealed class CanonicalRow
     /// <summary>
     /// <c>(keys) IN (…)</c> for a set of keys given as text: one text[] parameter per key column,
     /// unnested and cast to this side's types (the cast goes per element, so array-typed keys work).
+    /// A key with a NULL column matches nothing by IN: when one is listed, every row whose key has a
+    /// NULL column is included (the source's key columns are NOT NULL, so all such rows are
+    /// differences and all are listed).
     /// </summary>
-    public string KeyInPredicate(IReadOnlyList<string[]> keys, NpgsqlCommand command)
+    public string KeyInPredicate(IReadOnlyList<string?[]> keys, NpgsqlCommand command)
     {
         var names = new List<string>(Keys.Count);
         var casts = new List<string>(Keys.Count);
@@ -222,7 +242,8 @@ internal sealed class CanonicalRow
         }
 
         var aliases = string.Join(", ", Enumerable.Range(0, Keys.Count).Select(i => Identifier.Quote("k" + i)));
-        return $"{KeyTuple} IN (SELECT {string.Join(", ", casts)} FROM unnest({string.Join(", ", names)}) AS u({aliases}))";
+        var keyIn = $"{KeyTuple} IN (SELECT {string.Join(", ", casts)} FROM unnest({string.Join(", ", names)}) AS u({aliases}))";
+        return keys.Any(k => k.Any(v => v is null)) ? $"({keyIn} OR {AnyKeyNull})" : keyIn;
     }
 
     /// <summary>A key (text values) as one string for dictionaries: unambiguous, since values cannot hold NUL.</summary>
