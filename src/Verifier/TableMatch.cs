@@ -12,6 +12,7 @@ internal sealed class TableMatch
         TargetTable = target;
         var targetColumns = target.Columns.Select(c => c.Name).ToHashSet(StringComparer.Ordinal);
         var columns = source.Columns.Select(c => c.Name).Where(targetColumns.Contains).ToList();
+        MissingOnTarget = source.Columns.Select(c => c.Name).Where(c => !targetColumns.Contains(c)).ToList();
         var keys = source.KeyColumns.Count > 0 && source.KeyColumns.All(targetColumns.Contains) ? source.KeyColumns : [];
         var wholeRow = source.Columns.Select(c => c.Name).SequenceEqual(columns) && target.Columns.Select(c => c.Name).SequenceEqual(columns)
             && !columns.Contains(CanonicalRow.RowAlias);
@@ -24,6 +25,12 @@ internal sealed class TableMatch
     }
 
     public TableInfo SourceTable { get; }
+
+    /// <summary>
+    /// Source columns the target lacks: their values cannot be compared, so the table is a problem
+    /// whatever the schema check says. Columns only the target has are not (see docs/verify.md).
+    /// </summary>
+    public IReadOnlyList<string> MissingOnTarget { get; }
 
     public TableInfo TargetTable { get; }
 

@@ -148,6 +148,14 @@ public static class Verification
                 Table = table.DisplayName,
                 Method = match.Source.HasKey ? "key ranges" : "multiset",
                 KeyColumns = match.Source.Keys.Select(k => k.Name).ToList(),
+                // The schema check may be off (cutover, `replicator run`): the data comparison must not
+                // call a table identical while a source column is not on the target at all.
+                Problem = match.MissingOnTarget.Count switch
+                {
+                    0 => null,
+                    1 => $"column {match.MissingOnTarget[0]} missing on the target: its values are not compared; add it to the target",
+                    _ => $"columns {string.Join(", ", match.MissingOnTarget)} missing on the target: their values are not compared; add them to the target",
+                },
             };
             report.Tables.Add(tableReport);
             outcomes.Add(new TableOutcome(match, tableReport));
@@ -313,7 +321,7 @@ public static class Verification
                 // target (another collation) when the table's totals agree. When the totals differ,
                 // rows exist that no range comparison saw: never let that pass as identical.
                 if (o.Keys.Count == 0 && o.SourceTotal != o.TargetTotal)
-                    o.Report.Problem = $"{o.Report.ChunksDiffering} chunk(s) differ (source {o.SourceTotal.Rows} rows, target {o.TargetTotal.Rows}) but no differing row was located by key: " +
+                    o.Report.Problem = (o.Report.Problem is null ? "" : o.Report.Problem + "; ") + $"{o.Report.ChunksDiffering} chunk(s) differ (source {o.SourceTotal.Rows} rows, target {o.TargetTotal.Rows}) but no differing row was located by key: " +
                         "the target may hold rows whose key does not sort or compare like the source's; compare the table by hand";
             }
             else

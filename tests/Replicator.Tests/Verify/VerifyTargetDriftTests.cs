@@ -92,4 +92,25 @@ public class VerifyTargetDriftTests(PostgresFixture fixture) : IClassFixture<Pos
         var after = await PassAsync(db, Request());
         Assert.True(after.Identical, after.ToText());
     }
+
+    [Fact]
+    public async Task A_source_column_missing_on_the_target_is_a_table_problem_even_without_the_schema_check()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("verify_srccolumn");
+        foreach (var cs in new[] { db.SourceConnectionString, db.TargetConnectionString })
+            await Sql.ExecAsync(cs, SourceSchema + Rows);
+        // DDL is not replicated: a column added on the source with a default and no later writes.
+        await Sql.ExecAsync(db.SourceConnectionString, "ALTER TABLE public.items ADD COLUMN flag bool DEFAULT true");
+        // A column only the target has is not compared (docs/verify.md says why).
+        await Sql.ExecAsync(db.TargetConnectionString, "ALTER TABLE public.pairs ADD COLUMN note text");
+
+        var report = await PassAsync(db, Request());
+
+        Assert.False(report.Identical, report.ToText());
+        var items = report.Tables.Single(t => t.Table == "public.items");
+        Assert.Equal("column flag missing on the target: its values are not compared; add it to the target", items.Problem);
+        var pairs = report.Tables.Single(t => t.Table == "public.pairs");
+        Assert.Equal((null, 0L), (pairs.Problem, pairs.Differences));
+        Assert.Contains("column flag missing on the target", report.ToText(), StringComparison.Ordinal);
+    }
 }
