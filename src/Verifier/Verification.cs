@@ -379,13 +379,14 @@ public static class Verification
         if (request.Tables.Count == 0)
             return tables;
         var byName = tables.ToDictionary(t => t.DisplayName, StringComparer.Ordinal);
+        var allByName = sourceTables.ToDictionary(t => t.DisplayName, StringComparer.Ordinal);
         var selected = new List<TableInfo>();
         foreach (var name in request.Tables)
         {
             if (byName.TryGetValue(name, out var table))
                 selected.Add(table);
             else if (sourceTables.Any(t => t.DisplayName == name && t.IsPartitionedParent))
-                selected.AddRange(tables.Where(t => t.Parent?.ToString() == name));
+                selected.AddRange(tables.Where(t => UnderParent(t, name, allByName)));
             else
                 throw new VerifyException(
                     $"table '{name}' not found on the source{(targetTables.Any(t => t.DisplayName == name) ? " (it exists only on the target)" : "")}; " +
@@ -393,6 +394,18 @@ public static class Verification
         }
 
         return selected.DistinctBy(t => t.DisplayName).ToList();
+    }
+
+    /// <summary>Whether <paramref name="table"/> is a partition of <paramref name="parent"/> at any depth (sub-partitioned parents are partitions too).</summary>
+    private static bool UnderParent(TableInfo table, string parent, Dictionary<string, TableInfo> byName)
+    {
+        for (var up = table.Parent?.ToString(); up is not null; up = byName.GetValueOrDefault(up)?.Parent?.ToString())
+        {
+            if (up == parent)
+                return true;
+        }
+
+        return false;
     }
 
     private static async Task<long> CountAsync(NpgsqlConnection conn, TableInfo table, CancellationToken cancellationToken)

@@ -80,6 +80,28 @@ public class VerifySchemaAndInputTests(PostgresFixture fixture) : IClassFixture<
     }
 
     [Fact]
+    public async Task Naming_a_multi_level_partitioned_table_verifies_the_leaves_under_its_sub_partitions()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("verify_subpart");
+        foreach (var cs in new[] { db.SourceConnectionString, db.TargetConnectionString })
+            await Sql.ExecAsync(cs, """
+                CREATE TABLE public.events (id int, region text, v text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+                CREATE TABLE public.events_eu PARTITION OF public.events FOR VALUES IN ('eu') PARTITION BY RANGE (id);
+                CREATE TABLE public.events_eu_low PARTITION OF public.events_eu FOR VALUES FROM (0) TO (100);
+                CREATE TABLE public.events_eu_high PARTITION OF public.events_eu FOR VALUES FROM (100) TO (1000);
+                CREATE TABLE public.events_us PARTITION OF public.events FOR VALUES IN ('us');
+                INSERT INTO public.events SELECT g, r, 'v' || g FROM generate_series(1, 300) g, unnest(ARRAY['eu', 'us']) r;
+                """);
+        await Sql.ExecAsync(db.TargetConnectionString, "UPDATE public.events SET v = 'drift' WHERE id = 150 AND region = 'eu'");
+
+        var report = await PassAsync(db, new VerifyRequest { Tables = ["public.events"] });
+
+        Assert.False(report.Identical, report.ToText());
+        Assert.Equal(["public.events_eu_high", "public.events_eu_low", "public.events_us"], report.Tables.Select(t => t.Table).Order(StringComparer.Ordinal));
+        Assert.Equal(1, report.Tables.Single(t => t.Table == "public.events_eu_high").Differences);
+    }
+
+    [Fact]
     public async Task An_unknown_table_exits_2_naming_the_table_and_how_to_name_it()
     {
         await using var db = await fixture.CreateDatabasesAsync("verify_badtable");
