@@ -20,6 +20,11 @@ internal sealed class CanonicalRow
         "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; SET bytea_output = 'hex'; " +
         "SET extra_float_digits = 3; SET lc_monetary = 'C'; SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0; " +
         "SET application_name = 'replicator-verify'; " +
+        // format_type and pg_get_*def qualify a name only when the search path does not find it, so a
+        // search_path set on one side (ALTER DATABASE … SET) would make false schema differences. With
+        // only pg_catalog every user object prints qualified; every query names user and replicator
+        // objects with their schema.
+        "SET search_path = pg_catalog; " +
         // A bucketed chunk hash groups by width_bucket(key): the planner cannot estimate that
         // expression's few groups and would sort every row of the chunk (to disk) before
         // aggregating; with sorts discouraged it hashes into a handful of groups instead.

@@ -52,6 +52,27 @@ public class VerifySchemaAndInputTests(PostgresFixture fixture) : IClassFixture<
     }
 
     [Fact]
+    public async Task A_search_path_set_on_one_side_only_makes_no_schema_difference()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("verify_searchpath");
+        foreach (var cs in new[] { db.SourceConnectionString, db.TargetConnectionString })
+            await Sql.ExecAsync(cs, """
+                CREATE SCHEMA app;
+                CREATE TYPE app.mood AS ENUM ('ok', 'sad');
+                CREATE TABLE public.feelings (id int PRIMARY KEY, m app.mood CHECK (m <> 'sad'::app.mood));
+                CREATE INDEX feelings_m ON public.feelings (m) WHERE m = 'ok'::app.mood;
+                INSERT INTO public.feelings SELECT g, 'ok' FROM generate_series(1, 100) g;
+                """);
+        // Names outside the search path come out schema-qualified (format_type, pg_get_*def).
+        await Sql.ExecAsync(db.TargetConnectionString, $"ALTER DATABASE \"{db.Name}\" SET search_path = app, public");
+
+        var report = await PassAsync(db, new VerifyRequest());
+
+        Assert.True(report.Identical, report.ToText());
+        Assert.Empty(report.Schema);
+    }
+
+    [Fact]
     public async Task Large_tables_are_cut_into_sampled_chunks_and_one_differing_row_is_narrowed_down_by_bucket_or_bisection()
     {
         await using var db = await fixture.CreateDatabasesAsync("verify_bisect");
