@@ -51,7 +51,9 @@ internal sealed class CanonicalRow
         Table = table;
         Columns = columns.Select(table.Column).ToList();
         Keys = keyColumns.Select(table.Column).ToList();
-        FromItem = table.QuotedName + " AS " + Identifier.Quote(RowAlias);
+        // ONLY: a classic (INHERITS) parent's scan would include its children's rows, which are
+        // compared in the children; a partitioned root's rows are all in its partitions.
+        FromItem = (table.IsPartitionedParent ? "" : "ONLY ") + table.QuotedName + " AS " + Identifier.Quote(RowAlias);
         RowText = wholeRow
             ? Identifier.Quote(RowAlias) + "::text"
             : "ROW(" + string.Join(", ", Columns.Select(c => c.QuotedName)) + ")::text";
@@ -91,7 +93,7 @@ internal sealed class CanonicalRow
 
     public bool HasKey => Keys.Count > 0;
 
-    /// <summary><c>"schema"."table" AS "_replicator_row"</c>, for FROM (also valid in DELETE FROM and before TABLESAMPLE).</summary>
+    /// <summary><c>ONLY "schema"."table" AS "_replicator_row"</c>, for FROM (also valid in DELETE FROM and before TABLESAMPLE).</summary>
     public string FromItem { get; }
 
     /// <summary><c>ROW("a", "b")::text</c>: the canonical row text.</summary>

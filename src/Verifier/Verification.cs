@@ -410,7 +410,7 @@ public static class Verification
 
     private static async Task<long> CountAsync(NpgsqlConnection conn, TableInfo table, CancellationToken cancellationToken)
     {
-        await using var cmd = new NpgsqlCommand($"SELECT count(*) FROM {table.QuotedName}", conn);
+        await using var cmd = new NpgsqlCommand($"SELECT count(*) FROM ONLY {table.QuotedName}", conn);
         return (long)(await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
     }
 }

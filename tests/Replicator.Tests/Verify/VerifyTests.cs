@@ -108,4 +108,27 @@ public class VerifyTests(PostgresFixture fixture) : IClassFixture<PostgresFixtur
         Assert.True(after.Identical, after.ToText());
         Assert.Equal(1000, after.Tables.Single(t => t.Table == "public.items").TargetRows);
     }
+
+    [Fact]
+    public async Task An_inheritance_parent_is_compared_without_its_childrens_rows_and_repair_leaves_child_rows_in_the_child()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("verify_inherits");
+        foreach (var cs in new[] { db.SourceConnectionString, db.TargetConnectionString })
+            await Sql.ExecAsync(cs, """
+                CREATE TABLE public.animals (id int PRIMARY KEY, name text);
+                CREATE TABLE public.dogs (breed text) INHERITS (public.animals);
+                ALTER TABLE public.dogs ADD PRIMARY KEY (id);
+                INSERT INTO public.animals SELECT g, 'animal ' || g FROM generate_series(1, 50) g;
+                INSERT INTO public.dogs SELECT g, 'dog ' || g, 'mutt' FROM generate_series(101, 150) g;
+                """);
+        await Sql.ExecAsync(db.TargetConnectionString, "UPDATE public.dogs SET name = 'drift' WHERE id = 120");
+
+        var report = await PassAsync(db, new VerifyRequest { Repair = true });
+
+        var animals = report.Tables.Single(t => t.Table == "public.animals");
+        Assert.Equal((50L, 0L), (animals.SourceRows, animals.Differences));
+        Assert.Equal(1, report.Tables.Single(t => t.Table == "public.dogs").Differences);
+        Assert.True(report.Repaired, report.ToText());
+        Assert.Equal(["50|50"], await Sql.RowsAsync(db.TargetConnectionString, "SELECT (SELECT count(*) FROM ONLY public.animals), (SELECT count(*) FROM public.dogs)"));
+    }
 }
