@@ -110,6 +110,9 @@ internal sealed class ConsistentCut : IAsyncDisposable
         var ok = false;
         NpgsqlConnection? control = null;
         LogicalReplicationConnection? replication = null;
+        // A barrier row written and not yet released: the applier honours it (holds still) until its
+        // own timeout, so every way out of here releases it — a failed slot creation, a cancelled pass.
+        long? unreleased = null;
         try
         {
             // Opened all at once: the round trips of every login overlap. The barrier is driven from
@@ -166,7 +169,7 @@ internal sealed class ConsistentCut : IAsyncDisposable
             var useBarrier = request.UseBarrier && await TargetState.ReadPositionAsync(barrier, request.SlotName, cancellationToken).ConfigureAwait(false) is not null;
             if (useBarrier)
             {
-                barrierId = await InsertBarrierAsync(barrier, request.SlotName, null, cancellationToken).ConfigureAwait(false);
+                barrierId = unreleased = await InsertBarrierAsync(barrier, request.SlotName, null, cancellationToken).ConfigureAwait(false);
                 await WaitForHoldAsync(barrier, barrierId.Value, request, cancellationToken).ConfigureAwait(false);
             }
 
@@ -194,6 +197,7 @@ internal sealed class ConsistentCut : IAsyncDisposable
                 if (appliedLsn is { } applied && applied >= cutLsn)
                 {
                     await ReleaseBarrierAsync(barrier, held0, cancellationToken).ConfigureAwait(false);
+                    unreleased = null;
                     LogMessages.BarrierOvershot(logger, request.SlotName, cutLsn.ToString(), applied.ToString());
                     return null;
                 }
@@ -213,7 +217,10 @@ internal sealed class ConsistentCut : IAsyncDisposable
             finally
             {
                 if (barrierId is { } id)
+                {
                     await ReleaseBarrierAsync(barrier, id, CancellationToken.None).ConfigureAwait(false);
+                    unreleased = null;
+                }
             }
 
             if (barrierId is not null)
@@ -227,6 +234,8 @@ internal sealed class ConsistentCut : IAsyncDisposable
         }
         finally
         {
+            if (unreleased is { } id)
+                await ReleaseAfterFailureAsync(control!, target, id, logger).ConfigureAwait(false);
             if (replication is not null)
                 await replication.DisposeAsync().ConfigureAwait(false);
             if (control is not null)
@@ -386,6 +395,35 @@ internal sealed class ConsistentCut : IAsyncDisposable
 
             await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
             delay = TimeSpan.FromMilliseconds(Math.Min(50, delay.TotalMilliseconds * 2));
+        }
+    }
+
+    /// <summary>
+    /// Releases a barrier the pass is abandoning. The control connection may be unusable (a cancelled
+    /// command, a dropped link): then a new one is tried. Never throws — the pass's own error is the
+    /// one to report; a barrier that cannot be released here is still released by the applier's timeout.
+    /// </summary>
+    private static async Task ReleaseAfterFailureAsync(NpgsqlConnection control, ConnectionInfo target, long id, ILogger logger)
+    {
+        try
+        {
+            await ReleaseBarrierAsync(control, id, CancellationToken.None).ConfigureAwait(false);
+            return;
+        }
+        catch (Exception e) when (e is NpgsqlException or InvalidOperationException)
+        {
+            // Fall through to a new connection.
+        }
+
+        try
+        {
+            await using var fresh = await OpenSessionAsync(target, CancellationToken.None).ConfigureAwait(false);
+            await TargetState.WriteThroughFenceAsync(fresh, CancellationToken.None).ConfigureAwait(false);
+            await ReleaseBarrierAsync(fresh, id, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is NpgsqlException or InvalidOperationException)
+        {
+            LogMessages.BarrierNotReleased(logger, id, e.Message);
         }
     }
 

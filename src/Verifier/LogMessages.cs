@@ -40,6 +40,9 @@ internal static partial class LogMessages
     [LoggerMessage(EventId = 6012, Level = LogLevel.Debug, Message = "Phase {Phase} done after {Seconds} s")]
     public static partial void Phase(ILogger logger, string phase, double seconds);
 
+    [LoggerMessage(EventId = 6013, Level = LogLevel.Warning, Message = "Barrier {BarrierId} of an abandoned pass could not be released ({Error}); the applier holds until its barrier timeout")]
+    public static partial void BarrierNotReleased(ILogger logger, long barrierId, string error);
+
     [LoggerMessage(EventId = 6020, Level = LogLevel.Debug, Message = "Plan of {Table}: {Step} after {Milliseconds} ms")]
     public static partial void PlanStep(ILogger logger, string table, string step, double milliseconds);
 }

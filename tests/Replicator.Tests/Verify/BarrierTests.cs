@@ -80,6 +80,29 @@ public class BarrierTests(PostgresFixture fixture) : IClassFixture<PostgresFixtu
     }
 
     [Fact]
+    public async Task A_pass_cancelled_while_the_applier_is_held_releases_the_barrier()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("verify_cancelheld");
+        await PrepareAsync(db);
+        using var cancel = new CancellationTokenSource();
+        // The verifier is cancelled while it waits for the applier to reach the cut.
+        await using var applier = new BarrierParticipant(db.TargetConnectionString, Slot,
+            beforeReach: async _ =>
+            {
+                await cancel.CancelAsync();
+                await Task.Delay(1000);
+            },
+            afterRelease: _ => Task.CompletedTask, appliedOffset: _ => -8);
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => Verification.RunPassAsync(new VerifyRequest { SlotName = Slot },
+            ConnectionInfo.Parse(db.SourceUri, "Source:ConnectionString"), ConnectionInfo.Parse(db.TargetUri, "Target:ConnectionString"),
+            NullLoggerFactory.Instance, cancel.Token));
+
+        // An unreleased barrier would hold the applier until its own timeout.
+        Assert.Equal(["1|1"], await Sql.RowsAsync(db.TargetConnectionString, "SELECT count(*), count(released_at) FROM replicator.barrier"));
+    }
+
+    [Fact]
     public async Task Without_an_applier_reaching_the_barrier_verify_exits_2_saying_replication_is_not_running()
     {
         await using var db = await fixture.CreateDatabasesAsync("verify_nobarrier");
