@@ -4,6 +4,7 @@ using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 using Npgsql.Replication;
+using Npgsql.Replication.PgOutput;
 using NpgsqlTypes;
 using Replicator.Core.Configuration;
 using Replicator.Core.State;
@@ -176,8 +177,7 @@ internal sealed class ConsistentCut : IAsyncDisposable
             NpgsqlLogSequenceNumber cutLsn;
             var slotName = $"replicator_verify_{Guid.NewGuid():N}";
             var slotConnection = replication!;
-            var slot = await slotConnection.CreatePgOutputReplicationSlot(
-                slotName, temporarySlot: true, slotSnapshotInitMode: LogicalSlotSnapshotInitMode.Export, cancellationToken: cancellationToken).ConfigureAwait(false);
+            var slot = await CreateSlotAsync(slotConnection, slotName, source, request, cancellationToken).ConfigureAwait(false);
             cutLsn = slot.ConsistentPoint;
             var snapshot = slot.SnapshotName ?? throw new VerifyException("the source created the slot but exported no snapshot");
             await Task.WhenAll(sources.Select(conn => BeginInSnapshotAsync(conn, snapshot, cancellationToken))).ConfigureAwait(false);
@@ -245,6 +245,50 @@ internal sealed class ConsistentCut : IAsyncDisposable
                 foreach (var conn in sources.Concat(targets))
                     await conn.DisposeAsync().ConfigureAwait(false);
             }
+        }
+    }
+
+    /// <summary>
+    /// Creates the temporary slot with an exported snapshot. The source builds that snapshot only once
+    /// every transaction holding an xid has ended, so one left idle in transaction blocks it — and with
+    /// replication running the applier is held meanwhile. Bounded by the barrier timeout; the error
+    /// names the oldest such transactions.
+    /// </summary>
+    private static async Task<PgOutputReplicationSlot> CreateSlotAsync(
+        LogicalReplicationConnection replication, string slotName, ConnectionInfo source, VerifyRequest request, CancellationToken cancellationToken)
+    {
+        using var bounded = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        bounded.CancelAfter(request.BarrierTimeout);
+        try
+        {
+            return await replication.CreatePgOutputReplicationSlot(
+                slotName, temporarySlot: true, slotSnapshotInitMode: LogicalSlotSnapshotInitMode.Export, cancellationToken: bounded.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new VerifyException(
+                $"the source did not create the verifier's temporary slot within {request.BarrierTimeout.TotalSeconds:0} s: a slot's snapshot waits for every " +
+                $"transaction that holds a transaction id to end, oldest: {await OpenTransactionsAsync(source).ConfigureAwait(false)}. " +
+                "Commit or end them (pg_terminate_backend), or raise --barrier-timeout");
+        }
+    }
+
+    /// <summary>The source's oldest transactions holding an xid, as "pid N (state since T, application)"; a pass that cannot tell says so.</summary>
+    private static async Task<string> OpenTransactionsAsync(ConnectionInfo source)
+    {
+        try
+        {
+            await using var conn = await OpenSessionAsync(source, CancellationToken.None).ConfigureAwait(false);
+            await using var cmd = new NpgsqlCommand("""
+                SELECT string_agg(format('pid %s (%s since %s, %s)', pid, state, xact_start, coalesce(nullif(application_name, ''), 'no application name')), '; ' ORDER BY xact_start)
+                FROM (SELECT pid, state, xact_start, application_name FROM pg_stat_activity
+                      WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() ORDER BY xact_start LIMIT 5) a
+                """, conn);
+            return await cmd.ExecuteScalarAsync(CancellationToken.None).ConfigureAwait(false) as string ?? "none found any more";
+        }
+        catch (NpgsqlException e)
+        {
+            return $"not listed ({e.Message})";
         }
     }
 

@@ -103,6 +103,29 @@ public class BarrierTests(PostgresFixture fixture) : IClassFixture<PostgresFixtu
     }
 
     [Fact]
+    public async Task A_cut_blocked_by_an_idle_transaction_on_the_source_fails_within_the_barrier_timeout_naming_its_pid()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("verify_idlexact");
+        foreach (var cs in new[] { db.SourceConnectionString, db.TargetConnectionString })
+            await Sql.ExecAsync(cs, "CREATE TABLE public.accounts (id int PRIMARY KEY, balance int NOT NULL)");
+        // A slot with an exported snapshot waits for every transaction holding an xid (on the whole
+        // cluster: kept short, other tests' slots wait for it too).
+        await using var idle = new NpgsqlConnection(db.SourceConnectionString);
+        await idle.OpenAsync();
+        await using (var write = new NpgsqlCommand("BEGIN; INSERT INTO public.accounts VALUES (1, 1)", idle))
+            await write.ExecuteNonQueryAsync();
+        var pid = idle.ProcessID;
+
+        var pass = PassAsync(db, new VerifyRequest { BarrierTimeout = TimeSpan.FromSeconds(1) });
+        var error = await Record.ExceptionAsync(() => pass.WaitAsync(TimeSpan.FromSeconds(20)));
+        await using (var rollback = new NpgsqlCommand("ROLLBACK", idle))
+            await rollback.ExecuteNonQueryAsync();
+
+        var refused = Assert.IsType<VerifyException>(error);
+        Assert.Contains($"pid {pid} (idle in transaction", refused.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Without_an_applier_reaching_the_barrier_verify_exits_2_saying_replication_is_not_running()
     {
         await using var db = await fixture.CreateDatabasesAsync("verify_nobarrier");
