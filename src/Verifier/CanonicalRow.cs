@@ -157,7 +157,8 @@ internal sealed class CanonicalRow
     /// travel as text parameters cast to this side's key types. A key with a NULL column (only on a
     /// target without the key's constraints) compares as unknown, so it would be in no range: the
     /// first range (no lower bound) takes every such row, the others exclude them — a composite key
-    /// with a NULL in a later column can still compare as inside by its first one.
+    /// with a NULL in a later column can still compare as inside by its first one. Only for key
+    /// columns this side lets be NULL: a side with the key's constraints keeps plain index range scans.
     /// </summary>
     public string RangePredicate(ChunkRange range, NpgsqlCommand command)
     {
@@ -166,8 +167,8 @@ internal sealed class CanonicalRow
             parts.Add($"{KeyTuple} > {BoundTuple(lower, command)}");
         if (range.Upper is { } upper)
             parts.Add($"{KeyTuple} <= {BoundTuple(upper, command)}");
-        if (parts.Count == 0)
-            return "true";
+        if (parts.Count == 0 || AnyKeyNull is null)
+            return parts.Count == 0 ? "true" : string.Join(" AND ", parts);
         if (range.Lower is null)
             return $"({parts[0]} OR {AnyKeyNull})";
         if (Keys.Count > 1)
@@ -175,8 +176,8 @@ internal sealed class CanonicalRow
         return string.Join(" AND ", parts);
     }
 
-    /// <summary>True for a row whose key has a NULL column.</summary>
-    private string AnyKeyNull => string.Join(" OR ", Keys.Select(c => c.QuotedName + " IS NULL"));
+    /// <summary>True for a row whose key has a NULL column; null when this side's key columns are all NOT NULL.</summary>
+    private string? AnyKeyNull => Keys.Any(c => !c.NotNull) ? string.Join(" OR ", Keys.Where(c => !c.NotNull).Select(c => c.QuotedName + " IS NULL")) : null;
 
     /// <summary>Whether the key can be bucketed with <c>width_bucket</c>: one column, not itself an array.</summary>
     public bool CanBucket => Keys.Count == 1 && !Keys[0].TypeName.EndsWith("[]", StringComparison.Ordinal);
@@ -205,7 +206,7 @@ internal sealed class CanonicalRow
         if (bucket < buckets.Count)
         {
             command.Parameters.Add(new NpgsqlParameter { Value = buckets[bucket], NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
-            parts.Add(bucket == 0
+            parts.Add(bucket == 0 && !Keys[0].NotNull
                 ? $"({Keys[0].QuotedName} < ${command.Parameters.Count}::{Keys[0].TypeName} OR {Keys[0].QuotedName} IS NULL)"
                 : $"{Keys[0].QuotedName} < ${command.Parameters.Count}::{Keys[0].TypeName}");
         }
@@ -250,7 +251,7 @@ internal sealed class CanonicalRow
 
         var aliases = string.Join(", ", Enumerable.Range(0, Keys.Count).Select(i => Identifier.Quote("k" + i)));
         var keyIn = $"{KeyTuple} IN (SELECT {string.Join(", ", casts)} FROM unnest({string.Join(", ", names)}) AS u({aliases}))";
-        return keys.Any(k => k.Any(v => v is null)) ? $"({keyIn} OR {AnyKeyNull})" : keyIn;
+        return AnyKeyNull is not null && keys.Any(k => k.Any(v => v is null)) ? $"({keyIn} OR {AnyKeyNull})" : keyIn;
     }
 
     /// <summary>A key (text values) as one string for dictionaries: unambiguous, since values cannot hold NUL.</summary>
