@@ -1,20 +1,25 @@
 using Npgsql;
 using Replicator.Core.Catalog;
+using Replicator.Core.Sql;
 using NpgsqlTypes;
 
 namespace Replicator.Cutover;
 
 /// <summary>
 /// Sets every sequence on the side switched to from the side being left — owned (serial), identity
-/// and free-standing ones alike — in one read and one write, so the time does not grow with their
-/// number. Runs while writes are fenced, so the values read are final: the next value drawn on the
-/// new side is past every value the old side handed out (cached values included: a sequence's
-/// stored last_value already covers every session's cache).
+/// and free-standing ones alike — in one read of the catalog, one of the values and one write, so the
+/// time does not grow with their number. Runs while writes are fenced, so the values read are final:
+/// the next value drawn on the new side is past every value the old side handed out (cached values
+/// included: a sequence's stored last_value already covers every session's cache).
+/// <para>Each sequence's own <c>last_value, is_called</c> is copied as it is. Not
+/// <c>pg_sequence_last_value()</c>: it is NULL whenever <c>is_called</c> is false — after
+/// <c>ALTER SEQUENCE … RESTART WITH n</c> or <c>setval(…, n, false)</c>, not only when never drawn
+/// from — and, on recent servers, when the role may not read the sequence.</para>
 /// </summary>
 internal static class SequenceSync
 {
     private const string ListSql = $"""
-        SELECT n.nspname, c.relname, pg_sequence_last_value(c.oid), s.seqstart
+        SELECT n.nspname, c.relname, has_sequence_privilege(c.oid, 'SELECT'), current_user
         FROM pg_sequence s
         JOIN pg_class c ON c.oid = s.seqrelid
         JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -42,19 +47,41 @@ internal static class SequenceSync
     {
         var schemas = new List<string>();
         var names = new List<string>();
-        var values = new List<long>();
-        var called = new List<bool>();
-        await using (var read = new NpgsqlCommand(ListSql, from))
-        await using (var reader = await read.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        var unreadable = new List<string>();
+        var role = "";
+        await using (var list = new NpgsqlCommand(ListSql, from))
+        await using (var reader = await list.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
         {
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {
                 schemas.Add(reader.GetString(0));
                 names.Add(reader.GetString(1));
-                // Never drawn from: start where it starts (is_called = false hands out the start value first).
-                var drawn = !reader.IsDBNull(2);
-                values.Add(drawn ? reader.GetInt64(2) : reader.GetInt64(3));
-                called.Add(drawn);
+                if (!reader.GetBoolean(2))
+                    unreadable.Add(Identifier.Quote(reader.GetString(0), reader.GetString(1)));
+                role = reader.GetString(3);
+            }
+        }
+
+        if (unreadable.Count > 0)
+        {
+            throw new CutoverException($"the cutover's role may not read sequence(s) {string.Join(", ", unreadable)} on the side being left, so it cannot carry their positions over: " +
+                $"GRANT SELECT ON SEQUENCE {string.Join(", ", unreadable)} TO {Identifier.Quote(role)}, or connect as their owner");
+        }
+
+        // One statement reads them all: a UNION ALL of every sequence's own row, numbered (the order of a UNION ALL is not guaranteed).
+        var values = new long[names.Count];
+        var called = new bool[names.Count];
+        if (names.Count > 0)
+        {
+            var readSql = string.Join("\nUNION ALL ", names.Select((name, i) =>
+                $"SELECT {i}, last_value, is_called FROM {Identifier.Quote(schemas[i], name)}"));
+            await using var read = new NpgsqlCommand(readSql, from);
+            await using var reader = await read.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                var i = reader.GetInt32(0);
+                values[i] = reader.GetInt64(1);
+                called[i] = reader.GetBoolean(2);
             }
         }
 
@@ -66,8 +93,8 @@ internal static class SequenceSync
             """, to);
         write.Parameters.Add(new NpgsqlParameter { Value = schemas.ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
         write.Parameters.Add(new NpgsqlParameter { Value = names.ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
-        write.Parameters.Add(new NpgsqlParameter { Value = values.ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Bigint });
-        write.Parameters.Add(new NpgsqlParameter { Value = called.ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Boolean });
+        write.Parameters.Add(new NpgsqlParameter { Value = values, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Bigint });
+        write.Parameters.Add(new NpgsqlParameter { Value = called, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Boolean });
         return (int)(long)(await write.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
     }
 }
