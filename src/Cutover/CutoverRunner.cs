@@ -76,8 +76,9 @@ public sealed class CutoverRunner(CutoverOptions options, ConnectionInfo from, C
         try
         {
             // 1. Fence: nothing new commits on the side being left.
-            var fence = await WriteFence.RaiseAsync(fromConnection, options, ShellHook.Environment(from, direction, null), _logger, cancellationToken).ConfigureAwait(false);
+            var fence = await WriteFence.CreateAsync(fromConnection, ct => OpenAsync(from, ct), options, ShellHook.Environment(from, direction, null), cancellationToken).ConfigureAwait(false);
             undo.Push(("lift the write fence", () => fence.LiftAsync(CancellationToken.None)));
+            await fence.RaiseAsync(_logger, cancellationToken).ConfigureAwait(false);
             var fenceLsn = await fence.MarkAsync(cancellationToken).ConfigureAwait(false);
             await Preconditions.RefusePreparedTransactionsAsync(fromConnection, cancellationToken).ConfigureAwait(false);
             report.FenceLsn = fenceLsn.ToString();
@@ -129,7 +130,12 @@ public sealed class CutoverRunner(CutoverOptions options, ConnectionInfo from, C
             await RecordEndAsync(toConnection, cutoverId, report, CancellationToken.None).ConfigureAwait(false);
             var writable = failures.Count == 0;
             if (!writable)
-                report.AbortReason += $". UNDO FAILED for: {string.Join("; ", failures)} — lift the fence by hand (ALTER DATABASE {Identifier.Quote(from.Database)} RESET default_transaction_read_only on {from})";
+            {
+                report.AbortReason += $". UNDO FAILED for: {string.Join("; ", failures)} — " + (options.FenceCommand is null
+                    ? $"lift the fence by hand (on {from}, in a session with SET default_transaction_read_only = off: ALTER DATABASE {Identifier.Quote(from.Database)} RESET default_transaction_read_only)"
+                    : "lift the pooler's fence by hand (what --unfence-command does)");
+            }
+
             throw new CutoverException(report.AbortReason, writable, e) { Report = report };
         }
 

@@ -17,47 +17,55 @@ namespace Replicator.Cutover;
 internal sealed class WriteFence
 {
     private readonly NpgsqlConnection _connection;
+    private readonly Func<CancellationToken, Task<NpgsqlConnection>> _connect;
     private readonly CutoverOptions _options;
     private readonly string _database;
-
     private readonly IReadOnlyDictionary<string, string> _hookEnvironment;
 
-    private WriteFence(NpgsqlConnection connection, CutoverOptions options, string database, IReadOnlyDictionary<string, string> hookEnvironment)
+    /// <summary>Set before the first change: from then on <see cref="LiftAsync"/> undoes (a lift of a fence not up changes nothing).</summary>
+    private bool _started;
+
+    private WriteFence(NpgsqlConnection connection, Func<CancellationToken, Task<NpgsqlConnection>> connect, CutoverOptions options, string database,
+        IReadOnlyDictionary<string, string> hookEnvironment)
     {
-        _hookEnvironment = hookEnvironment;
         _connection = connection;
+        _connect = connect;
         _options = options;
         _database = database;
+        _hookEnvironment = hookEnvironment;
     }
 
     public int SessionsEnded { get; private set; }
 
-    public static async Task<WriteFence> RaiseAsync(NpgsqlConnection connection, CutoverOptions options, IReadOnlyDictionary<string, string> hookEnvironment, ILogger logger, CancellationToken cancellationToken)
+    /// <summary>
+    /// The fence for the database <paramref name="connection"/> is in; nothing is changed yet.
+    /// <paramref name="connect"/> opens a new session there for <see cref="LiftAsync"/>.
+    /// </summary>
+    public static async Task<WriteFence> CreateAsync(NpgsqlConnection connection, Func<CancellationToken, Task<NpgsqlConnection>> connect, CutoverOptions options,
+        IReadOnlyDictionary<string, string> hookEnvironment, CancellationToken cancellationToken)
     {
-        string database;
-        await using (var name = new NpgsqlCommand("SELECT current_database()", connection))
-            database = (string)(await name.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
-        var fence = new WriteFence(connection, options, database, hookEnvironment);
-        if (options.FenceCommand is { } command)
+        await using var name = new NpgsqlCommand("SELECT current_database()", connection);
+        var database = (string)(await name.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+        return new WriteFence(connection, connect, options, database, hookEnvironment);
+    }
+
+    /// <summary>
+    /// Raises the fence. Register <see cref="LiftAsync"/> as the undo before calling this: a failure
+    /// part way — a fence command that fails or runs out of time after pausing the pooler, the
+    /// session dropped while ending others — leaves the fence (partly) up.
+    /// </summary>
+    public async Task RaiseAsync(ILogger logger, CancellationToken cancellationToken)
+    {
+        _started = true;
+        if (_options.FenceCommand is { } command)
         {
-            var output = await ShellHook.RunAsync("--fence-command", command, hookEnvironment, options.HookTimeout, cancellationToken).ConfigureAwait(false);
+            var output = await ShellHook.RunAsync("--fence-command", command, _hookEnvironment, _options.HookTimeout, cancellationToken).ConfigureAwait(false);
             logger.LogInformation("Fence command done: {Output}", output.Trim());
-            return fence;
+            return;
         }
 
-        await using (var readOnly = new NpgsqlCommand($"ALTER DATABASE {Identifier.Quote(database)} SET default_transaction_read_only = on", connection))
-            await readOnly.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        try
-        {
-            await EndSessionsAsync(fence, cancellationToken).ConfigureAwait(false);
-        }
-        catch
-        {
-            await fence.LiftAsync(CancellationToken.None).ConfigureAwait(false);
-            throw;
-        }
-
-        return fence;
+        await FenceDatabaseAsync(_connection, _database, cancellationToken).ConfigureAwait(false);
+        await EndSessionsAsync(this, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Ends idle sessions now and busy ones once idle, all of them at the end of the grace period; returns when none is left.</summary>
@@ -125,17 +133,24 @@ internal sealed class WriteFence
         return mark;
     }
 
-    /// <summary>Lets writes in again (the cutover aborted).</summary>
+    /// <summary>
+    /// Lets writes in again (the cutover aborted), whatever part of the fence went up. The database
+    /// fence is lifted over a new session: the abort may be this one having dropped.
+    /// </summary>
+    /// <exception cref="CutoverException">A pooler fence without <c>--unfence-command</c>: it cannot be lifted from here.</exception>
     public async Task LiftAsync(CancellationToken cancellationToken)
     {
+        if (!_started)
+            return;
         if (_options.FenceCommand is not null)
         {
-            if (_options.UnfenceCommand is { } command)
-                await ShellHook.RunAsync("--unfence-command", command, _hookEnvironment, _options.HookTimeout, cancellationToken).ConfigureAwait(false);
+            var command = _options.UnfenceCommand ?? throw new CutoverException("there is no --unfence-command to lift the --fence-command's fence");
+            await ShellHook.RunAsync("--unfence-command", command, _hookEnvironment, _options.HookTimeout, cancellationToken).ConfigureAwait(false);
             return;
         }
 
-        await LiftDatabaseAsync(_connection, _database, cancellationToken).ConfigureAwait(false);
+        await using var connection = await _connect(cancellationToken).ConfigureAwait(false);
+        await LiftDatabaseAsync(connection, _database, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Makes a database fenced by an earlier cutover writable for new sessions again.</summary>

@@ -29,8 +29,8 @@ public static class CutoverCommand
         var maxTransactionAge = new Option<string>("--max-transaction-age") { Description = "Transactions open longer than this on the side being left fail the preconditions.", DefaultValueFactory = _ => "30s" };
         var allowRoles = new Option<string[]>("--allow-role") { Description = "A role whose sessions the fence leaves alone (repeatable); its writes after the fence are not carried over." };
         var fenceGrace = new Option<string>("--fence-grace") { Description = "Time transactions running at the fence get to commit before their sessions are ended.", DefaultValueFactory = _ => "500ms" };
-        var fenceCommand = new Option<string?>("--fence-command") { Description = "Fence with this shell command instead (e.g. a PgBouncer PAUSE); the database is then not made read-only." };
-        var unfenceCommand = new Option<string?>("--unfence-command") { Description = "Shell command that lifts --fence-command's fence when the cutover aborts (e.g. PgBouncer RESUME)." };
+        var fenceCommand = new Option<string?>("--fence-command") { Description = "Fence with this shell command instead (e.g. a PgBouncer PAUSE; needs --unfence-command); the database is then not made read-only." };
+        var unfenceCommand = new Option<string?>("--unfence-command") { Description = "Shell command that lifts --fence-command's fence when the cutover aborts, even when the fence command itself failed (e.g. PgBouncer RESUME)." };
         var drainTimeout = new Option<string>("--drain-timeout") { Description = "How long the applier may take to apply everything up to the fence; then the fence is lifted and the cutover aborts.", DefaultValueFactory = _ => "30s" };
         var finalVerify = new Option<string>("--final-verify") { Description = "While writes are fenced, verify: changed (tables changed since the last clean pass; all when small), full, or none.", DefaultValueFactory = _ => "changed" };
         finalVerify.AcceptOnlyFromAmong("changed", "full", "none");
@@ -87,6 +87,8 @@ public static class CutoverCommand
             };
             if (cutover.UnfenceCommand is not null && cutover.FenceCommand is null)
                 throw new ConfigurationException("--unfence-command", "needs --fence-command (the database fence is lifted by the cutover itself)");
+            if (cutover.FenceCommand is not null && cutover.UnfenceCommand is null)
+                throw new ConfigurationException("--fence-command", "needs --unfence-command too: a cutover that aborts must lift the pooler's fence (e.g. PgBouncer RESUME)");
             var (from, to) = rollback ? (target, source) : (source, target);
             var name = rollback ? "rollback" : "cutover";
             var json = parse.GetValue(format) == "json";

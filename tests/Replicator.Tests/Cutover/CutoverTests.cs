@@ -337,4 +337,159 @@ public class CutoverTests(PostgresFixture fixture) : IClassFixture<PostgresFixtu
         await AssertWritableAsync(db.SourceConnectionString, "source");
         File.Delete(marks);
     }
+
+    [Fact]
+    public async Task Cli_cutover_with_a_fence_command_but_no_unfence_command_exits_2_naming_both()
+    {
+        var marker = Path.Combine(Path.GetTempPath(), $"fenced-{Guid.NewGuid():N}");
+        // Nothing listens on port 1: the options must be refused before anything connects or runs.
+        var result = await ProcessRunner.ReplicatorAsync(["cutover", "--source", "postgres://u@127.0.0.1:1/db", "--target", "postgres://u@127.0.0.1:1/db2",
+            "--fence-command", $"touch '{marker}'", "--switch-command", "exit 0"]);
+        Assert.True(result.ExitCode == 2, result.Output);
+        Assert.Contains("--fence-command", result.Stderr, StringComparison.Ordinal);
+        Assert.Contains("--unfence-command", result.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("writable again", result.Output, StringComparison.Ordinal);
+        Assert.False(File.Exists(marker));
+    }
+
+    [Theory]
+    [InlineData("exit 5", "--fence-command exited with code 5")]
+    [InlineData("sleep 30", "--fence-command did not finish within 1 s")]
+    public async Task A_fence_command_that_fails_or_times_out_is_undone_with_the_unfence_command(string fenceEnd, string reason)
+    {
+        await using var db = await fixture.CreateDatabasesAsync("cutover_fence_fails");
+        await using var replication = await Fixtures.Replication.PrepareAsync(db, Schema);
+        using var loggers = LoggerFactory.Create(_ => { });
+        replication.Start();
+        await replication.CatchUpAsync();
+        await VerifyCleanAsync(db, replication.Slot, loggers);
+        var marks = Path.Combine(Path.GetTempPath(), $"pooler-{db.Name}");
+        var options = new CutoverOptions
+        {
+            Slot = replication.Slot,
+            // The pooler may have paused before the command failed (or while it hung): it must be resumed.
+            FenceCommand = $"echo PAUSE >> '{marks}'; {fenceEnd}",
+            UnfenceCommand = $"echo RESUME >> '{marks}'",
+            HookTimeout = TimeSpan.FromSeconds(1),
+            SwitchCommand = "exit 0",
+        };
+        var e = await Assert.ThrowsAsync<CutoverException>(() =>
+            new CutoverRunner(options, Info(db.SourceUri, "source"), Info(db.TargetUri, "target"), "cutover", loggers).RunAsync(CancellationToken.None));
+        Assert.Contains(reason, e.Message, StringComparison.Ordinal);
+        Assert.True(e.SourceWritable);
+        Assert.Equal(["PAUSE", "RESUME"], await File.ReadAllLinesAsync(marks));
+        File.Delete(marks);
+    }
+
+    /// <summary>
+    /// Ends the cutover's session on the side being left once the database fence is up, while the
+    /// fence waits for a session's transaction; <paramref name="lockOut"/> also refuses new
+    /// connections to the database first (the server going away).
+    /// </summary>
+    private static async Task<Task> EndTheCutoverSessionWhileFencingAsync(TestDatabases db, bool lockOut)
+    {
+        // From another database: the fence ends every other session in this one.
+        var killer = new NpgsqlConnection(db.SourceCluster.ConnectionString());
+        await killer.OpenAsync();
+        return Task.Run(async () =>
+        {
+            await using (killer)
+            {
+                var deadline = DateTime.UtcNow.AddMinutes(2);
+                while (DateTime.UtcNow < deadline)
+                {
+                    await using (var fenced = new NpgsqlCommand("""
+                        SELECT pid FROM pg_stat_activity
+                        WHERE datname = $1 AND application_name = 'replicator-cutover' AND query LIKE '%pg_terminate_backend(pid)%'
+                        """, killer))
+                    {
+                        fenced.Parameters.AddWithValue(db.Name);
+                        if (await fenced.ExecuteScalarAsync() is int pid)
+                        {
+                            await using var end = new NpgsqlCommand(
+                                (lockOut ? $"ALTER DATABASE \"{db.Name}\" WITH ALLOW_CONNECTIONS false; " : "") + $"SELECT pg_terminate_backend({pid})", killer);
+                            await end.ExecuteNonQueryAsync();
+                            return;
+                        }
+                    }
+
+                    await Task.Delay(20);
+                }
+
+                throw new TimeoutException("the cutover never waited for a session to end");
+            }
+        });
+    }
+
+    [Fact]
+    public async Task A_fence_whose_session_drops_while_ending_sessions_is_lifted_over_a_new_connection()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("cutover_fence_drop");
+        await using var replication = await Fixtures.Replication.PrepareAsync(db, Schema);
+        using var loggers = LoggerFactory.Create(_ => { });
+        replication.Start();
+        await replication.CatchUpAsync();
+        await VerifyCleanAsync(db, replication.Slot, loggers);
+        await using var busy = new NpgsqlConnection(db.SourceConnectionString);
+        await busy.OpenAsync();
+        // A transaction the fence waits for; without an xid, so the verifier's slot does not wait for it.
+        await using (var begin = new NpgsqlCommand("BEGIN; SELECT 1;", busy))
+            await begin.ExecuteNonQueryAsync();
+
+        var killer = await EndTheCutoverSessionWhileFencingAsync(db, lockOut: false);
+        var options = new CutoverOptions { Slot = replication.Slot, FenceGrace = TimeSpan.FromMinutes(2), SwitchCommand = "exit 0" };
+        var e = await Assert.ThrowsAsync<CutoverException>(() =>
+            new CutoverRunner(options, Info(db.SourceUri, "source"), Info(db.TargetUri, "target"), "cutover", loggers).RunAsync(CancellationToken.None));
+        await killer;
+        Assert.True(e.SourceWritable, e.Message);
+        await AssertWritableAsync(db.SourceConnectionString, "source");
+        await using (var rollback = new NpgsqlCommand("ROLLBACK", busy))
+            await rollback.ExecuteNonQueryAsync();
+    }
+
+    [Fact]
+    public async Task A_fence_that_cannot_be_lifted_after_a_failure_is_an_undo_failure_naming_the_statement_to_run()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("cutover_fence_stuck");
+        await using var replication = await Fixtures.Replication.PrepareAsync(db, Schema);
+        using var loggers = LoggerFactory.Create(_ => { });
+        replication.Start();
+        await replication.CatchUpAsync();
+        await VerifyCleanAsync(db, replication.Slot, loggers);
+        await using var busy = new NpgsqlConnection(db.SourceConnectionString);
+        await busy.OpenAsync();
+        // A transaction the fence waits for; without an xid, so the verifier's slot does not wait for it.
+        await using (var begin = new NpgsqlCommand("BEGIN; SELECT 1;", busy))
+            await begin.ExecuteNonQueryAsync();
+
+        var killer = await EndTheCutoverSessionWhileFencingAsync(db, lockOut: true);
+        try
+        {
+            var options = new CutoverOptions { Slot = replication.Slot, FenceGrace = TimeSpan.FromMinutes(2), SwitchCommand = "exit 0" };
+            var e = await Assert.ThrowsAsync<CutoverException>(() =>
+                new CutoverRunner(options, Info(db.SourceUri, "source"), Info(db.TargetUri, "target"), "cutover", loggers).RunAsync(CancellationToken.None));
+            await killer;
+            Assert.False(e.SourceWritable, e.Message);
+            Assert.Contains("UNDO FAILED for: lift the write fence", e.Message, StringComparison.Ordinal);
+            Assert.Contains($"ALTER DATABASE \"{db.Name}\" RESET default_transaction_read_only", e.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            await using var rollback = new NpgsqlCommand($"ROLLBACK; ALTER DATABASE \"{db.Name}\" WITH ALLOW_CONNECTIONS true", busy);
+            await rollback.ExecuteNonQueryAsync();
+        }
+
+        // It is as the message says: fenced until lifted by hand.
+        await AssertReadOnlyAsync(db.SourceConnectionString);
+        await using (var byHand = new NpgsqlConnection(db.SourceConnectionString))
+        {
+            await byHand.OpenAsync();
+            await using (var readWrite = new NpgsqlCommand("SET default_transaction_read_only = off", byHand))
+                await readWrite.ExecuteNonQueryAsync();
+            await using var lift = new NpgsqlCommand($"ALTER DATABASE \"{db.Name}\" RESET default_transaction_read_only", byHand);
+            await lift.ExecuteNonQueryAsync();
+        }
+
+        await AssertWritableAsync(db.SourceConnectionString, "source");
+    }
 }
