@@ -8,7 +8,8 @@ namespace Replicator.Cutover;
 /// <summary>
 /// The user's switch hook (and pooler fence commands): a shell command run with the new endpoint in
 /// its environment, or an HTTP POST of it as JSON. A non-zero exit, a non-2xx answer or the time
-/// limit fails the step (and so the cutover, which then lifts the fence).
+/// limit fails the step (and so the cutover, which then lifts the fence). A command still running at
+/// the time limit or when the cutover is interrupted is killed with every process it started.
 /// </summary>
 internal static class ShellHook
 {
@@ -54,9 +55,14 @@ internal static class ShellHook
         {
             await process.WaitForExitAsync(limit.Token).ConfigureAwait(false);
         }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        catch (OperationCanceledException)
         {
+            // The caller's cancellation too (Ctrl-C): its undo lifts the fence next, and a switch
+            // script still running then would point the application at one side while the other
+            // takes writes again.
             process.Kill(entireProcessTree: true);
+            if (cancellationToken.IsCancellationRequested)
+                throw;
             throw new CutoverException($"{what} did not finish within {timeout.TotalSeconds:0} s (raise --hook-timeout if it needs longer)");
         }
 
