@@ -38,7 +38,9 @@ namespace Replicator.Core.State;
 /// <item><c>cutover</c> — one row per cutover or rollback attempt, with its outcome and measured outage.</item>
 /// <item><c>disabled_triggers</c> — user triggers the applier disabled on the target because its role
 /// may not set <c>session_replication_role = replica</c> (managed servers): they would fire a second
-/// time for changes the source's own triggers already made. The cutover enables them again
+/// time for changes the source's own triggers already made. <c>enabled_mode</c> is the trigger's
+/// <c>pg_trigger.tgenabled</c> before (<c>O</c> origin, <c>A</c> always, <c>R</c> replica; NULL in rows
+/// recorded before it was kept: <c>O</c>). The cutover enables them again as they were
 /// (<see cref="RestoreTriggersAsync"/>).</item>
 /// <item><c>snapshot_events</c> — the slot's initial snapshot was published to Kafka as <c>op: r</c>
 /// records (<c>Buffer:Kafka:PublishSnapshot</c>): not again at the next start.</item>
@@ -103,6 +105,7 @@ public static class TargetState
             trigger_name text NOT NULL,
             disabled_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
             PRIMARY KEY (schema_name, table_name, trigger_name));
+        ALTER TABLE replicator.disabled_triggers ADD COLUMN IF NOT EXISTS enabled_mode text;
         CREATE TABLE IF NOT EXISTS replicator.snapshot_events (
             slot_name    text PRIMARY KEY,
             records      bigint NOT NULL,
@@ -168,9 +171,9 @@ public static class TargetState
     /// <exception cref="PostgresException">The role does not own a table (SQLSTATE 42501).</exception>
     public static async Task<IReadOnlyList<string>> DisableUserTriggersAsync(NpgsqlConnection target, CancellationToken cancellationToken)
     {
-        var triggers = new List<(string Schema, string Table, string Trigger)>();
+        var triggers = new List<(string Schema, string Table, string Trigger, string Mode)>();
         await using (var cmd = new NpgsqlCommand($"""
-            SELECT n.nspname, c.relname, t.tgname
+            SELECT n.nspname, c.relname, t.tgname, t.tgenabled::text
             FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE NOT t.tgisinternal AND t.tgenabled <> 'D' AND c.relkind IN ('r', 'p')
               AND {TableCatalog.UserSchemas}
@@ -179,18 +182,19 @@ public static class TargetState
         await using (var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
         {
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                triggers.Add((reader.GetString(0), reader.GetString(1), reader.GetString(2)));
+                triggers.Add((reader.GetString(0), reader.GetString(1), reader.GetString(2), reader.GetString(3)));
         }
 
-        foreach (var (schema, table, trigger) in triggers)
+        foreach (var (schema, table, trigger, mode) in triggers)
         {
             await using var tx = await target.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
             await using (var record = new NpgsqlCommand(
-                "INSERT INTO replicator.disabled_triggers (schema_name, table_name, trigger_name) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", target, tx))
+                "INSERT INTO replicator.disabled_triggers (schema_name, table_name, trigger_name, enabled_mode) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING", target, tx))
             {
                 record.Parameters.AddWithValue(schema);
                 record.Parameters.AddWithValue(table);
                 record.Parameters.AddWithValue(trigger);
+                record.Parameters.AddWithValue(mode);
                 await record.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             }
 
@@ -202,33 +206,32 @@ public static class TargetState
         return triggers.Select(t => $"{t.Schema}.{t.Table}: {t.Trigger}").ToList();
     }
 
-    /// <summary>Enables again the triggers <see cref="DisableUserTriggersAsync"/> disabled (at cutover). Returns how many.</summary>
+    /// <summary>
+    /// Enables again, each as it was (origin, <c>ALWAYS</c> or <c>REPLICA</c>), the triggers
+    /// <see cref="DisableUserTriggersAsync"/> disabled (at cutover). Returns how many. All in one
+    /// transaction: a failure part way leaves every one disabled and recorded, so an applier that
+    /// resumes after the aborted cutover fires none of them.
+    /// </summary>
     public static async Task<int> RestoreTriggersAsync(NpgsqlConnection target, CancellationToken cancellationToken)
     {
-        var triggers = new List<(string Schema, string Table, string Trigger)>();
-        await using (var cmd = new NpgsqlCommand("SELECT schema_name, table_name, trigger_name FROM replicator.disabled_triggers ORDER BY 1, 2, 3", target))
-        await using (var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        await using var tx = await target.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        var triggers = new List<(string Schema, string Table, string Trigger, string? Mode)>();
+        // Forgotten first, in the same transaction: exactly the rows read, whatever is recorded meanwhile.
+        await using (var forget = new NpgsqlCommand("DELETE FROM replicator.disabled_triggers RETURNING schema_name, table_name, trigger_name, enabled_mode", target, tx))
+        await using (var reader = await forget.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
         {
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                triggers.Add((reader.GetString(0), reader.GetString(1), reader.GetString(2)));
+                triggers.Add((reader.GetString(0), reader.GetString(1), reader.GetString(2), reader.IsDBNull(3) ? null : reader.GetString(3)));
         }
 
-        foreach (var (schema, table, trigger) in triggers)
+        foreach (var (schema, table, trigger, mode) in triggers)
         {
-            await using var tx = await target.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-            await using (var enable = new NpgsqlCommand($"ALTER TABLE {Sql.Identifier.Quote(schema, table)} ENABLE TRIGGER {Sql.Identifier.Quote(trigger)}", target, tx))
-                await enable.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-            await using (var forget = new NpgsqlCommand("DELETE FROM replicator.disabled_triggers WHERE schema_name = $1 AND table_name = $2 AND trigger_name = $3", target, tx))
-            {
-                forget.Parameters.AddWithValue(schema);
-                forget.Parameters.AddWithValue(table);
-                forget.Parameters.AddWithValue(trigger);
-                await forget.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-            }
-
-            await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
+            var enable = mode switch { "A" => "ENABLE ALWAYS", "R" => "ENABLE REPLICA", _ => "ENABLE" };
+            await using var alter = new NpgsqlCommand($"ALTER TABLE {Sql.Identifier.Quote(schema, table)} {enable} TRIGGER {Sql.Identifier.Quote(trigger)}", target, tx);
+            await alter.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
 
+        await tx.CommitAsync(cancellationToken).ConfigureAwait(false);
         return triggers.Count;
     }
 
