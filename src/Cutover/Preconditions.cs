@@ -149,16 +149,17 @@ internal static class Preconditions
         await using var cmd = new NpgsqlCommand("""
             SELECT r.rolsuper OR pg_has_role(current_user, d.datdba, 'MEMBER'),
                    r.rolsuper OR pg_has_role(current_user, 'pg_signal_backend', 'MEMBER'),
-                   current_database()
+                   current_database(),
+                   r.rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER')
             FROM pg_database d, pg_roles r
             WHERE d.datname = current_database() AND r.rolname = current_user
             """, from);
-        bool owner, signal;
+        bool owner, signal, seeAll;
         string database;
         await using (var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
         {
             await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-            (owner, signal, database) = (reader.GetBoolean(0), reader.GetBoolean(1), reader.GetString(2));
+            (owner, signal, database, seeAll) = (reader.GetBoolean(0), reader.GetBoolean(1), reader.GetString(2), reader.GetBoolean(3));
         }
 
         if (await WriteFence.IsDatabaseFencedAsync(from, cancellationToken).ConfigureAwait(false))
@@ -167,6 +168,10 @@ internal static class Preconditions
             return new(name, false, $"the cutover's role may not ALTER DATABASE {database} (it must own it): connect as the owner, or fence through your connection pooler with --fence-command/--unfence-command");
         if (!signal)
             return new(name, false, "the cutover's role may not end other sessions: GRANT pg_signal_backend TO it, or fence through your connection pooler with --fence-command");
+        // Other roles' sessions show no backend type or state without it: they would be neither
+        // told from walsenders nor ended.
+        if (!seeAll)
+            return new(name, false, "the cutover's role may not see other roles' sessions, so it could not end them: GRANT pg_read_all_stats TO it, or fence through your connection pooler with --fence-command");
 
         // The fence is the database's default: a role's own setting wins over it, and a
         // subscription's apply worker is not a client session that the fence ends.
@@ -197,6 +202,19 @@ internal static class Preconditions
                 var subscription = Identifier.Quote(reader.GetString(0));
                 bypass.Add($"subscription {subscription} writes into {database} through the fence: ALTER SUBSCRIPTION {subscription} DISABLE for the cutover (and point its publisher at the new side)");
             }
+        }
+
+        // Only a superuser may end a superuser's session, and one begun before the fence may write.
+        await using (var superusers = new NpgsqlCommand("""
+            SELECT string_agg(format('pid %s (role %s)', a.pid, a.usename), ', ' ORDER BY a.pid)
+            FROM pg_stat_activity a JOIN pg_roles r ON r.oid = a.usesysid
+            WHERE a.datname = current_database() AND a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()
+              AND r.rolsuper AND NOT (a.usename = ANY ($1)) AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+            """, from))
+        {
+            superusers.Parameters.Add(new NpgsqlParameter { Value = options.AllowRoles.ToArray(), NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text });
+            if (await superusers.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is string sessions)
+                bypass.Add($"superuser sessions are connected to {database} ({sessions}) and the cutover's role may not end them: end them, run the cutover as a superuser, or name their roles in --allow-role if they write nothing");
         }
 
         if (bypass.Count > 0)

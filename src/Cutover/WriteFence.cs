@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 using NpgsqlTypes;
@@ -68,33 +69,56 @@ internal sealed class WriteFence
         await EndSessionsAsync(this, cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>Ends idle sessions now and busy ones once idle, all of them at the end of the grace period; returns when none is left.</summary>
+    /// <summary>How long after the grace period sessions from before the fence may still be there before the fence is given up.</summary>
+    internal static readonly TimeSpan SessionsEndTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Ends the sessions that began before the fence — idle ones now, busy ones once idle, all of them
+    /// at the end of the grace period — and returns when none is left. Sessions begun since start
+    /// read-only and may stay (a pool that reconnects at once would otherwise never let the count
+    /// reach zero). Sessions that cannot be ended (a superuser's, for a role that is not one) fail
+    /// the fence after <see cref="SessionsEndTimeout"/>, named.
+    /// </summary>
     private static async Task EndSessionsAsync(WriteFence fence, CancellationToken cancellationToken)
     {
+        DateTime fencedAt;
+        await using (var now = new NpgsqlCommand("SELECT clock_timestamp()", fence._connection))
+            fencedAt = (DateTime)(await now.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
         var grace = Stopwatch.StartNew();
+        // A superuser's backend may only be ended by a superuser: asking otherwise is an error.
         await using var end = new NpgsqlCommand("""
-            SELECT array_remove(array_agg(CASE WHEN (state IN ('idle', 'disabled') OR $2) AND pg_terminate_backend(pid) THEN pid END), NULL), count(*)
-            FROM pg_stat_activity
-            WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()
-              AND NOT (usename = ANY ($1))
+            SELECT array_remove(array_agg(CASE WHEN (a.state IN ('idle', 'disabled') OR $2) AND (me.rolsuper OR NOT coalesce(r.rolsuper, false))
+                                          THEN CASE WHEN pg_terminate_backend(a.pid) THEN a.pid END END), NULL),
+                   count(*),
+                   string_agg(format('pid %s (role %s%s, %s)', a.pid, a.usename, CASE WHEN r.rolsuper THEN ', superuser' ELSE '' END, coalesce(a.state, 'state unknown')), '; ' ORDER BY a.pid)
+            FROM pg_stat_activity a LEFT JOIN pg_roles r ON r.oid = a.usesysid
+                 CROSS JOIN (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) me
+            WHERE a.datname = current_database() AND a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()
+              AND NOT (a.usename = ANY ($1)) AND a.backend_start <= $3
             """, fence._connection);
         end.Parameters.Add(new NpgsqlParameter { Value = fence._options.AllowRoles.ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
         var all = end.Parameters.Add(new NpgsqlParameter { Value = false, NpgsqlDbType = NpgsqlDbType.Boolean });
+        end.Parameters.Add(new NpgsqlParameter { Value = fencedAt, NpgsqlDbType = NpgsqlDbType.TimestampTz });
         var ended = new HashSet<int>();
         while (true)
         {
             all.Value = grace.Elapsed >= fence._options.FenceGrace;
             long left;
+            string? which;
             await using (var reader = await end.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
             {
                 await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
                 ended.UnionWith(reader.IsDBNull(0) ? [] : reader.GetFieldValue<int[]>(0));
                 left = reader.GetInt64(1);
+                which = reader.IsDBNull(2) ? null : reader.GetString(2);
             }
 
             fence.SessionsEnded = ended.Count;
             if (left == 0)
                 return;
+            if (grace.Elapsed >= fence._options.FenceGrace + SessionsEndTimeout)
+                throw new CutoverException(string.Create(CultureInfo.InvariantCulture,
+                    $"{left} session(s) from before the fence could not be ended within {(fence._options.FenceGrace + SessionsEndTimeout).TotalSeconds:0.#} s: {which}. End them yourself (a superuser's only a superuser may end), run the cutover as a superuser, or name roles that write nothing in --allow-role"));
             await Task.Delay(5, cancellationToken).ConfigureAwait(false);
         }
     }

@@ -54,6 +54,151 @@ public class FenceBypassTests(PostgresFixture fixture) : IClassFixture<PostgresF
     }
 
     [Fact]
+    public async Task Superuser_sessions_the_cutovers_role_may_not_end_fail_the_fence_precondition()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("fence_superuser");
+        await using var replication = await Fixtures.Replication.PrepareAsync(db, "CREATE TABLE product (id int PRIMARY KEY, name text);");
+        using var loggers = LoggerFactory.Create(_ => { });
+        var owner = "owner_" + Guid.NewGuid().ToString("N")[..8];
+        await Sql.ExecAsync(db.SourceConnectionString, $"""
+            CREATE ROLE {owner} LOGIN; ALTER DATABASE "{db.Name}" OWNER TO {owner}; GRANT pg_signal_backend TO {owner}; GRANT SELECT ON ALL TABLES IN SCHEMA public TO {owner};
+            """);
+        try
+        {
+            await using var admin = new Npgsql.NpgsqlConnection(db.SourceConnectionString);
+            await admin.OpenAsync();
+            var pid = admin.ProcessID;
+            var asOwner = Info($"postgres://{owner}@127.0.0.1:{db.SourceCluster.Port}/{db.Name}", "source");
+            // Without pg_read_all_stats other roles' sessions show no type or state: none would be ended.
+            var report = await new CutoverRunner(new CutoverOptions { Slot = replication.Slot, DryRun = true }, asOwner, Info(db.TargetUri, "target"), "cutover", loggers)
+                .RunAsync(CancellationToken.None);
+            var fence = report.Preconditions.Single(p => p.Name == "write fence");
+            Assert.False(fence.Ok, report.ToText());
+            Assert.Contains("GRANT pg_read_all_stats", fence.Detail, StringComparison.Ordinal);
+
+            await Sql.ExecAsync(db.SourceConnectionString, $"GRANT pg_read_all_stats TO {owner}");
+            report = await new CutoverRunner(new CutoverOptions { Slot = replication.Slot, DryRun = true }, asOwner, Info(db.TargetUri, "target"), "cutover", loggers)
+                .RunAsync(CancellationToken.None);
+            fence = report.Preconditions.Single(p => p.Name == "write fence");
+            Assert.False(fence.Ok, report.ToText());
+            Assert.Contains($"pid {pid} (role postgres)", fence.Detail, StringComparison.Ordinal);
+            Assert.Contains("may not end them", fence.Detail, StringComparison.Ordinal);
+
+            // Named in --allow-role, they are left alone.
+            report = await new CutoverRunner(new CutoverOptions { Slot = replication.Slot, DryRun = true, AllowRoles = ["postgres"] }, asOwner, Info(db.TargetUri, "target"), "cutover", loggers)
+                .RunAsync(CancellationToken.None);
+            Assert.True(report.Preconditions.Single(p => p.Name == "write fence").Ok, report.ToText());
+        }
+        finally
+        {
+            await Sql.ExecAsync(db.SourceConnectionString, $"""ALTER DATABASE "{db.Name}" OWNER TO postgres; REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {owner}; DROP OWNED BY {owner}; DROP ROLE {owner};""");
+        }
+    }
+
+    [Fact]
+    public async Task Sessions_begun_after_the_fence_are_left_alone_even_those_the_role_could_not_end()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("fence_after");
+        var owner = "owner_" + Guid.NewGuid().ToString("N")[..8];
+        await Sql.ExecAsync(db.SourceConnectionString, $"""
+            CREATE ROLE {owner} LOGIN; ALTER DATABASE "{db.Name}" OWNER TO {owner}; GRANT pg_signal_backend, pg_read_all_stats TO {owner};
+            """);
+        // The fixture's pooled superuser session would be one from before the fence.
+        await using (var pooled = new Npgsql.NpgsqlConnection(db.SourceConnectionString))
+            Npgsql.NpgsqlConnection.ClearPool(pooled);
+        var asOwner = $"Host=127.0.0.1;Port={db.SourceCluster.Port};Database={db.Name};Username={owner};Pooling=false";
+        async Task<Npgsql.NpgsqlConnection> OpenAsOwnerAsync(CancellationToken ct)
+        {
+            var connection = new Npgsql.NpgsqlConnection(asOwner);
+            await connection.OpenAsync(ct);
+            await using var writable = new Npgsql.NpgsqlCommand("SET default_transaction_read_only = off", connection);
+            await writable.ExecuteNonQueryAsync(ct);
+            return connection;
+        }
+
+        await using var control = await OpenAsOwnerAsync(CancellationToken.None);
+        // A session of the application inside a transaction when the fence goes up: it gets the grace period.
+        await using var busy = new Npgsql.NpgsqlConnection(asOwner);
+        await busy.OpenAsync();
+        await using (var begin = new Npgsql.NpgsqlCommand("BEGIN; SELECT txid_current()", busy))
+            await begin.ExecuteNonQueryAsync();
+        var fence = await WriteFence.CreateAsync(control, OpenAsOwnerAsync, new CutoverOptions { Slot = "unused", FenceGrace = TimeSpan.FromSeconds(2) },
+            new Dictionary<string, string>(), CancellationToken.None);
+        try
+        {
+            var raise = fence.RaiseAsync(Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, CancellationToken.None);
+            // Meanwhile a superuser connects (an administrator, a pooler reconnecting): read-only already,
+            // and a session this role may not end.
+            Npgsql.NpgsqlConnection? late = null;
+            while (late is null)
+            {
+                var candidate = new Npgsql.NpgsqlConnection(new Npgsql.NpgsqlConnectionStringBuilder(db.SourceConnectionString) { Pooling = false }.ConnectionString);
+                await candidate.OpenAsync();
+                await using var show = new Npgsql.NpgsqlCommand("SHOW default_transaction_read_only", candidate);
+                if ((string)(await show.ExecuteScalarAsync())! == "on")
+                    late = candidate;
+                else
+                    await candidate.DisposeAsync();
+            }
+
+            await using (late)
+            {
+                Assert.False(raise.IsCompleted); // still in the busy session's grace period
+                await raise.WaitAsync(TimeSpan.FromSeconds(30));
+                Assert.Equal(1, fence.SessionsEnded);
+                await using var alive = new Npgsql.NpgsqlCommand("SELECT 1", late);
+                Assert.Equal(1, await alive.ExecuteScalarAsync());
+            }
+        }
+        finally
+        {
+            await fence.LiftAsync(CancellationToken.None);
+            await Sql.ExecAsync(db.SourceConnectionString, $"""ALTER DATABASE "{db.Name}" OWNER TO postgres; DROP OWNED BY {owner}; DROP ROLE {owner};""");
+        }
+    }
+
+    [Fact]
+    public async Task A_session_from_before_the_fence_that_cannot_be_ended_fails_the_fence_naming_it()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("fence_stuck");
+        var owner = "owner_" + Guid.NewGuid().ToString("N")[..8];
+        await Sql.ExecAsync(db.SourceConnectionString, $"""
+            CREATE ROLE {owner} LOGIN; ALTER DATABASE "{db.Name}" OWNER TO {owner}; GRANT pg_signal_backend, pg_read_all_stats TO {owner};
+            """);
+        // The fixture's pooled superuser session would be one from before the fence.
+        await using (var pooled = new Npgsql.NpgsqlConnection(db.SourceConnectionString))
+            Npgsql.NpgsqlConnection.ClearPool(pooled);
+        var asOwner = $"Host=127.0.0.1;Port={db.SourceCluster.Port};Database={db.Name};Username={owner};Pooling=false";
+        async Task<Npgsql.NpgsqlConnection> OpenAsOwnerAsync(CancellationToken ct)
+        {
+            var connection = new Npgsql.NpgsqlConnection(asOwner);
+            await connection.OpenAsync(ct);
+            await using var writable = new Npgsql.NpgsqlCommand("SET default_transaction_read_only = off", connection);
+            await writable.ExecuteNonQueryAsync(ct);
+            return connection;
+        }
+
+        // A superuser connected before the fence (the precondition would have said so).
+        await using var admin = new Npgsql.NpgsqlConnection(new Npgsql.NpgsqlConnectionStringBuilder(db.SourceConnectionString) { Pooling = false }.ConnectionString);
+        await admin.OpenAsync();
+        await using var control = await OpenAsOwnerAsync(CancellationToken.None);
+        var fence = await WriteFence.CreateAsync(control, OpenAsOwnerAsync, new CutoverOptions { Slot = "unused", FenceGrace = TimeSpan.FromMilliseconds(100) },
+            new Dictionary<string, string>(), CancellationToken.None);
+        try
+        {
+            var e = await Assert.ThrowsAsync<CutoverException>(() => fence.RaiseAsync(Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, CancellationToken.None)
+                .WaitAsync(TimeSpan.FromSeconds(60)));
+            Assert.Contains($"pid {admin.ProcessID} (role postgres, superuser, idle)", e.Message, StringComparison.Ordinal);
+            Assert.Contains("--allow-role", e.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            await fence.LiftAsync(CancellationToken.None);
+            await Sql.ExecAsync(db.SourceConnectionString, $"""ALTER DATABASE "{db.Name}" OWNER TO postgres; DROP OWNED BY {owner}; DROP ROLE {owner};""");
+        }
+    }
+
+    [Fact]
     public async Task A_transaction_prepared_after_the_preconditions_aborts_the_cutover_and_replicates_once_committed()
     {
         await using var db = await fixture.CreateDatabasesAsync("fence_prepared");
