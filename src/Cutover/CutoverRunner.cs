@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 using NpgsqlTypes;
@@ -341,10 +342,16 @@ public sealed class CutoverRunner(CutoverOptions options, ConnectionInfo from, C
         // The publication lists the user tables (never FOR ALL TABLES: replicator's own tables must not travel back).
         var tables = (await TableCatalog.LoadAsync(toConnection, cancellationToken).ConfigureAwait(false)).Where(t => t.Parent is null).ToList();
         var publication = Identifier.Quote(options.ReverseSlot);
-        await using (var exists = new NpgsqlCommand("SELECT 1 FROM pg_publication WHERE pubname = $1", toConnection))
+        await using (var exists = new NpgsqlCommand("""
+            SELECT p.puballtables OR EXISTS (SELECT 1 FROM pg_publication_tables t WHERE t.pubname = p.pubname AND t.schemaname = 'replicator')
+            FROM pg_publication p WHERE p.pubname = $1
+            """, toConnection))
         {
             exists.Parameters.AddWithValue(options.ReverseSlot);
-            if (await exists.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is null)
+            var found = await exists.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+            if (found is true)
+                throw new CutoverException($"publication {publication} on the target publishes replicator's own tables (FOR ALL TABLES, or the replicator schema), which must not travel back: drop it (DROP PUBLICATION {publication}) and let the cutover create its own, or choose --reverse-slot");
+            if (found is null)
             {
                 await using var create = new NpgsqlCommand(tables.Count == 0
                     ? $"CREATE PUBLICATION {publication}"
@@ -354,9 +361,25 @@ public sealed class CutoverRunner(CutoverOptions options, ConnectionInfo from, C
             }
         }
 
+        // The slot waits for every transaction holding an xid on the target to end, while the source
+        // is fenced: bounded like the drain.
         NpgsqlLogSequenceNumber start;
-        await using (var slot = await SnapshotSession.CreateSlotAsync(to.ToNpgsqlConnectionString(), options.ReverseSlot, temporary: false, cancellationToken).ConfigureAwait(false))
-            start = slot.Lsn;
+        using (var bounded = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+        {
+            bounded.CancelAfter(options.DrainTimeout);
+            try
+            {
+                await using var slot = await SnapshotSession.CreateSlotAsync(to.ToNpgsqlConnectionString(), options.ReverseSlot, temporary: false, bounded.Token).ConfigureAwait(false);
+                start = slot.Lsn;
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                var blockers = await SlotBlockers.DescribeAsync(toConnection, CancellationToken.None).ConfigureAwait(false) ?? "none left";
+                throw new CutoverException(string.Create(CultureInfo.InvariantCulture,
+                    $"the reverse slot {options.ReverseSlot} was not created on the target within {options.DrainTimeout.TotalSeconds:0} s (--drain-timeout): a slot waits for every transaction holding a transaction id there to end, oldest: {blockers}. Commit or end them and run the cutover again"));
+            }
+        }
+
         undo.Push(("drop the reverse slot", () => ExecuteAsync(toConnection, $"SELECT pg_drop_replication_slot({SqlLiteral.Quote(options.ReverseSlot)})")));
 
         // The old source becomes the reverse applier's target: its state says "snapshot done at the slot's start".

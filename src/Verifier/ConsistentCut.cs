@@ -273,18 +273,13 @@ internal sealed class ConsistentCut : IAsyncDisposable
         }
     }
 
-    /// <summary>The source's oldest transactions holding an xid, as "pid N (state since T, application)"; a pass that cannot tell says so.</summary>
+    /// <summary>The source's oldest transactions holding an xid (<see cref="SlotBlockers"/>); a pass that cannot tell says so.</summary>
     private static async Task<string> OpenTransactionsAsync(ConnectionInfo source)
     {
         try
         {
             await using var conn = await OpenSessionAsync(source, CancellationToken.None).ConfigureAwait(false);
-            await using var cmd = new NpgsqlCommand("""
-                SELECT string_agg(format('pid %s (%s since %s, %s)', pid, state, xact_start, coalesce(nullif(application_name, ''), 'no application name')), '; ' ORDER BY xact_start)
-                FROM (SELECT pid, state, xact_start, application_name FROM pg_stat_activity
-                      WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() ORDER BY xact_start LIMIT 5) a
-                """, conn);
-            return await cmd.ExecuteScalarAsync(CancellationToken.None).ConfigureAwait(false) as string ?? "none found any more";
+            return await SlotBlockers.DescribeAsync(conn, CancellationToken.None).ConfigureAwait(false) ?? "none found any more";
         }
         catch (NpgsqlException e)
         {
