@@ -63,7 +63,7 @@ internal sealed class ChangeApplier
     private int _batchChanges;
     private int _pendingRows;
     private long _syntheticKey;
-    private (long Id, ulong Cut, bool Cutover)? _barrier;
+    private (long Id, ulong Cut, bool Cutover, bool Holder)? _barrier;
     private ulong _heard;
     private long _barrierCheckedAt;
 
@@ -884,9 +884,9 @@ internal sealed class ChangeApplier
         _barrierCheckedAt = now;
         long id;
         NpgsqlLogSequenceNumber? cut;
-        bool cutover;
+        bool cutover, holder;
         await using (var cmd = new NpgsqlCommand("""
-            SELECT id, cut_lsn, purpose = 'cutover' FROM replicator.barrier
+            SELECT id, cut_lsn, purpose = 'cutover', holder_pid IS NOT NULL FROM replicator.barrier
             WHERE slot_name = $1 AND reached_at IS NULL AND released_at IS NULL AND requested_at > clock_timestamp() - interval '10 minutes'
             ORDER BY id LIMIT 1
             """, _target))
@@ -898,6 +898,7 @@ internal sealed class ChangeApplier
             id = reader.GetInt64(0);
             cut = reader.IsDBNull(1) ? null : reader.GetFieldValue<NpgsqlLogSequenceNumber>(1);
             cutover = reader.GetBoolean(2);
+            holder = reader.GetBoolean(3);
         }
 
         if (cut is null)
@@ -912,7 +913,7 @@ internal sealed class ChangeApplier
             }
         }
 
-        _barrier = (id, (ulong)cut.Value, cutover);
+        _barrier = (id, (ulong)cut.Value, cutover, holder);
         // Already past it (a verifier sees applied_lsn >= cut and retries), or, between batches, a
         // heartbeat already said that everything below the cut has arrived, and so has been applied.
         if (_position >= (ulong)cut.Value || (!_inBatch && _current is null && _heard >= (ulong)cut.Value))
@@ -921,13 +922,14 @@ internal sealed class ChangeApplier
 
     private async Task ReachBarrierAsync(CancellationToken cancellationToken)
     {
-        var (id, cut, cutover) = _barrier!.Value;
+        var (id, cut, cutover, holder) = _barrier!.Value;
         _barrier = null;
         await ExecAsync("UPDATE replicator.barrier SET reached_at = clock_timestamp(), applied_lsn = $2 WHERE id = $1", id, cancellationToken).ConfigureAwait(false);
         _logger.BarrierReached(id, new NpgsqlLogSequenceNumber(cut), new NpgsqlLogSequenceNumber(_position));
-        if (cutover)
+        // A cutover, or a verifier repairing rows, holds the applier for as long as its session lives.
+        if (cutover || holder)
         {
-            await WaitForCutoverAsync(id, cancellationToken).ConfigureAwait(false);
+            await WaitForHolderAsync(id, cutover, cancellationToken).ConfigureAwait(false);
             return;
         }
 
@@ -936,13 +938,14 @@ internal sealed class ChangeApplier
     }
 
     /// <summary>
-    /// Held at a cutover's drain point: waits as long as the cutover's session lives and has not
-    /// released the barrier (its steps have their own timeouts). Switched: stop for good; aborted, or
-    /// the cutover's session gone for <see cref="CutoverSessionGrace"/> without a release: go on
-    /// replicating (the source is writable again). The grace lets a cutover whose session broke
-    /// right after the switch say so over a new one.
+    /// Held at a barrier with a holder (a cutover's drain point, a verifier's repair): waits as long
+    /// as the holder's session lives and has not released the barrier (its steps have their own
+    /// timeouts). A cutover switched: stop for good; aborted, or the cutover's session gone for
+    /// <see cref="CutoverSessionGrace"/> without a release: go on replicating (the source is writable
+    /// again). The grace lets a cutover whose session broke right after the switch say so over a
+    /// new one. A verifier's barrier: go on once released or its session is gone.
     /// </summary>
-    private async Task WaitForCutoverAsync(long id, CancellationToken cancellationToken)
+    private async Task WaitForHolderAsync(long id, bool cutover, CancellationToken cancellationToken)
     {
         await using var cmd = new NpgsqlCommand("""
             SELECT outcome, released_at IS NOT NULL, holder_pid IS NOT NULL AND EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = b.holder_pid)
@@ -959,6 +962,8 @@ internal sealed class ChangeApplier
                 var outcome = reader.IsDBNull(0) ? null : reader.GetString(0);
                 if (reader.GetBoolean(1))
                 {
+                    if (!cutover)
+                        return;
                     if (outcome == "switched")
                     {
                         _logger.CutoverSwitched(id, new NpgsqlLogSequenceNumber(_position));
@@ -973,6 +978,11 @@ internal sealed class ChangeApplier
                 if (reader.GetBoolean(2))
                 {
                     holderGone = null;
+                }
+                else if (!cutover)
+                {
+                    _logger.BarrierHolderGone(id);
+                    return;
                 }
                 else if ((holderGone ??= Stopwatch.StartNew()).Elapsed >= CutoverSessionGrace)
                 {

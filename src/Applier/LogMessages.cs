@@ -29,6 +29,9 @@ internal static partial class LogMessages
     [LoggerMessage(EventId = 3007, Level = LogLevel.Warning, Message = "Verifier barrier {Id} was not answered within {Seconds} s: going on without it")]
     public static partial void BarrierTimedOut(this ILogger logger, long id, double seconds);
 
+    [LoggerMessage(EventId = 3022, Level = LogLevel.Warning, Message = "Verifier barrier {Id}: the verifier's session ended without releasing it: going on")]
+    public static partial void BarrierHolderGone(this ILogger logger, long id);
+
     [LoggerMessage(EventId = 3010, Level = LogLevel.Warning, Message = "Replication interrupted ({Reason}); retrying in {Seconds} s from the target's position")]
     public static partial void Retrying(this ILogger logger, string reason, double seconds);
 

@@ -167,10 +167,17 @@ internal sealed class ConsistentCut : IAsyncDisposable
                 return new ConsistentCut(sources.Zip(targets, (s, t) => new ConnectionPair(s, t)).ToList(), here, "quiescent", null, TimeSpan.Zero);
             }
 
-            var useBarrier = request.UseBarrier && await TargetState.ReadPositionAsync(barrier, request.SlotName, cancellationToken).ConfigureAwait(false) is not null;
+            var replicated = await TargetState.ReadPositionAsync(barrier, request.SlotName, cancellationToken).ConfigureAwait(false) is not null;
+            // Rows written from the cut's source snapshot are right only where the target stands
+            // exactly at the cut: with replication writing meanwhile they would undo what it applied.
+            if (whileHeld is not null && replicated && !request.UseBarrier)
+                throw new VerifyException($"--repair with --no-barrier on a target that replication writes to (slot {request.SlotName} has a position there): the rows written would undo changes the applier applied after the cut. Repair with the barrier (without --no-barrier) while replication runs");
+            var useBarrier = request.UseBarrier && replicated;
             if (useBarrier)
             {
-                barrierId = unreleased = await InsertBarrierAsync(barrier, request.SlotName, null, cancellationToken).ConfigureAwait(false);
+                // Repairing, the applier stays held for as long as this session lives, not only for
+                // its own barrier timeout: a long repair must not have changes applied under it.
+                barrierId = unreleased = await InsertBarrierAsync(barrier, request.SlotName, null, holder: whileHeld is not null, cancellationToken).ConfigureAwait(false);
                 await WaitForHoldAsync(barrier, barrierId.Value, request, cancellationToken).ConfigureAwait(false);
             }
 
@@ -372,9 +379,10 @@ internal sealed class ConsistentCut : IAsyncDisposable
         await Task.WhenAll(connections.Skip(1).Select(conn => BeginInSnapshotAsync(conn, snapshot, cancellationToken))).ConfigureAwait(false);
     }
 
-    private static async Task<long> InsertBarrierAsync(NpgsqlConnection conn, string slot, NpgsqlLogSequenceNumber? cutLsn, CancellationToken cancellationToken)
+    private static async Task<long> InsertBarrierAsync(NpgsqlConnection conn, string slot, NpgsqlLogSequenceNumber? cutLsn, bool holder, CancellationToken cancellationToken)
     {
-        await using var cmd = new NpgsqlCommand("INSERT INTO replicator.barrier (slot_name, cut_lsn) VALUES ($1, $2) RETURNING id", conn);
+        await using var cmd = new NpgsqlCommand(
+            $"INSERT INTO replicator.barrier (slot_name, cut_lsn, holder_pid) VALUES ($1, $2, {(holder ? "pg_backend_pid()" : "NULL")}) RETURNING id", conn);
         cmd.Parameters.AddWithValue(slot);
         cmd.Parameters.Add(new NpgsqlParameter { Value = cutLsn is { } lsn ? lsn : DBNull.Value, NpgsqlDbType = NpgsqlDbType.PgLsn });
         return (long)(await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;

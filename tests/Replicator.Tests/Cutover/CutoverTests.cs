@@ -400,7 +400,7 @@ public class CutoverTests(PostgresFixture fixture) : IClassFixture<PostgresFixtu
                 {
                     await using (var fenced = new NpgsqlCommand("""
                         SELECT pid FROM pg_stat_activity
-                        WHERE datname = $1 AND application_name = 'replicator-cutover' AND query LIKE '%pg_terminate_backend(pid)%'
+                        WHERE datname = $1 AND application_name = 'replicator-cutover' AND query LIKE '%pg_terminate_backend(a.pid)%'
                         """, killer))
                     {
                         fenced.Parameters.AddWithValue(db.Name);

@@ -103,7 +103,8 @@ public class FenceBypassTests(PostgresFixture fixture) : IClassFixture<PostgresF
         await Sql.ExecAsync(db.SourceConnectionString, $"""
             CREATE ROLE {owner} LOGIN; ALTER DATABASE "{db.Name}" OWNER TO {owner}; GRANT pg_signal_backend, pg_read_all_stats TO {owner};
             """);
-        // The fixture's pooled superuser session would be one from before the fence.
+        // The fixture's superuser sessions (pooled, or its own) would be ones from before the fence.
+        await Sql.ExecAsync(db.SourceConnectionString, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()");
         await using (var pooled = new Npgsql.NpgsqlConnection(db.SourceConnectionString))
             Npgsql.NpgsqlConnection.ClearPool(pooled);
         var asOwner = $"Host=127.0.0.1;Port={db.SourceCluster.Port};Database={db.Name};Username={owner};Pooling=false";
@@ -165,7 +166,8 @@ public class FenceBypassTests(PostgresFixture fixture) : IClassFixture<PostgresF
         await Sql.ExecAsync(db.SourceConnectionString, $"""
             CREATE ROLE {owner} LOGIN; ALTER DATABASE "{db.Name}" OWNER TO {owner}; GRANT pg_signal_backend, pg_read_all_stats TO {owner};
             """);
-        // The fixture's pooled superuser session would be one from before the fence.
+        // The fixture's superuser sessions (pooled, or its own) would be ones from before the fence.
+        await Sql.ExecAsync(db.SourceConnectionString, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()");
         await using (var pooled = new Npgsql.NpgsqlConnection(db.SourceConnectionString))
             Npgsql.NpgsqlConnection.ClearPool(pooled);
         var asOwner = $"Host=127.0.0.1;Port={db.SourceCluster.Port};Database={db.Name};Username={owner};Pooling=false";
