@@ -130,13 +130,16 @@ internal static class Preconditions
         return new(name, false, string.Join("; ", problems));
     }
 
-    private static async Task<PreconditionResult> CheckSequencesAsync(NpgsqlConnection from, NpgsqlConnection to, CancellationToken cancellationToken)
+    internal static async Task<PreconditionResult> CheckSequencesAsync(NpgsqlConnection from, NpgsqlConnection to, CancellationToken cancellationToken)
     {
-        var sourceSequences = await SequenceSync.ListAsync(from, cancellationToken).ConfigureAwait(false);
-        var targetSequences = await SequenceSync.ListAsync(to, cancellationToken).ConfigureAwait(false);
+        var sourceSequences = await SequenceSync.ListAsync(from, "SELECT", cancellationToken).ConfigureAwait(false);
+        var targetSequences = await SequenceSync.ListAsync(to, "UPDATE", cancellationToken).ConfigureAwait(false);
         var missing = sourceSequences.Keys.Where(s => !targetSequences.ContainsKey(s)).Order(StringComparer.Ordinal).ToList();
         if (missing.Count > 0)
             return new("sequences", false, $"missing on the target: {Few(missing)} — create them (CREATE SEQUENCE …) so the cutover can set them");
+        var unreadable = sourceSequences.Where(s => !s.Value).Select(s => s.Key).Order(StringComparer.Ordinal).ToList();
+        if (unreadable.Count > 0)
+            return new("sequences", false, $"the cutover's role may not read {Few(unreadable)} on the side being left: GRANT SELECT ON SEQUENCE … TO it, or connect as the owner");
         var denied = targetSequences.Where(s => !s.Value).Select(s => s.Key).Order(StringComparer.Ordinal).ToList();
         return denied.Count == 0
             ? new("sequences", true, $"all {sourceSequences.Count} sequence(s) exist on the target and may be set")

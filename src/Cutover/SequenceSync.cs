@@ -27,12 +27,12 @@ internal static class SequenceSync
         ORDER BY 1, 2
         """;
 
-    /// <summary>Every user sequence, as <c>schema.name</c>, and whether this session's role may set it.</summary>
-    public static async Task<Dictionary<string, bool>> ListAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    /// <summary>Every user sequence, as <c>schema.name</c>, and whether this session's role has <paramref name="privilege"/> (SELECT: read it; UPDATE: set it) on it.</summary>
+    public static async Task<Dictionary<string, bool>> ListAsync(NpgsqlConnection connection, string privilege, CancellationToken cancellationToken)
     {
         var sequences = new Dictionary<string, bool>(StringComparer.Ordinal);
         await using var cmd = new NpgsqlCommand($"""
-            SELECT n.nspname || '.' || c.relname, has_sequence_privilege(c.oid, 'UPDATE')
+            SELECT n.nspname || '.' || c.relname, has_sequence_privilege(c.oid, '{privilege}')
             FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE {TableCatalog.UserSchemas}
             """, connection);

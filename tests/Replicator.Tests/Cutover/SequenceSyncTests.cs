@@ -63,6 +63,19 @@ public class SequenceSyncTests(PostgresFixture fixture) : IClassFixture<Postgres
         await Sql.ExecAsync(db.TargetConnectionString, """CREATE SEQUENCE readable; CREATE SEQUENCE "Secret seq";""");
 
         var asRole = new NpgsqlConnectionStringBuilder(db.SourceConnectionString) { Username = role }.ConnectionString;
+        // Caught by the preconditions, before anything is fenced.
+        await using (var from = new NpgsqlConnection(asRole))
+        await using (var to = new NpgsqlConnection(db.TargetConnectionString))
+        {
+            await from.OpenAsync();
+            await to.OpenAsync();
+            var check = await Preconditions.CheckSequencesAsync(from, to, CancellationToken.None);
+            Assert.False(check.Ok, check.Detail);
+            Assert.Contains("may not read public.Secret seq", check.Detail, StringComparison.Ordinal);
+            Assert.Contains("GRANT SELECT ON SEQUENCE", check.Detail, StringComparison.Ordinal);
+            Assert.DoesNotContain("readable", check.Detail, StringComparison.Ordinal);
+        }
+
         var e = await Assert.ThrowsAsync<CutoverException>(() => SyncAsync(db, asRole));
         Assert.Contains($"GRANT SELECT ON SEQUENCE \"public\".\"Secret seq\" TO \"{role}\"", e.Message, StringComparison.Ordinal);
         Assert.DoesNotContain("readable", e.Message, StringComparison.Ordinal);
