@@ -50,6 +50,7 @@ internal sealed class ChangeApplier
     private ChannelReader<ChangeEvent>? _reader;
     private Task? _inFlight;
     private ulong _lastTargetCommitLsn;
+    private ulong _walBlockSize, _walSegmentSize;
     private readonly Queue<(ulong TargetLsn, ulong SourceLsn)> _unflushed = new();
     private ulong _position;
     private ulong _strictUntil;
@@ -121,8 +122,17 @@ internal sealed class ChangeApplier
         // What an earlier session committed (asynchronously) may not be flushed yet: nothing is
         // acknowledged to the source, skipped transactions and heartbeats included, until the
         // target has flushed past where its WAL stands now.
-        await using (var insertLsn = new NpgsqlCommand("SELECT pg_current_wal_insert_lsn()", _target))
-            _lastTargetCommitLsn = (ulong)(NpgsqlLogSequenceNumber)(await insertLsn.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+        await using (var insertLsn = new NpgsqlCommand("""
+            SELECT pg_current_wal_insert_lsn(), current_setting('wal_block_size')::bigint,
+                   (SELECT setting::bigint * CASE unit WHEN 'B' THEN 1 WHEN 'kB' THEN 1024 WHEN '8kB' THEN 8192 WHEN 'MB' THEN 1048576 ELSE 0 END
+                    FROM pg_settings WHERE name = 'wal_segment_size')
+            """, _target))
+        await using (var reader = await insertLsn.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            (_walBlockSize, _walSegmentSize) = ((ulong)reader.GetInt64(1), reader.IsDBNull(2) ? 0UL : (ulong)reader.GetInt64(2));
+            _lastTargetCommitLsn = WalPosition.EndOfInserted((ulong)reader.GetFieldValue<NpgsqlLogSequenceNumber>(0), _walBlockSize, _walSegmentSize);
+        }
         await ReloadCatalogAsync(cancellationToken).ConfigureAwait(false);
         foreach (var (table, lsn) in await TargetState.ReadSyncLsnsAsync(_target, _settings.Slot, cancellationToken).ConfigureAwait(false))
             _syncLsns[table] = (ulong)lsn;
@@ -415,7 +425,7 @@ internal sealed class ChangeApplier
             while (reader.FieldCount != 2)
                 await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
             await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-            _lastTargetCommitLsn = (ulong)reader.GetFieldValue<NpgsqlLogSequenceNumber>(0);
+            _lastTargetCommitLsn = WalPosition.EndOfInserted((ulong)reader.GetFieldValue<NpgsqlLogSequenceNumber>(0), _walBlockSize, _walSegmentSize);
             flushed = (ulong)reader.GetFieldValue<NpgsqlLogSequenceNumber>(1);
         }
 
