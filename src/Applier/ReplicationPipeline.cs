@@ -337,7 +337,7 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
         if (await TargetState.ReadSwitchedCutoverAsync(target, settings.Slot, cancellationToken).ConfigureAwait(false) is { } switched)
             throw new ReplicationException(ReplicationErrorKind.Permanent,
                 $"cutover {switched.Id} switched the application to the target {targetInfo}{(switched.At is { } at ? $" at {at:u}" : "")}: replication of slot \"{settings.Slot}\" into it is over, and applying more would overwrite what the application writes there. " +
-                "Stop this process (scale its deployment to 0). To migrate into this database anew, drop the replicator schema there first (DROP SCHEMA replicator CASCADE) and start again with a snapshot");
+                "Stop this process (scale its deployment to 0). To migrate into this database anew, start again with a snapshot (or drop the replicator schema there first: DROP SCHEMA replicator CASCADE)");
         // Reading Kafka, no slot keeps a second applier of the same stream away: the target's lock does.
         if (kafka)
             await TargetState.LockApplierAsync(target, settings.Slot, cancellationToken).ConfigureAwait(false);

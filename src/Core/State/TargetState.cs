@@ -272,13 +272,19 @@ public static class TargetState
 
     /// <summary>
     /// The last cutover that switched the application to this database away from the source of
-    /// <paramref name="slot"/>, or null. After it, replication into this database in that direction
-    /// is over: the application writes here.
+    /// <paramref name="slot"/> after the slot's position was last written, or null. After it,
+    /// replication into this database in that direction is over: the application writes here. A
+    /// position written since (a new snapshot, a reverse set-up after a rollback) starts anew.
     /// </summary>
     public static async Task<(long Id, DateTimeOffset? At)?> ReadSwitchedCutoverAsync(NpgsqlConnection target, string slot, CancellationToken cancellationToken)
     {
         await using var cmd = new NpgsqlCommand(
-            "SELECT id, finished_at FROM replicator.cutover WHERE slot_name = $1 AND outcome = 'switched' ORDER BY id DESC LIMIT 1", target);
+            """
+            SELECT c.id, c.finished_at FROM replicator.cutover c
+            WHERE c.slot_name = $1 AND c.outcome = 'switched'
+              AND c.finished_at > coalesce((SELECT p.updated_at FROM replicator.position p WHERE p.slot_name = $1), '-infinity')
+            ORDER BY c.id DESC LIMIT 1
+            """, target);
         cmd.Parameters.AddWithValue(slot);
         await using var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))

@@ -45,6 +45,14 @@ public class AfterSwitchTests(PostgresFixture fixture) : IClassFixture<PostgresF
         Assert.Matches("cutover [0-9]+ switched the application to the target", e.Message);
         Assert.Contains("DROP SCHEMA replicator CASCADE", e.Message, StringComparison.Ordinal);
         Assert.Equal("written by the application", await Sql.ScalarAsync<string>(db.TargetConnectionString, "SELECT name FROM product WHERE id = 1"));
+
+        // A position written since (as a new snapshot or a reverse set-up after a rollback writes
+        // one) starts anew: replication of that slot runs again.
+        await Sql.ExecAsync(db.TargetConnectionString, $"UPDATE replicator.position SET updated_at = clock_timestamp() WHERE slot_name = '{replication.Slot}'");
+        await using var anew = Fixtures.Replication.Attach(db, replication.Slot);
+        anew.Start();
+        await anew.CatchUpAsync();
+        Assert.Equal("late on the old source", await Sql.ScalarAsync<string>(db.TargetConnectionString, "SELECT name FROM product WHERE id = 1"));
     }
 
     [Fact]
