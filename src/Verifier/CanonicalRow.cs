@@ -20,15 +20,35 @@ internal sealed class CanonicalRow
         "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; SET bytea_output = 'hex'; " +
         "SET extra_float_digits = 3; SET lc_monetary = 'C'; SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0; " +
         "SET application_name = 'replicator-verify'; " +
-        // format_type and pg_get_*def qualify a name only when the search path does not find it, so a
-        // search_path set on one side (ALTER DATABASE … SET) would make false schema differences. With
-        // only pg_catalog every user object prints qualified; every query names user and replicator
-        // objects with their schema.
-        "SET search_path = pg_catalog; " +
         // A bucketed chunk hash groups by width_bucket(key): the planner cannot estimate that
         // expression's few groups and would sort every row of the chunk (to disk) before
         // aggregating; with sorts discouraged it hashes into a handful of groups instead.
         "SET enable_sort = off";
+
+    /// <summary>
+    /// Runs <paramref name="work"/> (catalog reads) with <c>search_path = pg_catalog</c> on
+    /// <paramref name="connection"/>, then restores the session's path. format_type and pg_get_*def
+    /// qualify a name only when the search path does not find it, so a search_path set on one side
+    /// (ALTER DATABASE … SET) would make false schema differences; with only pg_catalog every user
+    /// object prints qualified. Only for catalog reads: the data queries need the database's path,
+    /// where the key types' operators and aggregates live (an ltree key's min(), a citext key's &lt;).
+    /// </summary>
+    public static async Task<T> WithCatalogNamesAsync<T>(NpgsqlConnection connection, Func<Task<T>> work, CancellationToken cancellationToken)
+    {
+        string saved;
+        await using (var set = new NpgsqlCommand("SELECT current_setting('search_path'), set_config('search_path', 'pg_catalog', false)", connection))
+        await using (var reader = await set.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            saved = reader.GetString(0);
+        }
+
+        var result = await work().ConfigureAwait(false);
+        await using var restore = new NpgsqlCommand("SELECT set_config('search_path', $1, false)", connection);
+        restore.Parameters.AddWithValue(saved);
+        await restore.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        return result;
+    }
 
     /// <summary>The alias every verifier query gives the table, so the whole row can be named.</summary>
     public const string RowAlias = "_replicator_row";

@@ -33,10 +33,6 @@ internal static class Repair
             await using var conn = await ConsistentCut.OpenSessionAsync(target, ct).ConfigureAwait(false);
             await using var tx = await conn.BeginTransactionAsync(ct).ConfigureAwait(false);
             report.ReplicaRole = await TrySetReplicaRoleAsync(conn, tx, ct).ConfigureAwait(false);
-            // Triggers that run (no replica role) see the database's own search_path, not the
-            // verifier's pg_catalog; the statements below name everything with its schema.
-            await using (var searchPath = new NpgsqlCommand("SET LOCAL search_path TO DEFAULT", conn, tx))
-                await searchPath.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
             if (!report.ReplicaRole)
                 LogMessages.RepairWithoutReplicaRole(logger);
             foreach (var o in plan)

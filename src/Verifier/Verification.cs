@@ -98,8 +98,8 @@ public static class Verification
         report.AppliedLsn = cut.TargetAppliedLsn?.ToString();
         report.ApplierPauseMilliseconds = cut.ApplierPause.TotalMilliseconds;
 
-        var sourceTablesTask = TableCatalog.LoadAsync(cut.First.Source, cancellationToken);
-        var targetTablesTask = TableCatalog.LoadAsync(cut.First.Target, cancellationToken);
+        var sourceTablesTask = CanonicalRow.WithCatalogNamesAsync(cut.First.Source, () => TableCatalog.LoadAsync(cut.First.Source, cancellationToken), cancellationToken);
+        var targetTablesTask = CanonicalRow.WithCatalogNamesAsync(cut.First.Target, () => TableCatalog.LoadAsync(cut.First.Target, cancellationToken), cancellationToken);
         var sourceTables = await sourceTablesTask.ConfigureAwait(false);
         var targetTables = await targetTablesTask.ConfigureAwait(false);
 
@@ -369,7 +369,9 @@ public static class Verification
         ConsistentCut cut, IReadOnlyList<TableInfo> sourceTables, IReadOnlyList<TableInfo> targetTables, CancellationToken cancellationToken)
     {
         using var lease = await cut.RentAsync(cancellationToken).ConfigureAwait(false);
-        return await SchemaCompare.CompareAsync(lease.Pair, sourceTables, targetTables, cancellationToken).ConfigureAwait(false);
+        var pair = lease.Pair;
+        return await CanonicalRow.WithCatalogNamesAsync(pair.Source, () => CanonicalRow.WithCatalogNamesAsync(pair.Target,
+            () => SchemaCompare.CompareAsync(pair, sourceTables, targetTables, cancellationToken), cancellationToken), cancellationToken).ConfigureAwait(false);
     }
 
     private static List<TableInfo> Select(VerifyRequest request, IReadOnlyList<TableInfo> sourceTables, IReadOnlyList<TableInfo> targetTables)

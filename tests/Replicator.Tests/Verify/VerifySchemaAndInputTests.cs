@@ -73,6 +73,28 @@ public class VerifySchemaAndInputTests(PostgresFixture fixture) : IClassFixture<
     }
 
     [Fact]
+    public async Task A_key_of_an_extension_type_citext_is_compared_and_its_difference_found_by_key()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("verify_citext");
+        foreach (var cs in new[] { db.SourceConnectionString, db.TargetConnectionString })
+            await Sql.ExecAsync(cs, """
+                CREATE EXTENSION citext;
+                CREATE TABLE public.tags (name citext PRIMARY KEY, n int);
+                INSERT INTO public.tags SELECT CASE WHEN g % 2 = 0 THEN 'Tag' ELSE 'tag' END || g, g FROM generate_series(1, 40000) g;
+                ANALYZE;
+                """);
+        await Sql.ExecAsync(db.TargetConnectionString, "UPDATE public.tags SET n = -1 WHERE name = 'TAG20000'");
+
+        var report = await PassAsync(db, new VerifyRequest { ChunkRows = 5000 });
+
+        Assert.False(report.Identical, report.ToText());
+        var tags = report.Tables.Single(t => t.Table == "public.tags");
+        Assert.Null(tags.Problem);
+        Assert.Equal(1, tags.Differences);
+        Assert.Equal("Tag20000", Assert.Single(tags.Rows).Key!["name"]);
+    }
+
+    [Fact]
     public async Task Large_tables_are_cut_into_sampled_chunks_and_one_differing_row_is_narrowed_down_by_bucket_or_bisection()
     {
         await using var db = await fixture.CreateDatabasesAsync("verify_bisect");
