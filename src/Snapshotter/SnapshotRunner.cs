@@ -104,7 +104,9 @@ public static class SnapshotRunner
         {
             // One connection string per server for every session of the run (COPY workers'
             // buffer sizes included): Npgsql loads a server's types once per connection string.
-            var sourceCs = CopyWorker.CopyConnectionString(source.ToNpgsqlConnectionString());
+            // Tables that go as text COPY are printed by the source sessions: their output settings
+            // are fixed (the source database may set others), and the target reads with matching ones.
+            var sourceCs = CopyWorker.CopyConnectionString(source.ToCanonicalTextConnectionString());
             var targetCs = CopyWorker.CopyConnectionString(target.ToNpgsqlConnectionString());
             var slotName = noSlot ? null : options.SlotName;
 

@@ -54,8 +54,8 @@ public class ApplyTests(PostgresFixture fixture) : IClassFixture<PostgresFixture
         replication.Start();
         await Sql.ExecAsync(db.SourceConnectionString, """
             INSERT INTO settings_shaped VALUES
-              (1, '2026-12-05', '2026-12-05 13:14:15.5', '2026-12-05 13:14:15.5+00', '1 year 2 mons -3 days 04:05:06.7', 0.1 + 0.2, 1.1::real * 3, '\x00ff5c27', ARRAY[0.1 + 0.2, 1e-310]),
-              (2, '0099-01-02 BC', '2026-01-12 00:00:00', '1999-12-31 23:59:59.999999+14', '-1 day +2 hours', 2.0 / 3, 1.0::real / 3, '\x', '{}');
+              (1, '2026-12-05', '2026-12-05 13:14:15.5', '2026-12-05 13:14:15.5+00', '1 year 2 mons -3 days 04:05:06.7', 0.1::float8 + 0.2::float8, 1.1::real * 3, '\x00ff5c27', ARRAY[0.1::float8 + 0.2::float8, 1e-310]),
+              (2, '0099-01-02 BC', '2026-01-12 00:00:00', '1999-12-31 23:59:59.999999+14', '-1 day +2 hours', 2::float8 / 3, 1.0::real / 3, '\x', '{}');
             UPDATE settings_shaped SET f = f * 3, iv = iv * 2 WHERE id = 2;
             """);
         await replication.CatchUpAsync();
