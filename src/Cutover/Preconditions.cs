@@ -139,7 +139,7 @@ internal static class Preconditions
             return new("sequences", false, $"missing on the target: {Few(missing)} — create them (CREATE SEQUENCE …) so the cutover can set them");
         var unreadable = sourceSequences.Where(s => !s.Value).Select(s => s.Key).Order(StringComparer.Ordinal).ToList();
         if (unreadable.Count > 0)
-            return new("sequences", false, $"the cutover's role may not read {Few(unreadable)} on the side being left: GRANT SELECT ON SEQUENCE … TO it, or connect as the owner");
+            return new("sequences", false, $"the cutover's role may not read {Few(unreadable)} on the side being left: GRANT SELECT ON SEQUENCE … TO it (and USAGE on their schemas), or connect as the owner");
         var denied = targetSequences.Where(s => !s.Value).Select(s => s.Key).Order(StringComparer.Ordinal).ToList();
         return denied.Count == 0
             ? new("sequences", true, $"all {sourceSequences.Count} sequence(s) exist on the target and may be set")

@@ -18,8 +18,11 @@ namespace Replicator.Cutover;
 /// </summary>
 internal static class SequenceSync
 {
+    /// <summary>Sequences read per statement.</summary>
+    private const int ReadBatch = 500;
+
     private const string ListSql = $"""
-        SELECT n.nspname, c.relname, has_sequence_privilege(c.oid, 'SELECT'), current_user
+        SELECT n.nspname, c.relname, has_sequence_privilege(c.oid, 'SELECT') AND has_schema_privilege(n.oid, 'USAGE'), current_user
         FROM pg_sequence s
         JOIN pg_class c ON c.oid = s.seqrelid
         JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -32,7 +35,7 @@ internal static class SequenceSync
     {
         var sequences = new Dictionary<string, bool>(StringComparer.Ordinal);
         await using var cmd = new NpgsqlCommand($"""
-            SELECT n.nspname || '.' || c.relname, has_sequence_privilege(c.oid, '{privilege}')
+            SELECT n.nspname || '.' || c.relname, has_sequence_privilege(c.oid, '{privilege}') AND has_schema_privilege(n.oid, 'USAGE')
             FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE {TableCatalog.UserSchemas}
             """, connection);
@@ -65,16 +68,18 @@ internal static class SequenceSync
         if (unreadable.Count > 0)
         {
             throw new CutoverException($"the cutover's role may not read sequence(s) {string.Join(", ", unreadable)} on the side being left, so it cannot carry their positions over: " +
-                $"GRANT SELECT ON SEQUENCE {string.Join(", ", unreadable)} TO {Identifier.Quote(role)}, or connect as their owner");
+                $"GRANT SELECT ON SEQUENCE {string.Join(", ", unreadable)} TO {Identifier.Quote(role)} (and USAGE on their schemas), or connect as their owner");
         }
 
-        // One statement reads them all: a UNION ALL of every sequence's own row, numbered (the order of a UNION ALL is not guaranteed).
+        // A few statements read them all: UNION ALLs of every sequence's own row, numbered (the order
+        // of a UNION ALL is not guaranteed), at most ReadBatch sequences each (a UNION ALL of tens of
+        // thousands would run past the server's stack depth limit).
         var values = new long[names.Count];
         var called = new bool[names.Count];
-        if (names.Count > 0)
+        for (var first = 0; first < names.Count; first += ReadBatch)
         {
-            var readSql = string.Join("\nUNION ALL ", names.Select((name, i) =>
-                $"SELECT {i}, last_value, is_called FROM {Identifier.Quote(schemas[i], name)}"));
+            var readSql = string.Join("\nUNION ALL ", Enumerable.Range(first, Math.Min(ReadBatch, names.Count - first)).Select(i =>
+                $"SELECT {i}, last_value, is_called FROM {Identifier.Quote(schemas[i], names[i])}"));
             await using var read = new NpgsqlCommand(readSql, from);
             await using var reader = await read.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))

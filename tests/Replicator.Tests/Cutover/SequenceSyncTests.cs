@@ -82,4 +82,21 @@ public class SequenceSyncTests(PostgresFixture fixture) : IClassFixture<Postgres
         // Nothing was set on the target.
         Assert.Equal(1L, await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT nextval('\"Secret seq\"')"));
     }
+
+    [Fact]
+    public async Task Many_sequences_are_read_in_batches_each_value_to_its_own_sequence()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("seq_many");
+        const string create = "DO $$ BEGIN FOR i IN 1..1201 LOOP EXECUTE format('CREATE SEQUENCE s%s', i); END LOOP; END $$";
+        await Sql.ExecAsync(db.SourceConnectionString, create + "; DO $$ BEGIN FOR i IN 1..1201 LOOP PERFORM setval(format('s%s', i), i * 10, i % 2 = 0); END LOOP; END $$");
+        await Sql.ExecAsync(db.TargetConnectionString, create);
+
+        Assert.Equal(1201, await SyncAsync(db));
+
+        // Every one, across the batch boundaries, holds its own value and is_called (pg_sequences shows
+        // last_value only when it was called).
+        Assert.Equal(
+            await Sql.RowsAsync(db.SourceConnectionString, "SELECT sequencename || ':' || coalesce(last_value::text, 'never') FROM pg_sequences WHERE schemaname = 'public' ORDER BY 1"),
+            await Sql.RowsAsync(db.TargetConnectionString, "SELECT sequencename || ':' || coalesce(last_value::text, 'never') FROM pg_sequences WHERE schemaname = 'public' ORDER BY 1"));
+    }
 }
