@@ -179,16 +179,24 @@ internal static class Preconditions
         // The fence is the database's default: a role's own setting wins over it, and a
         // subscription's apply worker is not a client session that the fence ends.
         var bypass = new List<string>();
+        // Per role that may log in (settings are not inherited), its own setting for this database
+        // wins over its setting for all databases; the roles of --allow-role stay anyway.
         await using (var roles = new NpgsqlCommand("""
             SELECT r.rolname, s.setdatabase <> 0
-            FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole CROSS JOIN LATERAL unnest(s.setconfig) c
-            WHERE s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
-              AND split_part(c, '=', 1) = 'default_transaction_read_only'
-              AND lower(split_part(c, '=', 2)) ~ '^(of|off|f|fa|fal|fals|false|n|no|0)$'
+            FROM pg_roles r
+            CROSS JOIN LATERAL (
+              SELECT d.setdatabase, split_part(c, '=', 2) AS value
+              FROM pg_db_role_setting d CROSS JOIN LATERAL unnest(d.setconfig) c
+              WHERE d.setrole = r.oid AND d.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+                AND split_part(c, '=', 1) = 'default_transaction_read_only'
+              ORDER BY d.setdatabase DESC LIMIT 1) s
+            WHERE r.rolcanlogin AND NOT (r.rolname = ANY ($1))
+              AND lower(s.value) ~ '^(of|off|f|fa|fal|fals|false|n|no|0)$'
             ORDER BY 1
             """, from))
-        await using (var reader = await roles.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
         {
+            roles.Parameters.Add(new NpgsqlParameter { Value = options.AllowRoles.ToArray(), NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text });
+            await using var reader = await roles.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {
                 var role = Identifier.Quote(reader.GetString(0));

@@ -19,9 +19,15 @@ public class FenceBypassTests(PostgresFixture fixture) : IClassFixture<PostgresF
         using var loggers = LoggerFactory.Create(_ => { });
         var role = "writer_" + Guid.NewGuid().ToString("N")[..8];
         var everywhere = "anywhere_" + Guid.NewGuid().ToString("N")[..8];
+        var group = "group_" + Guid.NewGuid().ToString("N")[..8];
+        var overridden = "overridden_" + Guid.NewGuid().ToString("N")[..8];
+        // Not flagged: a role that cannot log in (settings are not inherited), and one whose setting
+        // for this database puts read-only back on.
         await Sql.ExecAsync(db.SourceConnectionString, $"""
-            CREATE ROLE {role}; ALTER ROLE {role} IN DATABASE "{db.Name}" SET default_transaction_read_only = off;
-            CREATE ROLE {everywhere}; ALTER ROLE {everywhere} SET default_transaction_read_only = 'false';
+            CREATE ROLE {role} LOGIN; ALTER ROLE {role} IN DATABASE "{db.Name}" SET default_transaction_read_only = off;
+            CREATE ROLE {everywhere} LOGIN; ALTER ROLE {everywhere} SET default_transaction_read_only = 'false';
+            CREATE ROLE {group} NOLOGIN; ALTER ROLE {group} SET default_transaction_read_only = off;
+            CREATE ROLE {overridden} LOGIN; ALTER ROLE {overridden} SET default_transaction_read_only = off; ALTER ROLE {overridden} IN DATABASE "{db.Name}" SET default_transaction_read_only = on;
             CREATE SUBSCRIPTION inbound CONNECTION 'host=127.0.0.1 port=1 dbname=nowhere' PUBLICATION elsewhere WITH (connect = false);
             ALTER SUBSCRIPTION inbound ENABLE;
             """);
@@ -34,6 +40,8 @@ public class FenceBypassTests(PostgresFixture fixture) : IClassFixture<PostgresF
             Assert.Contains($"ALTER ROLE \"{role}\" IN DATABASE \"{db.Name}\" RESET default_transaction_read_only", fence.Detail, StringComparison.Ordinal);
             Assert.Contains($"ALTER ROLE \"{everywhere}\" RESET default_transaction_read_only", fence.Detail, StringComparison.Ordinal);
             Assert.Contains("ALTER SUBSCRIPTION \"inbound\" DISABLE", fence.Detail, StringComparison.Ordinal);
+            Assert.DoesNotContain(group, fence.Detail, StringComparison.Ordinal);
+            Assert.DoesNotContain(overridden, fence.Detail, StringComparison.Ordinal);
 
             // Fixed as the message says, the check passes.
             await Sql.ExecAsync(db.SourceConnectionString, $"""
@@ -48,7 +56,7 @@ public class FenceBypassTests(PostgresFixture fixture) : IClassFixture<PostgresF
         {
             await Sql.ExecAsync(db.SourceConnectionString, $"""
                 ALTER SUBSCRIPTION inbound DISABLE; ALTER SUBSCRIPTION inbound SET (slot_name = NONE); DROP SUBSCRIPTION inbound;
-                DROP ROLE {role}; DROP ROLE {everywhere};
+                DROP ROLE {role}; DROP ROLE {everywhere}; DROP ROLE {group}; DROP OWNED BY {overridden}; DROP ROLE {overridden};
                 """);
         }
     }
@@ -136,10 +144,16 @@ public class FenceBypassTests(PostgresFixture fixture) : IClassFixture<PostgresF
                 var candidate = new Npgsql.NpgsqlConnection(new Npgsql.NpgsqlConnectionStringBuilder(db.SourceConnectionString) { Pooling = false }.ConnectionString);
                 await candidate.OpenAsync();
                 await using var show = new Npgsql.NpgsqlCommand("SHOW default_transaction_read_only", candidate);
-                if ((string)(await show.ExecuteScalarAsync())! == "on")
-                    late = candidate;
-                else
-                    await candidate.DisposeAsync();
+                var fenced = (string)(await show.ExecuteScalarAsync())! == "on";
+                await candidate.DisposeAsync();
+                if (fenced)
+                {
+                    // Well after the fence (a session between the ALTER and the fence's own clock
+                    // reading counts as one from before it).
+                    await Task.Delay(500);
+                    late = new Npgsql.NpgsqlConnection(new Npgsql.NpgsqlConnectionStringBuilder(db.SourceConnectionString) { Pooling = false }.ConnectionString);
+                    await late.OpenAsync();
+                }
             }
 
             await using (late)
