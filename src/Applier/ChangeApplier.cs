@@ -963,8 +963,17 @@ internal sealed class ChangeApplier
             """, _target);
         cmd.Parameters.AddWithValue(id);
         Stopwatch? holderGone = null;
+        var held = Stopwatch.StartNew();
         while (true)
         {
+            // A verifier's repair is meant for a handful of rows: a hold past this is a verifier whose
+            // session lingers (a pooler, a half-open connection), not a repair.
+            if (!cutover && held.Elapsed >= RepairHoldLimit)
+            {
+                _logger.BarrierTimedOut(id, held.Elapsed.TotalSeconds);
+                return;
+            }
+
             await using (var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
             {
                 if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
@@ -1004,6 +1013,9 @@ internal sealed class ChangeApplier
             await Task.Delay(10, cancellationToken).ConfigureAwait(false);
         }
     }
+
+    /// <summary>How long a verifier's repair may hold the applier at most.</summary>
+    internal static readonly TimeSpan RepairHoldLimit = TimeSpan.FromMinutes(10);
 
     /// <summary>How long a held applier waits for a cutover whose session has ended before it takes the cutover for abandoned.</summary>
     internal static readonly TimeSpan CutoverSessionGrace = TimeSpan.FromSeconds(5);

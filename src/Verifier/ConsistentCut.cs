@@ -436,8 +436,8 @@ internal sealed class ConsistentCut : IAsyncDisposable
                 await ReleaseBarrierAsync(conn, id, CancellationToken.None).ConfigureAwait(false);
                 throw new VerifyException(
                     $"the applier for slot '{request.SlotName}' did not reach the verifier's barrier {step} within {request.BarrierTimeout.TotalSeconds:0} s: " +
-                    "replication is not running or not keeping up. Start `replicator run`, wait for the lag to drop, raise --barrier-timeout, " +
-                    "or use --no-barrier when nothing writes to the target");
+                    "replication is not running or not keeping up. Start `replicator run`, wait for the lag to drop, raise --barrier-timeout" +
+                    (request.Repair ? " (a repair needs the barrier: start replication to repair)" : ", or use --no-barrier when nothing writes to the target"));
             }
 
             await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
