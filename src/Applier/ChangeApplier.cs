@@ -6,6 +6,7 @@ using Npgsql;
 using NpgsqlTypes;
 using Replicator.Core.Catalog;
 using Replicator.Core.Changes;
+using Replicator.Core.Configuration;
 using Replicator.Core.Errors;
 using Replicator.Core.Metrics;
 using Replicator.Core.Sql;
@@ -117,7 +118,7 @@ internal sealed class ChangeApplier
 
         // Values arrive as text printed in canonical form (ConnectionInfo.CanonicalTextOptions);
         // the settings that change how the target reads such text are fixed to match.
-        await using (var async = new NpgsqlCommand("SET synchronous_commit = off; SET DateStyle = 'ISO'; SET IntervalStyle = 'postgres'; SET lc_monetary = 'C'", _target))
+        await using (var async = new NpgsqlCommand("SET synchronous_commit = off; " + ConnectionInfo.CanonicalTextInputSql, _target))
             await async.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         // What an earlier session committed (asynchronously) may not be flushed yet: nothing is
         // acknowledged to the source, skipped transactions and heartbeats included, until the

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using Npgsql;
 using NpgsqlTypes;
 using Replicator.Core.Catalog;
+using Replicator.Core.Configuration;
 using Replicator.Core.Metrics;
 
 namespace Replicator.Snapshotter;
@@ -57,7 +58,7 @@ public sealed class CopyWorker : IAsyncDisposable
             // A lost chunk commit (target crash) loses its done mark with it, so asynchronous
             // commit cannot make progress lie; the final hand-over commits synchronously.
             bool trackCounts;
-            await using (var cmd = new NpgsqlCommand("SET synchronous_commit = off; SET statement_timeout = 0; SET DateStyle = 'ISO'; SET IntervalStyle = 'postgres'; SET lc_monetary = 'C'; SELECT current_setting('track_counts')::boolean", target))
+            await using (var cmd = new NpgsqlCommand("SET synchronous_commit = off; SET statement_timeout = 0; " + ConnectionInfo.CanonicalTextInputSql + "; SELECT current_setting('track_counts')::boolean", target))
                 trackCounts = (bool)(await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
             return new CopyWorker(source, target, slotName, snapshotLsn, progress, trackCounts);
         }

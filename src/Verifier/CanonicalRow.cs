@@ -71,6 +71,7 @@ internal sealed class CanonicalRow
         Table = table;
         Columns = columns.Select(table.Column).ToList();
         Keys = keyColumns.Select(table.Column).ToList();
+        AnyKeyNull = Keys.Any(c => !c.NotNull) ? string.Join(" OR ", Keys.Where(c => !c.NotNull).Select(c => c.QuotedName + " IS NULL")) : null;
         // ONLY: a classic (INHERITS) parent's scan would include its children's rows, which are
         // compared in the children; a partitioned root's rows are all in its partitions.
         FromItem = (table.IsPartitionedParent ? "" : "ONLY ") + table.QuotedName + " AS " + Identifier.Quote(RowAlias);
@@ -197,7 +198,7 @@ internal sealed class CanonicalRow
     }
 
     /// <summary>True for a row whose key has a NULL column; null when this side's key columns are all NOT NULL.</summary>
-    private string? AnyKeyNull => Keys.Any(c => !c.NotNull) ? string.Join(" OR ", Keys.Where(c => !c.NotNull).Select(c => c.QuotedName + " IS NULL")) : null;
+    private string? AnyKeyNull { get; }
 
     /// <summary>Whether the key can be bucketed with <c>width_bucket</c>: one column, not itself an array.</summary>
     public bool CanBucket => Keys.Count == 1 && !Keys[0].TypeName.EndsWith("[]", StringComparison.Ordinal);

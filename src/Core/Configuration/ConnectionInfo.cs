@@ -88,6 +88,13 @@ public sealed class ConnectionInfo
     /// </summary>
     public const string CanonicalTextOptions = "-c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3 -c bytea_output=hex -c TimeZone=UTC -c lc_monetary=C";
 
+    /// <summary>
+    /// The settings that change how a session reads such text, fixed to match
+    /// <see cref="CanonicalTextOptions"/>: run as statements on target sessions (a pooler in front of
+    /// the target may refuse startup options).
+    /// </summary>
+    public const string CanonicalTextInputSql = "SET DateStyle = 'ISO'; SET IntervalStyle = 'postgres'; SET lc_monetary = 'C'";
+
     /// <summary><see cref="ToNpgsqlConnectionString"/> with <see cref="CanonicalTextOptions"/> added.</summary>
     public string ToCanonicalTextConnectionString(Action<NpgsqlConnectionStringBuilder>? adjust = null) => ToNpgsqlConnectionString(b =>
     {

@@ -14,16 +14,10 @@ public class AfterSwitchTests(PostgresFixture fixture) : IClassFixture<PostgresF
     public async Task A_replication_started_again_after_the_switch_refuses_and_leaves_the_applications_writes_alone()
     {
         await using var db = await fixture.CreateDatabasesAsync("after_switch");
-        await using var replication = await Fixtures.Replication.PrepareAsync(db, """
-            CREATE TABLE product (id int PRIMARY KEY, name text);
-            INSERT INTO product SELECT g, 'product ' || g FROM generate_series(1, 100) g;
-            """);
         using var loggers = LoggerFactory.Create(_ => { });
-        replication.Start();
-        await replication.CatchUpAsync();
+        await using var replication = await ReadyForCutover.StartAsync(db, loggers);
         var source = ConnectionInfo.Parse(db.SourceUri, "source");
         var target = ConnectionInfo.Parse(db.TargetUri, "target");
-        Assert.True((await Verification.RunPassAsync(new VerifyRequest { SlotName = replication.Slot }, source, target, loggers, CancellationToken.None)).Identical);
 
         // The slot is kept, as with --keep-slot (or when dropping it failed after the switch).
         var report = await new CutoverRunner(new CutoverOptions { Slot = replication.Slot, SwitchCommand = "exit 0", KeepSlot = true }, source, target, "cutover", loggers)
@@ -59,14 +53,10 @@ public class AfterSwitchTests(PostgresFixture fixture) : IClassFixture<PostgresF
     public async Task A_cutover_whose_target_session_breaks_at_the_switch_still_stops_the_applier_and_records_the_switch()
     {
         await using var db = await fixture.CreateDatabasesAsync("switch_session_lost");
-        await using var replication = await Fixtures.Replication.PrepareAsync(db, "CREATE TABLE product (id int PRIMARY KEY, name text);");
         using var loggers = LoggerFactory.Create(_ => { });
-        replication.Start();
-        await Sql.ExecAsync(db.SourceConnectionString, "INSERT INTO product SELECT g, 'product ' || g FROM generate_series(1, 100) g");
-        await replication.CatchUpAsync();
+        await using var replication = await ReadyForCutover.StartAsync(db, loggers);
         var source = ConnectionInfo.Parse(db.SourceUri, "source");
         var target = ConnectionInfo.Parse(db.TargetUri, "target");
-        Assert.True((await Verification.RunPassAsync(new VerifyRequest { SlotName = replication.Slot }, source, target, loggers, CancellationToken.None)).Identical);
 
         // The switch hook succeeds, and the cutover's session on the target is lost meanwhile (a
         // proxy restart, a failover of the new primary's connection).

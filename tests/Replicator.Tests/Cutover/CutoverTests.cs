@@ -20,7 +20,7 @@ public class CutoverTests(PostgresFixture fixture) : IClassFixture<PostgresFixtu
 
     private static ConnectionInfo Info(string uri, string key) => ConnectionInfo.Parse(uri, key);
 
-    private static async Task VerifyCleanAsync(TestDatabases db, string slot, ILoggerFactory loggers)
+    internal static async Task VerifyCleanAsync(TestDatabases db, string slot, ILoggerFactory loggers)
     {
         var report = await Verification.RunPassAsync(new VerifyRequest { SlotName = slot }, Info(db.SourceUri, "source"), Info(db.TargetUri, "target"), loggers, CancellationToken.None);
         Assert.True(report.Identical, report.ToText());
@@ -255,15 +255,7 @@ public class CutoverTests(PostgresFixture fixture) : IClassFixture<PostgresFixtu
             ALTER TABLE child ADD CONSTRAINT child_parent_id_fkey FOREIGN KEY (parent_id) REFERENCES parent (id) NOT VALID;
             """);
         await using var replication = await Fixtures.Replication.PrepareAsync(db, "SELECT 1");
-        await Sql.ExecAsync(db.TargetConnectionString, $"""
-            DO $$ DECLARE r record; BEGIN
-              EXECUTE 'ALTER SCHEMA replicator OWNER TO {role}';
-              -- Tables only: their serial sequences follow.
-              FOR r IN SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'replicator'::regnamespace AND c.relkind = 'r' LOOP
-                EXECUTE format('ALTER TABLE replicator.%I OWNER TO {role}', r.relname);
-              END LOOP;
-            END $$;
-            """);
+        await Fixtures.Replication.GiveStateToAsync(db, role);
         var roleUri = $"postgres://{role}@127.0.0.1:{db.TargetCluster.Port}/{db.Name}";
         using var loggers = LoggerFactory.Create(_ => { });
         await using var asRole = Fixtures.Replication.Attach(db, replication.Slot, targetUri: roleUri);

@@ -107,31 +107,15 @@ public class FenceBypassTests(PostgresFixture fixture) : IClassFixture<PostgresF
     public async Task Sessions_begun_after_the_fence_are_left_alone_even_those_the_role_could_not_end()
     {
         await using var db = await fixture.CreateDatabasesAsync("fence_after");
-        var owner = "owner_" + Guid.NewGuid().ToString("N")[..8];
-        await Sql.ExecAsync(db.SourceConnectionString, $"""
-            CREATE ROLE {owner} LOGIN; ALTER DATABASE "{db.Name}" OWNER TO {owner}; GRANT pg_signal_backend, pg_read_all_stats TO {owner};
-            """);
-        // The fixture's superuser sessions (pooled, or its own) would be ones from before the fence.
-        await Sql.ExecAsync(db.SourceConnectionString, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()");
-        await using (var pooled = new Npgsql.NpgsqlConnection(db.SourceConnectionString))
-            Npgsql.NpgsqlConnection.ClearPool(pooled);
-        var asOwner = $"Host=127.0.0.1;Port={db.SourceCluster.Port};Database={db.Name};Username={owner};Pooling=false";
-        async Task<Npgsql.NpgsqlConnection> OpenAsOwnerAsync(CancellationToken ct)
-        {
-            var connection = new Npgsql.NpgsqlConnection(asOwner);
-            await connection.OpenAsync(ct);
-            await using var writable = new Npgsql.NpgsqlCommand("SET default_transaction_read_only = off", connection);
-            await writable.ExecuteNonQueryAsync(ct);
-            return connection;
-        }
+        var owner = await DatabaseOwner.CreateAsync(db);
 
-        await using var control = await OpenAsOwnerAsync(CancellationToken.None);
+        await using var control = await owner.OpenAsync(CancellationToken.None);
         // A session of the application inside a transaction when the fence goes up: it gets the grace period.
-        await using var busy = new Npgsql.NpgsqlConnection(asOwner);
+        await using var busy = new Npgsql.NpgsqlConnection(owner.ConnectionString);
         await busy.OpenAsync();
         await using (var begin = new Npgsql.NpgsqlCommand("BEGIN; SELECT txid_current()", busy))
             await begin.ExecuteNonQueryAsync();
-        var fence = await WriteFence.CreateAsync(control, OpenAsOwnerAsync, new CutoverOptions { Slot = "unused", FenceGrace = TimeSpan.FromSeconds(2) },
+        var fence = await WriteFence.CreateAsync(control, owner.OpenAsync, new CutoverOptions { Slot = "unused", FenceGrace = TimeSpan.FromSeconds(2) },
             new Dictionary<string, string>(), CancellationToken.None);
         try
         {
@@ -168,7 +152,7 @@ public class FenceBypassTests(PostgresFixture fixture) : IClassFixture<PostgresF
         finally
         {
             await fence.LiftAsync(CancellationToken.None);
-            await Sql.ExecAsync(db.SourceConnectionString, $"""ALTER DATABASE "{db.Name}" OWNER TO postgres; DROP OWNED BY {owner}; DROP ROLE {owner};""");
+            await owner.DropAsync();
         }
     }
 
@@ -176,29 +160,13 @@ public class FenceBypassTests(PostgresFixture fixture) : IClassFixture<PostgresF
     public async Task A_session_from_before_the_fence_that_cannot_be_ended_fails_the_fence_naming_it()
     {
         await using var db = await fixture.CreateDatabasesAsync("fence_stuck");
-        var owner = "owner_" + Guid.NewGuid().ToString("N")[..8];
-        await Sql.ExecAsync(db.SourceConnectionString, $"""
-            CREATE ROLE {owner} LOGIN; ALTER DATABASE "{db.Name}" OWNER TO {owner}; GRANT pg_signal_backend, pg_read_all_stats TO {owner};
-            """);
-        // The fixture's superuser sessions (pooled, or its own) would be ones from before the fence.
-        await Sql.ExecAsync(db.SourceConnectionString, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()");
-        await using (var pooled = new Npgsql.NpgsqlConnection(db.SourceConnectionString))
-            Npgsql.NpgsqlConnection.ClearPool(pooled);
-        var asOwner = $"Host=127.0.0.1;Port={db.SourceCluster.Port};Database={db.Name};Username={owner};Pooling=false";
-        async Task<Npgsql.NpgsqlConnection> OpenAsOwnerAsync(CancellationToken ct)
-        {
-            var connection = new Npgsql.NpgsqlConnection(asOwner);
-            await connection.OpenAsync(ct);
-            await using var writable = new Npgsql.NpgsqlCommand("SET default_transaction_read_only = off", connection);
-            await writable.ExecuteNonQueryAsync(ct);
-            return connection;
-        }
+        var owner = await DatabaseOwner.CreateAsync(db);
 
         // A superuser connected before the fence (the precondition would have said so).
         await using var admin = new Npgsql.NpgsqlConnection(new Npgsql.NpgsqlConnectionStringBuilder(db.SourceConnectionString) { Pooling = false }.ConnectionString);
         await admin.OpenAsync();
-        await using var control = await OpenAsOwnerAsync(CancellationToken.None);
-        var fence = await WriteFence.CreateAsync(control, OpenAsOwnerAsync, new CutoverOptions { Slot = "unused", FenceGrace = TimeSpan.FromMilliseconds(100) },
+        await using var control = await owner.OpenAsync(CancellationToken.None);
+        var fence = await WriteFence.CreateAsync(control, owner.OpenAsync, new CutoverOptions { Slot = "unused", FenceGrace = TimeSpan.FromMilliseconds(100) },
             new Dictionary<string, string>(), CancellationToken.None);
         try
         {
@@ -210,7 +178,7 @@ public class FenceBypassTests(PostgresFixture fixture) : IClassFixture<PostgresF
         finally
         {
             await fence.LiftAsync(CancellationToken.None);
-            await Sql.ExecAsync(db.SourceConnectionString, $"""ALTER DATABASE "{db.Name}" OWNER TO postgres; DROP OWNED BY {owner}; DROP ROLE {owner};""");
+            await owner.DropAsync();
         }
     }
 
@@ -218,12 +186,8 @@ public class FenceBypassTests(PostgresFixture fixture) : IClassFixture<PostgresF
     public async Task A_transaction_prepared_after_the_preconditions_aborts_the_cutover_and_replicates_once_committed()
     {
         await using var db = await fixture.CreateDatabasesAsync("fence_prepared");
-        await using var replication = await Fixtures.Replication.PrepareAsync(db, "CREATE TABLE product (id int PRIMARY KEY, name text);");
         using var loggers = LoggerFactory.Create(_ => { });
-        replication.Start();
-        await Sql.ExecAsync(db.SourceConnectionString, "INSERT INTO product SELECT g, 'product ' || g FROM generate_series(1, 100) g");
-        await replication.CatchUpAsync();
-        Assert.True((await Verification.RunPassAsync(new VerifyRequest { SlotName = replication.Slot }, Info(db.SourceUri, "source"), Info(db.TargetUri, "target"), loggers, CancellationToken.None)).Identical);
+        await using var replication = await ReadyForCutover.StartAsync(db, loggers);
 
         // A transaction manager prepares a transaction while the cutover runs (here: when the fence
         // goes up); it may commit it whenever it likes, even from a read-only session.
@@ -255,5 +219,40 @@ public class FenceBypassTests(PostgresFixture fixture) : IClassFixture<PostgresF
         await Sql.ExecAsync(db.SourceConnectionString, "COMMIT PREPARED 'xa-1'");
         await replication.CatchUpAsync();
         Assert.Equal("prepared", await Sql.ScalarAsync<string>(db.TargetConnectionString, "SELECT name FROM product WHERE id = 1000"));
+    }
+
+    /// <summary>
+    /// A role that owns the test database, may end and see other sessions, and is no superuser; the
+    /// fixture's own superuser sessions in the database are ended first (they would count as sessions
+    /// from before a fence).
+    /// </summary>
+    private sealed class DatabaseOwner(TestDatabases db, string name)
+    {
+        public string ConnectionString { get; } = $"Host=127.0.0.1;Port={db.SourceCluster.Port};Database={db.Name};Username={name};Pooling=false";
+
+        public static async Task<DatabaseOwner> CreateAsync(TestDatabases db)
+        {
+            var name = "owner_" + Guid.NewGuid().ToString("N")[..8];
+            await Sql.ExecAsync(db.SourceConnectionString, $"""
+                CREATE ROLE {name} LOGIN; ALTER DATABASE "{db.Name}" OWNER TO {name}; GRANT pg_signal_backend, pg_read_all_stats TO {name};
+                """);
+            await Sql.ExecAsync(db.SourceConnectionString, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()");
+            await using (var pooled = new Npgsql.NpgsqlConnection(db.SourceConnectionString))
+                Npgsql.NpgsqlConnection.ClearPool(pooled);
+            return new DatabaseOwner(db, name);
+        }
+
+        /// <summary>A session of the owner that writes through a fence (as the cutover's own do).</summary>
+        public async Task<Npgsql.NpgsqlConnection> OpenAsync(CancellationToken cancellationToken)
+        {
+            var connection = new Npgsql.NpgsqlConnection(ConnectionString);
+            await connection.OpenAsync(cancellationToken);
+            await using var writable = new Npgsql.NpgsqlCommand("SET default_transaction_read_only = off", connection);
+            await writable.ExecuteNonQueryAsync(cancellationToken);
+            return connection;
+        }
+
+        public Task DropAsync() =>
+            Sql.ExecAsync(db.SourceConnectionString, $"""ALTER DATABASE "{db.Name}" OWNER TO postgres; DROP OWNED BY {name}; DROP ROLE {name};""");
     }
 }

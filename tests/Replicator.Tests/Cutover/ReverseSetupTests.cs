@@ -13,14 +13,10 @@ public class ReverseSetupTests(PostgresFixture fixture) : IClassFixture<Postgres
     public async Task Reverse_set_up_refuses_a_publication_of_every_table_and_gives_up_on_a_slot_that_waits_for_a_target_transaction()
     {
         await using var db = await fixture.CreateDatabasesAsync("reverse_setup");
-        await using var replication = await Fixtures.Replication.PrepareAsync(db, "CREATE TABLE product (id int PRIMARY KEY, name text);");
         using var loggers = LoggerFactory.Create(_ => { });
-        replication.Start();
-        await Sql.ExecAsync(db.SourceConnectionString, "INSERT INTO product SELECT g, 'product ' || g FROM generate_series(1, 100) g");
-        await replication.CatchUpAsync();
+        await using var replication = await ReadyForCutover.StartAsync(db, loggers);
         var source = ConnectionInfo.Parse(db.SourceUri, "source");
         var target = ConnectionInfo.Parse(db.TargetUri, "target");
-        Assert.True((await Verification.RunPassAsync(new VerifyRequest { SlotName = replication.Slot }, source, target, loggers, CancellationToken.None)).Identical);
         var options = new CutoverOptions { Slot = replication.Slot, SwitchCommand = "exit 0", Reverse = true, DrainTimeout = TimeSpan.FromSeconds(3) };
 
         // A publication of that name publishing everything would send replicator's own tables back.

@@ -60,6 +60,19 @@ public sealed class Replication : IAsyncDisposable
         await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM pg_tables WHERE schemaname = 'replicator' AND tablename = 'position'") > 0
         && await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM replicator.position") > 0;
 
+    /// <summary>
+    /// The target's replicator schema and every table in it owned by <paramref name="role"/>, as if
+    /// that role had created them (a managed target's user); their serial sequences follow the tables.
+    /// </summary>
+    public static Task GiveStateToAsync(TestDatabases db, string role) => Sql.ExecAsync(db.TargetConnectionString, $"""
+        DO $$ DECLARE r record; BEGIN
+          EXECUTE 'ALTER SCHEMA replicator OWNER TO {role}';
+          FOR r IN SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'replicator'::regnamespace AND c.relkind = 'r' LOOP
+            EXECUTE format('ALTER TABLE replicator.%I OWNER TO {role}', r.relname);
+          END LOOP;
+        END $$;
+        """);
+
     /// <summary>Another pipeline on an existing slot and position.</summary>
     public static Replication Attach(TestDatabases db, string slot, string? targetUri = null) => new(db, slot, targetUri);
 

@@ -69,15 +69,7 @@ public class ManagedTargetTests(PostgresFixture fixture) : IClassFixture<Postgre
         await Sql.ExecAsync(db.TargetConnectionString, $"CREATE ROLE {role} LOGIN; GRANT ALL ON DATABASE \"{db.Name}\" TO {role}; GRANT ALL ON SCHEMA public TO {role}; SET ROLE {role}; {schema}");
         await Sql.ExecAsync(db.SourceConnectionString, schema);
         await using var replication = await Fixtures.Replication.PrepareAsync(db, "SELECT 1");
-        // As if the role had created it: every table of the replicator schema (their serial sequences follow).
-        await Sql.ExecAsync(db.TargetConnectionString, $"""
-            DO $$ DECLARE r record; BEGIN
-              EXECUTE 'ALTER SCHEMA replicator OWNER TO {role}';
-              FOR r IN SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'replicator'::regnamespace AND c.relkind = 'r' LOOP
-                EXECUTE format('ALTER TABLE replicator.%I OWNER TO {role}', r.relname);
-              END LOOP;
-            END $$;
-            """);
+        await Fixtures.Replication.GiveStateToAsync(db, role);
         return Fixtures.Replication.Attach(db, replication.Slot, targetUri: $"postgres://{role}@127.0.0.1:{db.TargetCluster.Port}/{db.Name}");
     }
 }
