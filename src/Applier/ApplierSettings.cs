@@ -15,6 +15,13 @@ public sealed record ApplierSettings(string Slot)
     /// <summary>Pending coalesced rows written out (inside the open transaction) once this many accumulate: bounds memory.</summary>
     public int FlushRows { get; init; } = 5000;
 
+    /// <summary>
+    /// A table's plain inserts in one flush reaching this many rows go to the target as one COPY
+    /// instead of a multi-row INSERT (cheaper for the server; fewer stay in the pipelined batch,
+    /// since a COPY takes a round trip of its own).
+    /// </summary>
+    public int CopyMinRows { get; init; } = 100;
+
     /// <summary>The buffer holding at least this many events means the applier is behind (catching up a backlog).</summary>
     public int BehindEvents { get; init; } = 5000;
 

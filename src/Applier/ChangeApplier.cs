@@ -726,29 +726,48 @@ internal sealed class ChangeApplier
         if (_pendingRows == 0)
             return;
         var batch = new NpgsqlBatch(_target);
+        List<CopyLoad>? copies = null;
         foreach (var changes in _pending.Values)
         {
             if (changes.Count > 0)
-                AddCommands(batch, changes);
+                AddCommands(batch, changes, _settings.CopyMinRows, ref copies);
             changes.Clear();
         }
 
         _pendingRows = 0;
         await DrainAsync().ConfigureAwait(false);
-        if (batch.BatchCommands.Count == 0)
+        if (batch.BatchCommands.Count == 0 && copies is null)
         {
             await batch.DisposeAsync().ConfigureAwait(false);
             return;
         }
 
         TakeBegin(batch);
-        _inFlight = ExecuteAndDisposeAsync(batch, cancellationToken);
+        _inFlight = ExecuteAndDisposeAsync(batch, copies, cancellationToken);
     }
 
-    private static async Task ExecuteAndDisposeAsync(NpgsqlBatch batch, CancellationToken cancellationToken)
+    /// <summary>A table's plain inserts as COPY text rows, built while the previous flush executes.</summary>
+    private sealed record CopyLoad(string Sql, string Rows);
+
+    /// <summary>
+    /// Runs a flush: the batch, then the COPYs. The COPYs go last: they hold only plain inserts of
+    /// keys no other statement of the flush touches (each key's changes are folded into one), and
+    /// under the replica role no trigger or foreign-key check makes tables depend on each other.
+    /// </summary>
+    private async Task ExecuteAndDisposeAsync(NpgsqlBatch batch, List<CopyLoad>? copies, CancellationToken cancellationToken)
     {
         await using (batch.ConfigureAwait(false))
-            await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        {
+            if (batch.BatchCommands.Count > 0)
+                await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        foreach (var copy in copies ?? [])
+        {
+            var writer = await _target.BeginTextImportAsync(copy.Sql, cancellationToken).ConfigureAwait(false);
+            await using (writer.ConfigureAwait(false))
+                await writer.WriteAsync(copy.Rows.AsMemory(), cancellationToken).ConfigureAwait(false);
+        }
     }
 
     /// <summary>Waits for the flush in flight, if any (and rethrows its error).</summary>
@@ -761,7 +780,7 @@ internal sealed class ChangeApplier
         }
     }
 
-    private static void AddCommands(NpgsqlBatch batch, TableChanges changes)
+    private static void AddCommands(NpgsqlBatch batch, TableChanges changes, int copyMinRows, ref List<CopyLoad>? copies)
     {
         var plan = changes.Plan;
         var deletes = new List<ColumnValue[]>();
@@ -807,7 +826,9 @@ internal sealed class ChangeApplier
             Add(batch, plan.DeleteSql(), plan.KeyIndexes, deletes, plan.DisplayName, "delete");
         foreach (var (columns, rows) in updates.Values)
             Add(batch, plan.UpdateSql(columns), [.. plan.KeyIndexes, .. columns], rows, plan.DisplayName, "update");
-        if (inserts.Count > 0)
+        if (inserts.Count >= copyMinRows && !plan.Target.RowSecurityActive)
+            (copies ??= []).Add(Copy(plan, inserts));
+        else if (inserts.Count > 0)
             Add(batch, plan.InsertSql(upsert: false), all, inserts, plan.DisplayName, "insert");
         if (upserts.Count > 0)
             Add(batch, plan.InsertSql(upsert: true), all, upserts, plan.DisplayName, "insert");
@@ -839,6 +860,27 @@ internal sealed class ChangeApplier
 
         batch.BatchCommands.Add(command);
         ReplicatorMetrics.ApplyRows.Add(rows.Count, Tag(table), new("op", op));
+    }
+
+    private static CopyLoad Copy(TableApplyPlan plan, List<ColumnValue[]> rows)
+    {
+        var text = new StringBuilder(rows.Count * 16 * rows[0].Length);
+        foreach (var row in rows)
+        {
+            for (var c = 0; c < row.Length; c++)
+            {
+                if (row[c].Kind == ValueKind.UnchangedToast)
+                    throw new InvalidOperationException($"internal error: an unchanged TOAST value of {plan.DisplayName} reached an insert; refusing to write it");
+                if (c > 0)
+                    text.Append('\t');
+                CopyText.AppendField(text, row[c].Text);
+            }
+
+            text.Append('\n');
+        }
+
+        ReplicatorMetrics.ApplyRows.Add(rows.Count, Tag(plan.DisplayName), new("op", "insert"));
+        return new CopyLoad(plan.CopySql(), text.ToString());
     }
 
     private async Task ApplyKeylessAsync(TableApplyPlan plan, RowChange row, CancellationToken cancellationToken)

@@ -148,6 +148,16 @@ internal sealed class TableApplyPlan
         return sb.ToString();
     });
 
+    /// <summary>
+    /// <c>COPY … FROM STDIN</c> of whole rows in text format, the form for many plain inserts: the
+    /// server inserts them several to a page (one WAL record per page, where INSERT writes one per
+    /// row), and parses no array literals. Like the apply worker, and unlike INSERT, COPY writes
+    /// identity columns as given and does not apply rules.
+    /// </summary>
+    public string CopySql() => Cached("copy", () =>
+        new StringBuilder("COPY ").Append(Target.QuotedName).Append(" (")
+            .AppendJoin(", ", Relation.Columns.Select(c => c.QuotedName)).Append(") FROM STDIN").ToString());
+
     /// <summary><c>UPDATE … FROM unnest(…) WHERE key = …</c> setting the columns in <paramref name="setColumns"/> (non-key).</summary>
     public string UpdateSql(int[] setColumns) => Cached("update:" + string.Join(',', setColumns), () =>
     {

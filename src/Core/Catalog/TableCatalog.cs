@@ -22,7 +22,7 @@ public static class TableCatalog
 
     private const string TablesSql = """
         SELECT c.oid, n.nspname, c.relname, c.relkind::text, c.relreplident::text,
-               pn.nspname, pc.relname, c.reltuples::bigint, pg_relation_size(c.oid)
+               pn.nspname, pc.relname, c.reltuples::bigint, pg_relation_size(c.oid), row_security_active(c.oid)
         FROM pg_class c
         JOIN pg_namespace n ON n.oid = c.relnamespace
         LEFT JOIN pg_inherits i ON i.inhrelid = c.oid AND c.relispartition
@@ -70,7 +70,7 @@ public static class TableCatalog
     /// <summary>Loads every replicable user table, in <c>schema, name</c> order.</summary>
     public static async Task<IReadOnlyList<TableInfo>> LoadAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
     {
-        var rows = new List<(uint Oid, string Schema, string Name, char Kind, char Identity, TableName? Parent, long Rows, long Size)>();
+        var rows = new List<(uint Oid, string Schema, string Name, char Kind, char Identity, TableName? Parent, long Rows, long Size, bool RowSecurity)>();
         await using (var cmd = new NpgsqlCommand(TablesSql, connection))
         await using (var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
         {
@@ -79,7 +79,7 @@ public static class TableCatalog
                 rows.Add((
                     reader.GetFieldValue<uint>(0), reader.GetString(1), reader.GetString(2), reader.GetString(3)[0], reader.GetString(4)[0],
                     reader.IsDBNull(5) ? null : new TableName(reader.GetString(5), reader.GetString(6)),
-                    reader.GetInt64(7), reader.GetInt64(8)));
+                    reader.GetInt64(7), reader.GetInt64(8), reader.GetBoolean(9)));
             }
         }
 
@@ -118,6 +118,6 @@ public static class TableCatalog
         return rows.Select(r => new TableInfo(
             r.Oid, r.Schema, r.Name, r.Kind, columns[r.Oid],
             primaryKeys.GetValueOrDefault(r.Oid, []), r.Identity, identityKeys.GetValueOrDefault(r.Oid, []),
-            r.Parent, r.Rows, r.Size)).ToList();
+            r.Parent, r.Rows, r.Size, r.RowSecurity)).ToList();
     }
 }

@@ -19,6 +19,7 @@ public sealed record ColumnInfo(string Name, int Number, string TypeName, uint T
 /// <param name="ReplicaIdentityIndexColumns">Columns of the REPLICA IDENTITY USING INDEX index; empty unless <paramref name="ReplicaIdentity"/> is 'i'.</param>
 /// <param name="Parent">The partitioned parent, for a partition.</param>
 /// <param name="EstimatedRows">From <c>reltuples</c>; -1 when the table was never analysed.</param>
+/// <param name="RowSecurityActive">Row-level security applies to the session's role on this table (<c>row_security_active</c>): COPY FROM is refused there.</param>
 public sealed record TableInfo(
     uint Oid,
     string Schema,
@@ -30,7 +31,8 @@ public sealed record TableInfo(
     IReadOnlyList<string> ReplicaIdentityIndexColumns,
     TableName? Parent,
     long EstimatedRows,
-    long SizeBytes)
+    long SizeBytes,
+    bool RowSecurityActive = false)
 {
     public TableName TableName => new(Schema, Name);
 

@@ -190,4 +190,79 @@ public class ApplyTests(PostgresFixture fixture) : IClassFixture<PostgresFixture
         await Compare.AssertSameAsync(db);
         Assert.Equal(["1|a|2", "2|dddd|8", "3|ccc|6"], await Sql.RowsAsync(db.TargetConnectionString, "SELECT id, v, doubled FROM ident ORDER BY id"));
     }
+
+    [Fact]
+    public async Task Many_inserts_into_one_table_go_as_one_copy_and_every_value_survives_it()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("apply_copy");
+        await using var replication = await Fixtures.Replication.PrepareAsync(db, """
+            CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+            CREATE TABLE "Bulk tä" (
+                id int PRIMARY KEY, t text, b bytea, arr text[], j jsonb, ts timestamptz, n numeric, f float8, m mood,
+                g bigint GENERATED ALWAYS AS IDENTITY, len int GENERATED ALWAYS AS (length(t)) STORED);
+            CREATE TABLE events (at timestamptz, what text);
+            ALTER TABLE events REPLICA IDENTITY FULL;
+            """);
+        // Target only: which statement wrote each table (a trigger the replica role still fires).
+        await Sql.ExecAsync(db.TargetConnectionString, """
+            CREATE SCHEMA probe;
+            CREATE TABLE probe.writes (tbl text, stmt text);
+            CREATE FUNCTION probe.note() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN INSERT INTO probe.writes VALUES (TG_TABLE_NAME, upper(left(current_query(), 4))); RETURN NULL; END $$;
+            CREATE TRIGGER note AFTER INSERT ON "Bulk tä" FOR EACH STATEMENT EXECUTE FUNCTION probe.note();
+            CREATE TRIGGER note AFTER INSERT ON events FOR EACH STATEMENT EXECUTE FUNCTION probe.note();
+            ALTER TABLE "Bulk tä" ENABLE ALWAYS TRIGGER note;
+            ALTER TABLE events ENABLE ALWAYS TRIGGER note;
+            """);
+        replication.Start();
+        await Sql.ExecAsync(db.SourceConnectionString, """
+            BEGIN;
+            INSERT INTO "Bulk tä" (id, t, b, arr, j, ts, n, f, m)
+            SELECT i,
+                   (ARRAY[E'tab\there', E'line\nbreak', E'cr\rhere', E'back\\slash', E'\\.', E'\\N', 'NULL', '', NULL, 'ünï 😀'])[1 + i % 10],
+                   CASE WHEN i % 7 = 0 THEN NULL ELSE decode(md5(i::text), 'hex') || '\x5c090a'::bytea END,
+                   ARRAY[E'a\tb', NULL, '"q"', E'\\', i::text],
+                   jsonb_build_object('k', E'v\n\\' || i, 'n', i),
+                   '2026-12-05 13:14:15.5+00'::timestamptz + i * interval '1 hour',
+                   i / 7.0, i / 3.0::float8, (ARRAY['sad', 'ok', 'happy']::mood[])[1 + i % 3]
+            FROM generate_series(1, 500) i;
+            INSERT INTO events SELECT '2026-12-05'::timestamptz + i * interval '1 second', E'event\t' || i FROM generate_series(1, 300) i;
+            COMMIT;
+            """);
+        await replication.CatchUpAsync();
+        // A few rows stay INSERTs in the pipelined batch.
+        await Sql.ExecAsync(db.SourceConnectionString, """
+            INSERT INTO "Bulk tä" (id, t) VALUES (1001, E'one \\ row');
+            INSERT INTO events VALUES (NULL, NULL);
+            """);
+        await replication.CatchUpAsync();
+        await Compare.AssertSameAsync(db);
+        Assert.Equal(
+            ["Bulk tä|COPY", "Bulk tä|INSE", "events|COPY", "events|INSE"],
+            await Sql.RowsAsync(db.TargetConnectionString, "SELECT DISTINCT tbl, stmt FROM probe.writes ORDER BY 1, 2"));
+    }
+
+    [Fact]
+    public async Task A_unique_clash_that_only_the_folded_batch_has_is_replayed_change_by_change_and_lands()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("apply_clash");
+        await using var replication = await Fixtures.Replication.PrepareAsync(db, """
+            CREATE TABLE people (id int PRIMARY KEY, email text UNIQUE NOT NULL);
+            INSERT INTO people VALUES (1, 'a'), (2, 'b');
+            """);
+        replication.Start();
+        // Folded, the swap is one UPDATE that sets 'b' on row 1 while row 2 still has it.
+        await Sql.ExecAsync(db.SourceConnectionString, """
+            BEGIN;
+            INSERT INTO people SELECT i, 'p' || i FROM generate_series(10, 300) i;
+            UPDATE people SET email = 'tmp' WHERE id = 1;
+            UPDATE people SET email = 'a' WHERE id = 2;
+            UPDATE people SET email = 'b' WHERE id = 1;
+            COMMIT;
+            INSERT INTO people SELECT i, 'q' || i FROM generate_series(301, 500) i;
+            """);
+        await replication.CatchUpAsync();
+        await Compare.AssertSameAsync(db);
+        Assert.Equal(["1|b", "2|a"], await Sql.RowsAsync(db.TargetConnectionString, "SELECT id, email FROM people WHERE id < 3 ORDER BY id"));
+    }
 }
