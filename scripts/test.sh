@@ -9,6 +9,11 @@ source scripts/lib/install.sh
 ensure_packages
 scripts/check-deploy.sh  # deploy/: kustomize overlays, yamllint, promtool rule checks and unit tests
 
+# The CLI as users run it: ./replicator builds it (a native, ahead-of-time compiled executable
+# where the toolchain allows). The tests that start replicator as a process run this executable.
+"$root/replicator" --help >/dev/null
+export CLI_UNDER_TEST="$root/artifacts/cli/replicator"
+
 results="$root/artifacts/test-results"
 rm -rf "$results"
 mkdir -p "$results"

@@ -11,13 +11,6 @@ public sealed record PreconditionResult(string Name, bool Ok, string Detail);
 /// <summary>What a cutover (or rollback) did, step by step, and the write outage it measured.</summary>
 public sealed class CutoverReport
 {
-    private static readonly JsonSerializerOptions Json = new()
-    {
-        WriteIndented = true,
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
-    };
-
     /// <summary><c>cutover</c> (source → target) or <c>rollback</c> (target → source).</summary>
     public required string Direction { get; init; }
 
@@ -71,7 +64,7 @@ public sealed class CutoverReport
 
     public sealed record PhaseTime(string Phase, double Milliseconds);
 
-    public string ToJson() => JsonSerializer.Serialize(this, Json);
+    public string ToJson() => JsonSerializer.Serialize(this, CutoverJson.Default.CutoverReport);
 
     public string ToText()
     {
@@ -107,3 +100,8 @@ public sealed class CutoverReport
         return text.ToString();
     }
 }
+
+/// <summary>JSON contracts generated at compile time (the CLI is compiled ahead of time).</summary>
+[JsonSourceGenerationOptions(WriteIndented = true, PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
+[JsonSerializable(typeof(CutoverReport))]
+internal sealed partial class CutoverJson : JsonSerializerContext;

@@ -80,7 +80,7 @@ internal static class ShellHook
         HttpResponseMessage response;
         try
         {
-            response = await http.PostAsJsonAsync(url, body, cancellationToken).ConfigureAwait(false);
+            response = await http.PostAsJsonAsync(url, body, Core.CoreJson.Default.DictionaryStringString, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (e is HttpRequestException or TaskCanceledException && !cancellationToken.IsCancellationRequested)
         {

@@ -553,7 +553,7 @@ public sealed class KafkaChangeSource : IDisposable
         var result = new Dictionary<(string, int), long>();
         if (string.IsNullOrEmpty(json))
             return result;
-        var nested = JsonSerializer.Deserialize<Dictionary<string, Dictionary<string, long>>>(json) ?? [];
+        var nested = JsonSerializer.Deserialize(json, Core.CoreJson.Default.DictionaryStringDictionaryStringInt64) ?? [];
         foreach (var (topic, partitions) in nested)
         {
             foreach (var (partition, offset) in partitions)

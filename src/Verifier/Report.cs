@@ -52,31 +52,42 @@ public sealed class VerifyReport
 
     public double RowsPerSecond => Seconds > 0 ? RowsChecked / Seconds : 0;
 
-    private static readonly JsonSerializerOptions JsonOptions = new()
-    {
-        WriteIndented = true,
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
-    };
+    public string ToJson() => JsonSerializer.Serialize(new ReportJson(
+        Identical ? "identical" : Repaired ? "repaired" : "different",
+        Identical,
+        StartedAt,
+        FinishedAt,
+        Math.Round(Seconds, 3),
+        Source,
+        Target,
+        new CutJson(CutLsn, CutKind, AppliedLsn, Math.Round(ApplierPauseMilliseconds, 1)),
+        RowsChecked,
+        Math.Round(RowsPerSecond),
+        RowDifferences,
+        SchemaDifferences,
+        Tables,
+        Schema,
+        Repair), VerifierJson.Default.ReportJson);
 
-    public string ToJson() => JsonSerializer.Serialize(new
-    {
-        result = Identical ? "identical" : Repaired ? "repaired" : "different",
-        identical = Identical,
-        started_at = StartedAt,
-        finished_at = FinishedAt,
-        seconds = Math.Round(Seconds, 3),
-        source = Source,
-        target = Target,
-        cut = new { lsn = CutLsn, kind = CutKind, applied_lsn = AppliedLsn, applier_pause_ms = Math.Round(ApplierPauseMilliseconds, 1) },
-        rows_checked = RowsChecked,
-        rows_per_second = Math.Round(RowsPerSecond),
-        row_differences = RowDifferences,
-        schema_differences = SchemaDifferences,
-        tables = Tables,
-        schema = Schema,
-        repair = Repair,
-    }, JsonOptions);
+    /// <summary>The JSON form of a report (names in snake case, nulls left out).</summary>
+    internal sealed record ReportJson(
+        string Result,
+        bool Identical,
+        DateTimeOffset StartedAt,
+        DateTimeOffset FinishedAt,
+        double Seconds,
+        string Source,
+        string Target,
+        CutJson Cut,
+        long RowsChecked,
+        double RowsPerSecond,
+        long RowDifferences,
+        int SchemaDifferences,
+        List<TableReport> Tables,
+        List<SchemaDifference> Schema,
+        RepairReport? Repair);
+
+    internal sealed record CutJson(string Lsn, string Kind, string? AppliedLsn, double ApplierPauseMs);
 
     public string ToText()
     {
@@ -216,3 +227,8 @@ public sealed class RepairReport
 
     public List<string> Tables { get; } = [];
 }
+
+/// <summary>JSON contracts generated at compile time (the CLI is compiled ahead of time).</summary>
+[JsonSourceGenerationOptions(WriteIndented = true, PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
+[JsonSerializable(typeof(VerifyReport.ReportJson))]
+internal sealed partial class VerifierJson : JsonSerializerContext;

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using Npgsql;
 using NpgsqlTypes;
 using Replicator.Core.Configuration;
@@ -22,7 +23,7 @@ public static class StatusCommand
             var options = globals.Load(parse);
             var status = await ReadAsync(options, cancellationToken).ConfigureAwait(false);
             if (parse.GetValue(json))
-                Console.Out.WriteLine(JsonSerializer.Serialize(status, new JsonSerializerOptions { WriteIndented = true }));
+                Console.Out.WriteLine(JsonSerializer.Serialize(status, StatusJson.Default.ReplicationStatus));
             else
                 Print(status);
             return status.SlotExists || status.LastCutover?.Outcome == "switched" ? ExitCodes.Ok : ExitCodes.Failed;
@@ -136,3 +137,8 @@ public static class StatusCommand
             Console.Out.WriteLine($"The slot does not exist on the source: 'replicator run' creates it with the initial snapshot.");
     }
 }
+
+/// <summary>JSON contracts generated at compile time (the CLI is compiled ahead of time).</summary>
+[JsonSourceGenerationOptions(WriteIndented = true)]
+[JsonSerializable(typeof(StatusCommand.ReplicationStatus))]
+internal sealed partial class StatusJson : JsonSerializerContext;

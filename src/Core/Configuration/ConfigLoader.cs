@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using System.Reflection;
 using System.Text.Json;
@@ -157,7 +158,19 @@ public static class ConfigLoader
         return int.TryParse(listen[(colon + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out port) && port is >= 0 and <= 65535;
     }
 
-    private static void CheckKeys(IConfiguration section, Type type, string path)
+    // Reflection over the options classes: the nested classes' properties are kept for it by the
+    // DynamicDependency attributes (a class added to ReplicatorOptions belongs in this list; the
+    // ConfigTests reject an unknown key under each section, which fails for a class left out).
+    [DynamicDependency(DynamicallyAccessedMemberTypes.PublicProperties, typeof(EndpointOptions))]
+    [DynamicDependency(DynamicallyAccessedMemberTypes.PublicProperties, typeof(SnapshotOptions))]
+    [DynamicDependency(DynamicallyAccessedMemberTypes.PublicProperties, typeof(CaptureOptions))]
+    [DynamicDependency(DynamicallyAccessedMemberTypes.PublicProperties, typeof(ApplyOptions))]
+    [DynamicDependency(DynamicallyAccessedMemberTypes.PublicProperties, typeof(BufferOptions))]
+    [DynamicDependency(DynamicallyAccessedMemberTypes.PublicProperties, typeof(KafkaOptions))]
+    [DynamicDependency(DynamicallyAccessedMemberTypes.PublicProperties, typeof(MetricsOptions))]
+    [DynamicDependency(DynamicallyAccessedMemberTypes.PublicProperties, typeof(LoggingOptions))]
+    [UnconditionalSuppressMessage("Trimming", "IL2072", Justification = "Every options class is kept by the DynamicDependency attributes above.")]
+    private static void CheckKeys(IConfiguration section, [DynamicallyAccessedMembers(DynamicallyAccessedMemberTypes.PublicProperties)] Type type, string path)
     {
         var properties = type.GetProperties(BindingFlags.Public | BindingFlags.Instance)
             .ToDictionary(p => p.Name, StringComparer.OrdinalIgnoreCase);
@@ -190,7 +203,7 @@ public static class ConfigLoader
     /// <summary>The effective configuration as JSON, with every secret masked.</summary>
     public static string ToRedactedJson(ReplicatorOptions options)
     {
-        var node = JsonSerializer.SerializeToNode(options, RedactionContext.Options)!;
+        var node = JsonSerializer.SerializeToNode(options, CoreJson.Indented.ReplicatorOptions)!;
         Redact(node, "");
         foreach (var side in new[] { "Source", "Target" })
         {
@@ -211,7 +224,7 @@ public static class ConfigLoader
             }
         }
 
-        return node.ToJsonString(RedactionContext.Options);
+        return node.ToJsonString(CoreJson.Indented.Options);
     }
 
     private static void Redact(JsonNode node, string name)
@@ -236,9 +249,4 @@ public static class ConfigLoader
         // librdkafka properties: ssl.key.pem (a private key), sasl.oauthbearer.config (may hold a secret).
         || key.EndsWith(".pem", StringComparison.OrdinalIgnoreCase)
         || key.Equals("sasl.oauthbearer.config", StringComparison.OrdinalIgnoreCase);
-
-    private static class RedactionContext
-    {
-        public static readonly JsonSerializerOptions Options = new() { WriteIndented = true };
-    }
 }

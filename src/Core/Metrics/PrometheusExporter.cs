@@ -231,19 +231,14 @@ public sealed class PrometheusExporter : IDisposable
             }
         }
 
-        private static double[]? HistogramBuckets(Instrument instrument)
+        private static double[]? HistogramBuckets(Instrument instrument) => instrument switch
         {
             // Instrument<T>.Advice carries the bucket boundaries given at creation.
-            var advice = instrument.GetType().GetProperty("Advice")?.GetValue(instrument);
-            var boundaries = advice?.GetType().GetProperty("HistogramBucketBoundaries")?.GetValue(advice);
-            return boundaries switch
-            {
-                IEnumerable<double> d => d.ToArray(),
-                IEnumerable<long> l => l.Select(x => (double)x).ToArray(),
-                IEnumerable<int> n => n.Select(x => (double)x).ToArray(),
-                _ => null,
-            };
-        }
+            Instrument<double> d => d.Advice?.HistogramBucketBoundaries?.ToArray(),
+            Instrument<long> l => l.Advice?.HistogramBucketBoundaries?.Select(x => (double)x).ToArray(),
+            Instrument<int> n => n.Advice?.HistogramBucketBoundaries?.Select(x => (double)x).ToArray(),
+            _ => null,
+        };
 
         // Recording runs per event on hot paths (a Kafka delivery report per record): the label text
         // of a one-tag series is looked up, not formatted again each time. Bounded by the series count.

@@ -37,7 +37,7 @@ public static class TableFingerprints
 
     /// <summary>Both sides' fingerprints as stored in <c>replicator.verification.fingerprints</c>.</summary>
     public static string ToJson(IReadOnlyDictionary<string, string> source, IReadOnlyDictionary<string, string> target) =>
-        JsonSerializer.Serialize(new Dictionary<string, IReadOnlyDictionary<string, string>> { ["source"] = source, ["target"] = target });
+        JsonSerializer.Serialize(new Dictionary<string, IReadOnlyDictionary<string, string>> { ["source"] = source, ["target"] = target }, CoreJson.Default.DictionaryStringIReadOnlyDictionaryStringString);
 
     /// <summary>Reads what <see cref="ToJson"/> wrote; null sides when the JSON is null or malformed.</summary>
     public static (Dictionary<string, string>? Source, Dictionary<string, string>? Target) FromJson(string? json)
@@ -46,7 +46,7 @@ public static class TableFingerprints
             return (null, null);
         try
         {
-            var both = JsonSerializer.Deserialize<Dictionary<string, Dictionary<string, string>>>(json);
+            var both = JsonSerializer.Deserialize(json, CoreJson.Default.DictionaryStringDictionaryStringString);
             return (both?.GetValueOrDefault("source"), both?.GetValueOrDefault("target"));
         }
         catch (JsonException)

@@ -70,7 +70,7 @@ public sealed class PostgresServers
         var script =
             $"while kill -0 {Environment.ProcessId} 2>/dev/null; do sleep 1; done; " +
             $"for d in '{baseDirectory}'/*/; do [ -f \"$d/postmaster.pid\" ] && {asUser}'{bin}/pg_ctl' -D \"$d\" -m immediate stop >/dev/null 2>&1; done; " +
-            $"rm -rf '{baseDirectory}'; pkill -f '{Path.Combine(AppContext.BaseDirectory, "replicator.dll")}' || true";
+            $"rm -rf '{baseDirectory}'; pkill -f '{(ProcessRunner.Cli.Prefix.Length > 0 ? ProcessRunner.Cli.Prefix[0] : ProcessRunner.Cli.Program)}' || true";
         var start = new ProcessStartInfo("setsid", ["bash", "-c", script])
         {
             UseShellExecute = false,

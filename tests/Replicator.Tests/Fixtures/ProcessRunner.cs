@@ -42,6 +42,16 @@ public static class ProcessRunner
         return new ProcessResult(process.ExitCode, await stdout, await stderr);
     }
 
+    /// <summary>
+    /// The CLI the tests start as a process: <c>CLI_UNDER_TEST</c> when set (not a <c>REPLICATOR_*</c> name: those are settings) — scripts/test.sh sets it
+    /// to what <c>./replicator</c> built, the native (AOT) executable users run — else this build's
+    /// replicator.dll under dotnet (a plain <c>dotnet test</c>).
+    /// </summary>
+    public static (string Program, string[] Prefix) Cli { get; } =
+        Environment.GetEnvironmentVariable("CLI_UNDER_TEST") is { Length: > 0 } exe
+            ? (exe, [])
+            : ("dotnet", [Path.Combine(AppContext.BaseDirectory, "replicator.dll")]);
+
     private static readonly List<Process> Started = [];
 
     static ProcessRunner()
@@ -77,7 +87,7 @@ public static class ProcessRunner
 
     private static Process StartReplicatorProcess(IEnumerable<string> args, string log)
     {
-        var start = new ProcessStartInfo("bash", ["-c", "exec dotnet \"$0\" \"$@\" >>\"$LOG\" 2>&1", Path.Combine(AppContext.BaseDirectory, "replicator.dll"), .. args])
+        var start = new ProcessStartInfo("bash", ["-c", "exec \"$0\" \"$@\" >>\"$LOG\" 2>&1", Cli.Program, .. Cli.Prefix, .. args])
         {
             UseShellExecute = false,
         };
@@ -97,7 +107,7 @@ public static class ProcessRunner
 
     /// <summary>Runs the replicator CLI (the build copied next to the tests) as its own process.</summary>
     public static Task<ProcessResult> ReplicatorAsync(IEnumerable<string> args, IDictionary<string, string?>? environment = null, TimeSpan? timeout = null) =>
-        RunAsync("dotnet", [Path.Combine(AppContext.BaseDirectory, "replicator.dll"), .. args], environment: environment, timeout: timeout);
+        RunAsync(Cli.Program, [.. Cli.Prefix, .. args], environment: environment, timeout: timeout);
 
     /// <summary>Polls <paramref name="done"/> every 200 ms while <paramref name="process"/> runs, failing with its log if it exits or <paramref name="deadline"/> passes.</summary>
     public static async Task WaitWhileRunningAsync(Process process, string log, DateTime deadline, Func<Task<bool>> done)

@@ -38,7 +38,7 @@ internal static class SnapshotTestHelpers
     /// <summary>Starts the CLI without waiting (so a test can kill it).</summary>
     public static Process Start(IEnumerable<string> args, System.Text.StringBuilder output)
     {
-        var start = new ProcessStartInfo("dotnet", [Path.Combine(AppContext.BaseDirectory, "replicator.dll"), .. args])
+        var start = new ProcessStartInfo(ProcessRunner.Cli.Program, [.. ProcessRunner.Cli.Prefix, .. args])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
