@@ -17,6 +17,8 @@ scale="${1:-50}"
 jobs="${2:-4}"
 runs="${RUNS:-1}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$root/scripts/lib/install.sh"
+ensure_bench_packages  # pgcopydb: a fresh machine does not have it
 CLUSTER_SETTINGS="max_replication_slots = 32
 max_wal_senders = 32
 max_logical_replication_workers = 8

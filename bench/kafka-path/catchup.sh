@@ -13,9 +13,11 @@ BACKLOG_SECONDS=${BACKLOG_SECONDS:-20}
 TRIALS=${TRIALS:-2}
 trap 'stop_pids TERM "${kafka_pid:-}"; [ "${KEEP:-0}" = 1 ] || stop_clusters' EXIT
 # One frozen build for every trial (the ./replicator wrapper rebuilds when a source changes, which
-# would land inside a timed trial while the sources are being edited).
-dotnet build "$root/src/Cli/Replicator.Cli.csproj" -c Release -o "$BENCH_DIR/cli" --nologo -v q -clp:ErrorsOnly >&2
-cli="$BENCH_DIR/cli/replicator.dll"  # started with plain 'dotnet "$cli"' so that $! is the process itself
+# would land inside a timed trial while the sources are being edited): what ./replicator built
+# (the native executable, or the ReadyToRun build where AOT is unavailable), copied.
+"$root/replicator" --help >/dev/null
+cp -r "$root/artifacts/cli" "$BENCH_DIR/cli"
+if [ -f "$BENCH_DIR/cli/replicator.dll" ]; then cli=(dotnet "$BENCH_DIR/cli/replicator.dll"); else cli=("$BENCH_DIR/cli/replicator"); fi
 start_cluster SRC
 start_cluster TGT
 echo "clusters: source :$SRC_PORT, target :$TGT_PORT, dir $BENCH_DIR" >&2
@@ -42,7 +44,7 @@ trial() { # $1 = db, rest = extra args; prints seconds until the last history ro
   local db=$1; shift
   local t0 pid progress="$BENCH_DIR/progress-$db.txt"
   t0=$(now)
-  dotnet "$cli" run --source "postgres://postgres@127.0.0.1:$SRC_PORT/bench" --target "postgres://postgres@127.0.0.1:$TGT_PORT/$db" \
+  "${cli[@]}" run --source "postgres://postgres@127.0.0.1:$SRC_PORT/bench" --target "postgres://postgres@127.0.0.1:$TGT_PORT/$db" \
     --slot "${db}_slot" --metrics-listen 127.0.0.1:0 --log-level "${LOG_LEVEL:-Warning}" "$@" >>"$BENCH_DIR/run-$db.log" 2>&1 &
   pid=$!
   : >"$progress"
@@ -52,13 +54,14 @@ trial() { # $1 = db, rest = extra args; prints seconds until the last history ro
     if [ $((n % 20)) = 0 ]; then echo "$(elapsed "$t0" "$(now)") $(psql_at "$TGT_PORT" "$db" -c "SELECT count(*) FROM pgbench_history" 2>/dev/null)" >>"$progress"; fi
   done
   elapsed "$t0" "$(now)"
+  echo "  $db: process CPU $(awk '{printf "%.2f s (user %.2f, system %.2f)", ($14+$15)/100, $14/100, $15/100}' "/proc/$pid/stat")" >&2
   kill -TERM "$pid"; wait "$pid" || true
 }
 
 for i in $(seq 1 "$TRIALS"); do
   load1=$(cut -d' ' -f1 /proc/loadavg)
   te=$(trial "e$i")
-  dotnet "$cli" dev-kafka >"$BENCH_DIR/kafka$i.out" 2>/dev/null &
+  "${cli[@]}" dev-kafka >"$BENCH_DIR/kafka$i.out" 2>/dev/null &
   kafka_pid=$!
   until [ -s "$BENCH_DIR/kafka$i.out" ]; do sleep 0.1; done
   tk=$(trial "k$i" --buffer kafka --kafka-bootstrap "$(head -1 "$BENCH_DIR/kafka$i.out")" --topic-prefix "bench$i")
