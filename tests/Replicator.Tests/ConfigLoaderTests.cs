@@ -1,3 +1,5 @@
+using System.Diagnostics.CodeAnalysis;
+using System.Reflection;
 using Replicator.Core.Configuration;
 
 namespace Replicator.Tests;
@@ -139,5 +141,29 @@ public class ConfigLoaderTests
         var options = ConfigLoader.Load(null, null, NoEnvironment);
         var e = Assert.Throws<ConfigurationException>(() => ConfigLoader.ResolveTarget(options));
         Assert.Contains("Target:ConnectionString: is not set; pass --target", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Every_options_class_is_kept_for_the_unknown_key_check_of_the_native_build()
+    {
+        // The native executable keeps an options class's properties for ConfigLoader's reflection
+        // only when CheckKeys names it in a DynamicDependency; a class left out would make every
+        // key of its section "unknown" there (here, under the JIT, nothing would show it).
+        var check = typeof(ConfigLoader).GetMethod("CheckKeys", BindingFlags.NonPublic | BindingFlags.Static)!;
+        var kept = check.GetCustomAttributes<DynamicDependencyAttribute>().Select(a => a.Type).ToHashSet();
+        var sections = new HashSet<Type>();
+        void Walk(Type type)
+        {
+            foreach (var property in type.GetProperties(BindingFlags.Public | BindingFlags.Instance))
+            {
+                var t = property.PropertyType;
+                if (t.IsClass && t.Namespace == typeof(ReplicatorOptions).Namespace && sections.Add(t))
+                    Walk(t);
+            }
+        }
+
+        Walk(typeof(ReplicatorOptions));
+        Assert.NotEmpty(sections);
+        Assert.Empty(sections.Where(t => !kept.Contains(t)).Select(t => t.Name));
     }
 }

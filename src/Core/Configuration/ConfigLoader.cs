@@ -159,8 +159,8 @@ public static class ConfigLoader
     }
 
     // Reflection over the options classes: the nested classes' properties are kept for it by the
-    // DynamicDependency attributes (a class added to ReplicatorOptions belongs in this list; the
-    // ConfigTests reject an unknown key under each section, which fails for a class left out).
+    // DynamicDependency attributes (a class added to ReplicatorOptions belongs in this list;
+    // ConfigLoaderTests fails for a class left out).
     [DynamicDependency(DynamicallyAccessedMemberTypes.PublicProperties, typeof(EndpointOptions))]
     [DynamicDependency(DynamicallyAccessedMemberTypes.PublicProperties, typeof(SnapshotOptions))]
     [DynamicDependency(DynamicallyAccessedMemberTypes.PublicProperties, typeof(CaptureOptions))]
