@@ -48,7 +48,9 @@ median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {m = NR % 2 ? a[(N
 echo "building replicator (Release)..." >&2
 "$root/replicator" --help >/dev/null
 # the build is done: run the built program itself, so an edit during the run cannot start a rebuild inside a timing
-replicator() { if [ -f "$root/artifacts/cli/replicator.dll" ]; then dotnet "$root/artifacts/cli/replicator.dll" "$@"; else "$root/artifacts/cli/replicator" "$@"; fi; }
+source "$root/scripts/lib/cli.sh"
+cli_in "$root/artifacts/cli"
+replicator() { "${CLI[@]}" "$@"; }
 echo "pgbench scale $scale on source ($bin)..." >&2
 psql -X -q "postgres://postgres@127.0.0.1:$sport/postgres" -c "CREATE DATABASE bench"
 "$bin/pgbench" -i -q -s "$scale" --foreign-keys "$src" >/dev/null 2>&1

@@ -10,9 +10,13 @@ ensure_packages
 scripts/check-deploy.sh  # deploy/: kustomize overlays, yamllint, promtool rule checks and unit tests
 
 # The CLI as users run it: ./replicator builds it (a native, ahead-of-time compiled executable
-# where the toolchain allows). The tests that start replicator as a process run this executable.
+# where the toolchain allows). The tests that start replicator as a process run that executable;
+# after a fallback build (a replicator.dll under dotnet, as ./replicator runs it) they run the test
+# build's own replicator.dll, the same code.
 "$root/replicator" --help >/dev/null
-export CLI_UNDER_TEST="$root/artifacts/cli/replicator"
+source scripts/lib/cli.sh
+cli_in "$root/artifacts/cli"
+if [ ${#CLI[@]} = 1 ]; then export CLI_UNDER_TEST="${CLI[0]}"; fi
 
 results="$root/artifacts/test-results"
 rm -rf "$results"

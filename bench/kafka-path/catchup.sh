@@ -17,7 +17,9 @@ trap 'stop_pids TERM "${kafka_pid:-}"; [ "${KEEP:-0}" = 1 ] || stop_clusters' EX
 # (the native executable, or the ReadyToRun build where AOT is unavailable), copied.
 "$root/replicator" --help >/dev/null
 cp -r "$root/artifacts/cli" "$BENCH_DIR/cli"
-if [ -f "$BENCH_DIR/cli/replicator.dll" ]; then cli=(dotnet "$BENCH_DIR/cli/replicator.dll"); else cli=("$BENCH_DIR/cli/replicator"); fi
+source "$root/scripts/lib/cli.sh"
+cli_in "$BENCH_DIR/cli"
+cli=("${CLI[@]}")
 start_cluster SRC
 start_cluster TGT
 echo "clusters: source :$SRC_PORT, target :$TGT_PORT, dir $BENCH_DIR" >&2
