@@ -87,10 +87,8 @@ echo "native caught up in ${t_native}s" >&2
 
 t_kafka="-"
 if [ "$KAFKA" = 1 ]; then
-  "$root/replicator" dev-kafka >"$BENCH_DIR/kafka.out" 2>/dev/null &
-  kafka_pid=$!
-  until [ -s "$BENCH_DIR/kafka.out" ]; do sleep 0.1; done
-  bootstrap=$(head -1 "$BENCH_DIR/kafka.out")
+  start_dev_kafka "$root/replicator"
+  bootstrap=$kafka_bootstrap
   settle
   t0=$(now)
   "$root/replicator" run --buffer kafka --kafka-bootstrap "$bootstrap" --topic-prefix bench --source "postgres://postgres@127.0.0.1:$SRC_PORT/bench" \

@@ -8,6 +8,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 source "$root/bench/lib/clusters.sh"
+source "$root/scripts/lib/install.sh"
+ensure_packages  # librdkafka: a fresh machine does not have it
 SCALE=${1:-20}
 BACKLOG_SECONDS=${BACKLOG_SECONDS:-20}
 TRIALS=${TRIALS:-2}
@@ -63,10 +65,8 @@ trial() { # $1 = db, rest = extra args; prints seconds until the last history ro
 for i in $(seq 1 "$TRIALS"); do
   load1=$(cut -d' ' -f1 /proc/loadavg)
   te=$(trial "e$i")
-  "${cli[@]}" dev-kafka >"$BENCH_DIR/kafka$i.out" 2>/dev/null &
-  kafka_pid=$!
-  until [ -s "$BENCH_DIR/kafka$i.out" ]; do sleep 0.1; done
-  tk=$(trial "k$i" --buffer kafka --kafka-bootstrap "$(head -1 "$BENCH_DIR/kafka$i.out")" --topic-prefix "bench$i")
+  start_dev_kafka "${cli[@]}"
+  tk=$(trial "k$i" --buffer kafka --kafka-bootstrap "$kafka_bootstrap" --topic-prefix "bench$i")
   kill "$kafka_pid"; wait "$kafka_pid" 2>/dev/null || true; kafka_pid=
   load2=$(cut -d' ' -f1 /proc/loadavg)
   echo "trial $i ($txns txns, scale $SCALE, $(date -u +%H:%M) UTC, load $load1 → $load2): embedded ${te}s, kafka ${tk}s, kafka/embedded speed $(ratio "$te" "$tk")×"

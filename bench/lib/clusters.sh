@@ -61,3 +61,21 @@ wait_slot_caught_up() {
     sleep 0.05
   done
 }
+
+# start_dev_kafka CLI... : starts 'CLI dev-kafka' (librdkafka's mock cluster) in the background,
+# sets kafka_pid and kafka_bootstrap; stops the script with its error output if it exits first
+# (e.g. librdkafka missing) instead of waiting for an address that never comes.
+start_dev_kafka() {
+  local out="$BENCH_DIR/kafka-$RANDOM"
+  "$@" dev-kafka >"$out.out" 2>"$out.err" &
+  kafka_pid=$!
+  until [ -s "$out.out" ]; do
+    if ! kill -0 "$kafka_pid" 2>/dev/null; then
+      echo "dev-kafka exited before printing its address:" >&2
+      cat "$out.err" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  kafka_bootstrap=$(head -1 "$out.out")
+}
