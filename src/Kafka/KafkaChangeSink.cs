@@ -53,6 +53,7 @@ public sealed class KafkaChangeSink : IDisposable
 {
     private readonly IProducer<byte[]?, byte[]?> _producer;
     private readonly DebeziumSerializer _serializer;
+    private readonly RecordArrays.Reused _arrays = new();
     private readonly ILogger _logger;
     private readonly string _transactionTopic;
     private readonly Lock _lock = new();
@@ -65,7 +66,7 @@ public sealed class KafkaChangeSink : IDisposable
     public KafkaChangeSink(KafkaSinkOptions options, IPostgresTypeResolver? types = null, ILogger? logger = null)
     {
         _logger = logger ?? NullLogger.Instance;
-        _serializer = new DebeziumSerializer(options.Format, types);
+        _serializer = new DebeziumSerializer(options.Format, types, arrays: _arrays);
         _transactionTopic = options.Format.TransactionTopic;
         _producer = KafkaClientSecurity.Build(() => new ProducerBuilder<byte[]?, byte[]?>(ProducerConfigFor(options))
             .SetErrorHandler((_, e) => _logger.ClientError("producer", e.Reason))
@@ -145,8 +146,16 @@ public sealed class KafkaChangeSink : IDisposable
             tracked = _open ?? throw new InvalidOperationException($"{change.GetType().Name} outside a transaction: the change stream is not framed");
         }
 
-        foreach (var record in _serializer.Serialize(change))
-            await ProduceAsync(record, tracked, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            foreach (var record in _serializer.Serialize(change))
+                await ProduceAsync(record, tracked, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            // librdkafka copied each record as it was produced: their arrays serve the next event.
+            _arrays.ReturnAll();
+        }
 
         NpgsqlLogSequenceNumber? complete = change switch
         {
@@ -171,11 +180,18 @@ public sealed class KafkaChangeSink : IDisposable
     /// and move no LSN: <see cref="DurableLsn"/> does not depend on them; <see cref="FlushAsync"/>
     /// waits for them like for any record.
     /// </summary>
-    public ValueTask WriteSnapshotRowAsync(StreamRelation relation, IReadOnlyList<ColumnValue> row, SnapshotMarker marker, NpgsqlLogSequenceNumber snapshotLsn,
+    public async ValueTask WriteSnapshotRowAsync(StreamRelation relation, IReadOnlyList<ColumnValue> row, SnapshotMarker marker, NpgsqlLogSequenceNumber snapshotLsn,
         DateTimeOffset snapshotTime, CancellationToken cancellationToken)
     {
         ThrowIfFailed();
-        return ProduceAsync(_serializer.SerializeSnapshotRow(relation, row, marker, snapshotLsn, snapshotTime), _snapshotRows, cancellationToken);
+        try
+        {
+            await ProduceAsync(_serializer.SerializeSnapshotRow(relation, row, marker, snapshotLsn, snapshotTime), _snapshotRows, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _arrays.ReturnAll();
+        }
     }
 
     private readonly Tracked _snapshotRows = new();
