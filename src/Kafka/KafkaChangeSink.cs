@@ -195,6 +195,8 @@ public sealed class KafkaChangeSink : IDisposable
     }
 
     private readonly Tracked _snapshotRows = new();
+    private readonly HashSet<string> _knownTopics = new(StringComparer.Ordinal);
+    private readonly List<Task> _warming = [];
 
     private async ValueTask ProduceAsync(DebeziumRecord record, Tracked tracked, CancellationToken cancellationToken)
     {
@@ -206,10 +208,17 @@ public sealed class KafkaChangeSink : IDisposable
                 message.Headers.Add(k, v);
         }
 
+        var topic = record.Topic;
+        if (_knownTopics.Add(topic))
+        {
+            // Off this path: the records are queued meanwhile, and a broker that is slow to answer must not stall capture.
+            _warming.RemoveAll(t => t.IsCompleted);
+            _warming.Add(Task.Run(() => TopicWarmUp.Warm(_producer.Handle, [topic], _logger, "producer"), CancellationToken.None));
+        }
+
         lock (_lock)
             tracked.Outstanding++;
         Interlocked.Increment(ref _inFlight);
-        var topic = record.Topic;
         void Report(DeliveryReport<byte[]?, byte[]?> report) => OnDelivery(report, tracked, topic);
         while (true)
         {
@@ -294,7 +303,20 @@ public sealed class KafkaChangeSink : IDisposable
             ThrowIfFailed();
         }, cancellationToken);
 
-    public void Dispose() => _producer.Dispose();
+    public void Dispose()
+    {
+        // A metadata request still running uses the producer's handle.
+        try
+        {
+            Task.WaitAll([.. _warming], TimeSpan.FromSeconds(10));
+        }
+        catch (AggregateException)
+        {
+            // Only a warm-up: nothing depends on it.
+        }
+
+        _producer.Dispose();
+    }
 
     [SuppressMessage("Design", "CA1812", Justification = "instantiated above")]
     private sealed class Tracked

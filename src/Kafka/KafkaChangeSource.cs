@@ -143,8 +143,14 @@ public sealed class KafkaChangeSource : IDisposable
         _startOffsets = startOffsets ?? new Dictionary<(string, int), long>();
         _orderer.StartFrom(_startOffsets, AppliedThrough);
         // Nothing to read until Capture (or a connector) has created a topic of the prefix.
-        while (AssignNew(await MetadataAsync(cancellationToken).ConfigureAwait(false)) == 0)
-            await Task.Delay(200, cancellationToken).ConfigureAwait(false);
+        // Nothing to read until Capture (or a connector) has created a topic of the prefix: looked
+        // for soon (a capture started with this applier creates them within milliseconds), then less often.
+        for (var wait = 50; ; wait = Math.Min(wait * 2, TopicLookupIntervalMs))
+        {
+            if (AssignNew(await MetadataAsync(cancellationToken).ConfigureAwait(false)) != 0)
+                break;
+            await Task.Delay(wait, cancellationToken).ConfigureAwait(false);
+        }
         Task<Metadata?>? lookup = null;
         var nextLookup = Environment.TickCount64 + 200;
         var transactionPartition = new TopicPartition(TransactionTopic, new Partition(0));
@@ -310,34 +316,13 @@ public sealed class KafkaChangeSource : IDisposable
 
         if (added.Count > 0)
         {
-            WarmMetadata(added);
+            // Before assigning: the start offset look-up needs the leaders (else 1.5 s to the first record, measured).
+            TopicWarmUp.Warm(_consumer.Handle, added.Select(p => p.Topic).Distinct(), _logger, "consumer");
             _consumer.IncrementalAssign(added);
             _logger.PartitionsAssigned(string.Join(", ", added.Select(p => $"{p.Topic}[{p.Partition.Value}]@{p.Offset}")));
         }
 
         return _assigned.Count;
-    }
-
-    /// <summary>
-    /// Has the consumer's own handle learn the new topics' partition leaders before they are assigned.
-    /// Otherwise librdkafka finds them by its once-a-second topic scan and then retries the start
-    /// offset look-up after 500 ms: about 1.5 s between assignment and the first record (measured),
-    /// at every start. (A dependent admin client spins while it lives, see <see cref="MetadataAsync"/>;
-    /// this one lives for one request per new topic.)
-    /// </summary>
-    private void WarmMetadata(List<TopicPartitionOffset> added)
-    {
-        try
-        {
-            using var admin = new DependentAdminClientBuilder(_consumer.Handle).Build();
-            foreach (var topic in added.Select(p => p.Topic).Distinct())
-                admin.GetMetadata(topic, TimeSpan.FromSeconds(5));
-        }
-        catch (KafkaException e)
-        {
-            // Only a delay: the consumer finds the leaders itself.
-            _logger.ClientError("consumer", e.Error.Reason);
-        }
     }
 
     /// <summary>The cluster's topics; null (logged) when the broker did not answer in time: the next look follows.</summary>

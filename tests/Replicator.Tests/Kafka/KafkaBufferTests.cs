@@ -43,6 +43,21 @@ public class KafkaBufferTests(KafkaFixture kafka) : IClassFixture<KafkaFixture>
     ];
 
     [Fact]
+    public void Warming_a_new_topic_over_a_producer_handle_creates_it_and_gives_its_partitions_at_once()
+    {
+        // librdkafka would otherwise ask for a topic it has just started using at its once-a-second scan (TopicWarmUp).
+        var topic = NewPrefix() + ".public.customers";
+        using var admin = new AdminClientBuilder(new AdminClientConfig { BootstrapServers = kafka.BootstrapServers }).Build();
+        Assert.DoesNotContain(admin.GetMetadata(TimeSpan.FromSeconds(10)).Topics, t => t.Topic == topic);
+
+        using var producer = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = kafka.BootstrapServers }).Build();
+        TopicWarmUp.Warm(producer.Handle, [topic], Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, "producer");
+
+        var created = Assert.Single(admin.GetMetadata(TimeSpan.FromSeconds(10)).Topics, t => t.Topic == topic);
+        Assert.NotEmpty(created.Partitions);
+    }
+
+    [Fact]
     public async Task Source_to_Kafka_to_applier_yields_the_same_transactions_in_commit_order()
     {
         var prefix = NewPrefix();
