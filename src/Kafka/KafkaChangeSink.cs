@@ -53,7 +53,6 @@ public sealed class KafkaChangeSink : IDisposable
 {
     private readonly IProducer<byte[]?, byte[]?> _producer;
     private readonly DebeziumSerializer _serializer;
-    private readonly RecordArrays.Reused _arrays = new();
     private readonly ILogger _logger;
     private readonly string _transactionTopic;
     private readonly Lock _lock = new();
@@ -66,7 +65,7 @@ public sealed class KafkaChangeSink : IDisposable
     public KafkaChangeSink(KafkaSinkOptions options, IPostgresTypeResolver? types = null, ILogger? logger = null)
     {
         _logger = logger ?? NullLogger.Instance;
-        _serializer = new DebeziumSerializer(options.Format, types, arrays: _arrays);
+        _serializer = new DebeziumSerializer(options.Format, types);
         _transactionTopic = options.Format.TransactionTopic;
         _producer = KafkaClientSecurity.Build(() => new ProducerBuilder<byte[]?, byte[]?>(ProducerConfigFor(options))
             .SetErrorHandler((_, e) => _logger.ClientError("producer", e.Reason))
@@ -146,16 +145,8 @@ public sealed class KafkaChangeSink : IDisposable
             tracked = _open ?? throw new InvalidOperationException($"{change.GetType().Name} outside a transaction: the change stream is not framed");
         }
 
-        try
-        {
-            foreach (var record in _serializer.Serialize(change))
-                await ProduceAsync(record, tracked, cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            // librdkafka copied each record as it was produced: their arrays serve the next event.
-            _arrays.ReturnAll();
-        }
+        foreach (var record in _serializer.Serialize(change))
+            await ProduceAsync(record, tracked, cancellationToken).ConfigureAwait(false);
 
         NpgsqlLogSequenceNumber? complete = change switch
         {
@@ -180,18 +171,11 @@ public sealed class KafkaChangeSink : IDisposable
     /// and move no LSN: <see cref="DurableLsn"/> does not depend on them; <see cref="FlushAsync"/>
     /// waits for them like for any record.
     /// </summary>
-    public async ValueTask WriteSnapshotRowAsync(StreamRelation relation, IReadOnlyList<ColumnValue> row, SnapshotMarker marker, NpgsqlLogSequenceNumber snapshotLsn,
+    public ValueTask WriteSnapshotRowAsync(StreamRelation relation, IReadOnlyList<ColumnValue> row, SnapshotMarker marker, NpgsqlLogSequenceNumber snapshotLsn,
         DateTimeOffset snapshotTime, CancellationToken cancellationToken)
     {
         ThrowIfFailed();
-        try
-        {
-            await ProduceAsync(_serializer.SerializeSnapshotRow(relation, row, marker, snapshotLsn, snapshotTime), _snapshotRows, cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            _arrays.ReturnAll();
-        }
+        return ProduceAsync(_serializer.SerializeSnapshotRow(relation, row, marker, snapshotLsn, snapshotTime), _snapshotRows, cancellationToken);
     }
 
     private readonly Tracked _snapshotRows = new();

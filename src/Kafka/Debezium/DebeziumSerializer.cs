@@ -95,7 +95,6 @@ public sealed class DebeziumSerializer
     private readonly JsonEncodedText _encodedDatabase;
     private readonly IPostgresTypeResolver _types;
     private readonly Func<DateTimeOffset> _clock;
-    private readonly RecordArrays _arrays;
     private readonly ConditionalWeakTable<StreamRelation, RelationShape> _shapes = new();
     private readonly ArrayBufferWriter<byte> _buffer = new(4096);
 
@@ -107,10 +106,8 @@ public sealed class DebeziumSerializer
     private NpgsqlLogSequenceNumber? _lastCommitLsn;
 
     /// <param name="clock">The processing time for the envelope's ts_ms/ts_us/ts_ns (injectable for golden tests).</param>
-    /// <param name="arrays">Where keys and values are held (<see cref="RecordArrays.New"/> by default: records stay valid).</param>
-    public DebeziumSerializer(DebeziumOptions options, IPostgresTypeResolver? types = null, Func<DateTimeOffset>? clock = null, RecordArrays? arrays = null)
+    public DebeziumSerializer(DebeziumOptions options, IPostgresTypeResolver? types = null, Func<DateTimeOffset>? clock = null)
     {
-        _arrays = arrays ?? RecordArrays.New;
         _options = options;
         _encodedVersion = Names.Encode(options.ConnectorVersion);
         _encodedServerName = Names.Encode(options.EffectiveServerName);
@@ -504,12 +501,12 @@ public sealed class DebeziumSerializer
     }
 
     /// <summary>Closes what <see cref="BeginEnvelope"/> opened and returns the record's bytes.</summary>
-    private byte[] EndEnvelope(Utf8JsonWriter w, ArrayBufferWriter<byte> buffer)
+    private static byte[] EndEnvelope(Utf8JsonWriter w, ArrayBufferWriter<byte> buffer)
     {
         w.WriteEndObject();
         w.WriteEndObject();
         w.Flush();
-        return _arrays.Hold(buffer.WrittenSpan);
+        return buffer.WrittenSpan.ToArray();
     }
 
     private static byte[] SchemaJson(ConnectSchema schema)
