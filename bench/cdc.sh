@@ -22,8 +22,7 @@ LIVE_SECONDS=${LIVE_SECONDS:-30}
 KAFKA=${KAFKA:-1}
 trap 'stop_pids TERM "${kafka_pid:-}"; stop_clusters' EXIT
 
-echo "building replicator..." >&2
-"$root/replicator" --help >/dev/null
+freeze_cli "$root"
 start_cluster SRC
 start_cluster TGT
 echo "clusters: source :$SRC_PORT, target :$TGT_PORT (scale $SCALE)" >&2
@@ -65,7 +64,7 @@ log="$BENCH_DIR/replicator.log"
 settle
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 t0=$(now)
-"$root/replicator" run --source "postgres://postgres@127.0.0.1:$SRC_PORT/bench" --target "postgres://postgres@127.0.0.1:$TGT_PORT/rep" \
+"${CLI[@]}" run --source "postgres://postgres@127.0.0.1:$SRC_PORT/bench" --target "postgres://postgres@127.0.0.1:$TGT_PORT/rep" \
   --slot rep_slot --metrics-listen 127.0.0.1:0 --log-level Warning >>"$log" 2>&1 &
 rep_pid=$!
 wait_slot_caught_up "$SRC_PORT" bench rep_slot "$goal"
@@ -87,11 +86,11 @@ echo "native caught up in ${t_native}s" >&2
 
 t_kafka="-"
 if [ "$KAFKA" = 1 ]; then
-  start_dev_kafka "$root/replicator"
+  start_dev_kafka "${CLI[@]}"
   bootstrap=$kafka_bootstrap
   settle
   t0=$(now)
-  "$root/replicator" run --buffer kafka --kafka-bootstrap "$bootstrap" --topic-prefix bench --source "postgres://postgres@127.0.0.1:$SRC_PORT/bench" \
+  "${CLI[@]}" run --buffer kafka --kafka-bootstrap "$bootstrap" --topic-prefix bench --source "postgres://postgres@127.0.0.1:$SRC_PORT/bench" \
     --target "postgres://postgres@127.0.0.1:$TGT_PORT/kaf" --slot kaf_slot --metrics-listen 127.0.0.1:0 --log-level Warning >>"$BENCH_DIR/kafka-run.log" 2>&1 &
   kaf_pid=$!
   # Through Kafka the slot is confirmed when Kafka has the events, before they are applied: wait for the target itself.

@@ -26,7 +26,7 @@ AFTER=${AFTER:-5}
 trap 'stop_pids TERM "${rep_pid:-}" "${writer_pid:-}"; stop_clusters' EXIT
 
 echo "building replicator and the writer..." >&2
-"$root/replicator" --help >/dev/null
+freeze_cli "$root"
 build_writer
 start_cluster SRC
 start_cluster TGT
@@ -43,7 +43,7 @@ tgt() { echo "postgres://postgres@127.0.0.1:$TGT_PORT/$1"; }
 
 # ---- (1) replicator ----
 log="$BENCH_DIR/replicator.log"
-"$root/replicator" run --source "$(src rep)" --target "$(tgt rep)" --metrics-listen 127.0.0.1:0 --log-level Warning >>"$log" 2>&1 &
+"${CLI[@]}" run --source "$(src rep)" --target "$(tgt rep)" --metrics-listen 127.0.0.1:0 --log-level Warning >>"$log" 2>&1 &
 rep_pid=$!
 until [ "$(psql_at "$TGT_PORT" rep -c "SELECT count(*) FROM pg_tables WHERE schemaname = 'replicator' AND tablename = 'position'" 2>/dev/null)" = 1 ] \
    && [ "$(psql_at "$TGT_PORT" rep -c "SELECT count(*) FROM replicator.position" 2>/dev/null)" = 1 ]; do
@@ -53,9 +53,9 @@ done
 echo "replicator: snapshot done, streaming" >&2
 writer_start rep "$(src rep)" "$RATE"
 sleep 2
-"$root/replicator" verify --source "$(src rep)" --target "$(tgt rep)" >"$BENCH_DIR/verify.txt" || { cat "$BENCH_DIR/verify.txt" >&2; exit 1; }
+"${CLI[@]}" verify --source "$(src rep)" --target "$(tgt rep)" >"$BENCH_DIR/verify.txt" || { cat "$BENCH_DIR/verify.txt" >&2; exit 1; }
 sleep "$BEFORE"
-"$root/replicator" cutover --source "$(src rep)" --target "$(tgt rep)" --format json --log-level Debug \
+"${CLI[@]}" cutover --source "$(src rep)" --target "$(tgt rep)" --format json --log-level Debug \
   --switch-command "$(writer_hook rep)" >"$BENCH_DIR/cutover.json" 2>>"$log" \
   || { cat "$BENCH_DIR/cutover.json" "$log" >&2; exit 1; }
 sleep "$AFTER"

@@ -9,12 +9,12 @@ ensure_packages
 source "$root/bench/lib/clusters.sh"
 ROWS=${1:-2000000}
 trap 'stop_pids TERM "${rep_pid:-}"; stop_clusters' EXIT
-"$root/replicator" --help >/dev/null
+freeze_cli "$root"
 start_cluster SRC
 start_cluster TGT
 for p in $SRC_PORT $TGT_PORT; do psql_at "$p" postgres -c "CREATE DATABASE big"; done
 psql_at "$SRC_PORT" big -c "CREATE TABLE item (id bigint PRIMARY KEY, name text, price numeric(12,2), at timestamptz)"
-"$root/replicator" run --source "postgres://postgres@127.0.0.1:$SRC_PORT/big" --target "postgres://postgres@127.0.0.1:$TGT_PORT/big" \
+"${CLI[@]}" run --source "postgres://postgres@127.0.0.1:$SRC_PORT/big" --target "postgres://postgres@127.0.0.1:$TGT_PORT/big" \
   --metrics-listen 127.0.0.1:0 --log-level Warning >"$BENCH_DIR/replicator.log" 2>&1 &
 rep_pid=$!
 until psql_at "$TGT_PORT" big -c "SELECT 1 FROM replicator.position" 2>/dev/null | grep -q 1; do sleep 0.5; done

@@ -45,11 +45,7 @@ psql_t() { local db="$1"; shift; psql -X -q -v ON_ERROR_STOP=1 "$(tgt "$db")" "$
 secs() { printf '%.1f' "$(elapsed "$1" "$2")"; }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {m = NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2; printf "%.1f", m}'; }
 
-echo "building replicator (Release)..." >&2
-"$root/replicator" --help >/dev/null
-# the build is done: run the built program itself, so an edit during the run cannot start a rebuild inside a timing
-source "$root/scripts/lib/cli.sh"
-cli_in "$root/artifacts/cli"
+freeze_cli "$root"
 replicator() { "${CLI[@]}" "$@"; }
 echo "pgbench scale $scale on source ($bin)..." >&2
 psql -X -q "postgres://postgres@127.0.0.1:$sport/postgres" -c "CREATE DATABASE bench"

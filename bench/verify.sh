@@ -31,8 +31,8 @@ t0=$(now)
 psql_at "$TGT_PORT" bench -c "VACUUM ANALYZE"
 echo "loaded scale $SCALE on both sides in $(elapsed "$t0" "$(now)") s"
 
-dotnet build "$root/src/Cli" -c Release -v q -clp:ErrorsOnly -o "$BENCH_DIR/bin" >/dev/null
-VERIFY=(dotnet "$BENCH_DIR/bin/replicator.dll" verify --source "$SRC" --target "$TGT" --jobs "$JOBS" --log-level Warning)
+freeze_cli "$root"
+VERIFY=("${CLI[@]}" verify --source "$SRC" --target "$TGT" --jobs "$JOBS" --log-level Warning)
 
 BASELINE_SQL="SET extra_float_digits = 3;"
 for t in pgbench_accounts pgbench_branches pgbench_tellers pgbench_history; do

@@ -14,13 +14,7 @@ SCALE=${1:-20}
 BACKLOG_SECONDS=${BACKLOG_SECONDS:-20}
 TRIALS=${TRIALS:-2}
 trap 'stop_pids TERM "${kafka_pid:-}"; [ "${KEEP:-0}" = 1 ] || stop_clusters' EXIT
-# One frozen build for every trial (the ./replicator wrapper rebuilds when a source changes, which
-# would land inside a timed trial while the sources are being edited): what ./replicator built
-# (the native executable, or the ReadyToRun build where AOT is unavailable), copied.
-"$root/replicator" --help >/dev/null
-cp -r "$root/artifacts/cli" "$BENCH_DIR/cli"
-source "$root/scripts/lib/cli.sh"
-cli_in "$BENCH_DIR/cli"
+freeze_cli "$root"  # one frozen build for every trial
 cli=("${CLI[@]}")
 start_cluster SRC
 start_cluster TGT

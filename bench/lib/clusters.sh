@@ -79,3 +79,16 @@ start_dev_kafka() {
   done
   kafka_bootstrap=$(head -1 "$out.out")
 }
+
+# freeze_cli ROOT : builds the CLI (ROOT/replicator) and copies the build under $BENCH_DIR, setting
+# the array CLI to run that copy. Every timing then runs one frozen build: ./replicator rebuilds when
+# a source file changes, and an edit during a benchmark would otherwise put a build inside a timed run.
+freeze_cli() {
+  local root=$1
+  echo "building replicator..." >&2
+  "$root/replicator" --help >/dev/null
+  rm -rf "$BENCH_DIR/cli"
+  cp -r "$root/artifacts/cli" "$BENCH_DIR/cli"
+  source "$root/scripts/lib/cli.sh"
+  cli_in "$BENCH_DIR/cli"
+}
