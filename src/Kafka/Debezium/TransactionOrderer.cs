@@ -174,11 +174,10 @@ public sealed class TransactionOrderer
             case DecodedChange { TransactionKey: { } txKey } change:
                 if (!_pending.TryGetValue(txKey, out var pending))
                     _pending[txKey] = pending = new Pending();
-                Hold(tp, record.Position.Offset);
-                pending.Positions.Add(record.Position);
+                pending.Positions.Add((Hold(tp, record.Position.Offset), record.Position.Offset));
                 // A producer restart (Capture resumes from the slot) writes a transaction again:
-                // the same event has the same total_order, so a repeat replaces, never adds.
-                if (!pending.Events.TryAdd(change.TotalOrder, change))
+                // the same event has the same total_order, so a repeat is not added.
+                if (!pending.TryAdd(change))
                     break;
                 CountBuffered();
                 break;
@@ -267,9 +266,7 @@ public sealed class TransactionOrderer
             throw new InvalidOperationException($"transaction {end.TransactionKey}: {have} distinct change events arrived but its END at {end.Position} counts {expected}: records from another producer or a corrupted topic?");
 
         Discharge(end);
-        var events = new List<DecodedChange>(have);
-        if (pending is not null)
-            events.AddRange(pending.Events.Values);
+        var events = pending?.Events ?? [];
 
         // Without an exact position, the highest change LSN, forced to grow so the applier's
         // skip-at-or-below stays correct.
@@ -351,8 +348,8 @@ public sealed class TransactionOrderer
         if (_pending.Remove(end.TransactionKey, out var pending))
         {
             _buffered -= pending.Events.Count;
-            foreach (var p in pending.Positions)
-                Release((p.Topic, p.Partition), p.Offset);
+            foreach (var (partition, offset) in pending.Positions)
+                partition.Held!.Remove(offset);
         }
 
         Release((end.Position.Topic, end.Position.Partition), end.Position.Offset);
@@ -364,7 +361,18 @@ public sealed class TransactionOrderer
     /// <summary>How many change events an END promises for the collections consumed.</summary>
     private long Expected(DecodedTransactionMarker end)
     {
-        // Checked again for every record while a transaction waits at the head: plain loops, no LINQ.
+        // Asked again for every record while a transaction waits at the head: computed once per END.
+        if (ReferenceEquals(end, _expectedFor))
+            return _expected;
+        _expectedFor = end;
+        return _expected = CountExpected(end);
+    }
+
+    private DecodedTransactionMarker? _expectedFor;
+    private long _expected;
+
+    private long CountExpected(DecodedTransactionMarker end)
+    {
         if (end.DataCollections is null)
             return end.EventCount ?? 0;
         long expected = 0;
@@ -409,7 +417,12 @@ public sealed class TransactionOrderer
         }
     }
 
-    private void Hold((string, int) tp, long offset) => (Advance(tp, offset).Held ??= []).Add(offset);
+    private PartitionState Hold((string, int) tp, long offset)
+    {
+        var state = Advance(tp, offset);
+        (state.Held ??= []).Add(offset);
+        return state;
+    }
 
     private void Release((string, int) tp, long offset) => _partitions[tp].Held!.Remove(offset);
 
@@ -447,9 +460,40 @@ public sealed class TransactionOrderer
 
     private sealed class Pending
     {
-        public SortedDictionary<long, DecodedChange> Events { get; } = [];
+        /// <summary>The transaction's change events, ascending by total_order, each total_order once.</summary>
+        public List<DecodedChange> Events { get; } = [];
 
-        public List<KafkaPosition> Positions { get; } = [];
+        /// <summary>Where they were read (repeats included): released together with the transaction.</summary>
+        public List<(PartitionState Partition, long Offset)> Positions { get; } = [];
+
+        /// <summary>Adds <paramref name="change"/> in total_order; false for a repeat of one already here.</summary>
+        public bool TryAdd(DecodedChange change)
+        {
+            // A transaction's events come from several partitions, so not always in order: a short
+            // sorted list (a binary search for the rest), no tree nodes per event.
+            var order = change.TotalOrder;
+            if (Events.Count == 0 || Events[^1].TotalOrder < order)
+            {
+                Events.Add(change);
+                return true;
+            }
+
+            int lo = 0, hi = Events.Count - 1;
+            while (lo <= hi)
+            {
+                var mid = (lo + hi) >>> 1;
+                var at = Events[mid].TotalOrder;
+                if (at == order)
+                    return false;
+                if (at < order)
+                    lo = mid + 1;
+                else
+                    hi = mid - 1;
+            }
+
+            Events.Insert(lo, change);
+            return true;
+        }
     }
 
     /// <summary>
