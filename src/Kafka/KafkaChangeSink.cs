@@ -180,7 +180,9 @@ public sealed class KafkaChangeSink : IDisposable
 
     private readonly Tracked _snapshotRows = new();
     private readonly HashSet<string> _knownTopics = new(StringComparer.Ordinal);
-    private readonly List<Task> _warming = [];
+    private readonly System.Collections.Concurrent.BlockingCollection<string> _toWarm = new();
+    private Thread? _warmer;
+    private volatile bool _disposing;
 
     private async ValueTask ProduceAsync(DebeziumRecord record, Tracked tracked, CancellationToken cancellationToken)
     {
@@ -194,11 +196,7 @@ public sealed class KafkaChangeSink : IDisposable
 
         var topic = record.Topic;
         if (_knownTopics.Add(topic))
-        {
-            // Off this path: the records are queued meanwhile, and a broker that is slow to answer must not stall capture.
-            _warming.RemoveAll(t => t.IsCompleted);
-            _warming.Add(Task.Run(() => TopicWarmUp.Warm(_producer.Handle, [topic], _logger, "producer"), CancellationToken.None));
-        }
+            Warm(topic);
 
         lock (_lock)
             tracked.Outstanding++;
@@ -287,19 +285,36 @@ public sealed class KafkaChangeSink : IDisposable
             ThrowIfFailed();
         }, cancellationToken);
 
+    /// <summary>
+    /// Has the producer learn a new topic at once (<see cref="TopicWarmUp"/>), on a thread of its own:
+    /// a look-up waits up to seconds for a broker that is down, which must stall neither the capture
+    /// nor the thread pool; one topic after another, as they come.
+    /// </summary>
+    private void Warm(string topic)
+    {
+        _toWarm.Add(topic);
+        if (_warmer is not null)
+            return;
+        _warmer = new Thread(() =>
+        {
+            foreach (var next in _toWarm.GetConsumingEnumerable())
+            {
+                if (!_disposing)
+                    TopicWarmUp.Warm(_producer.Handle, [next], _logger, "producer");
+            }
+        })
+        { IsBackground = true, Name = "replicator-topic-warm-up" };
+        _warmer.Start();
+    }
+
     public void Dispose()
     {
-        // A metadata request still running uses the producer's handle.
-        try
-        {
-            Task.WaitAll([.. _warming], TimeSpan.FromSeconds(10));
-        }
-        catch (AggregateException)
-        {
-            // Only a warm-up: nothing depends on it.
-        }
-
+        // A look-up still running uses the producer's handle: it ends within its timeout.
+        _disposing = true;
+        _toWarm.CompleteAdding();
+        _warmer?.Join(TimeSpan.FromSeconds(10));
         _producer.Dispose();
+        _toWarm.Dispose();
     }
 
     [SuppressMessage("Design", "CA1812", Justification = "instantiated above")]

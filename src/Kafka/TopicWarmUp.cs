@@ -32,5 +32,9 @@ internal static class TopicWarmUp
         {
             logger.ClientError(client, e.Error.Reason);
         }
+        catch (ObjectDisposedException)
+        {
+            // The client is closing: nothing to learn any more.
+        }
     }
 }

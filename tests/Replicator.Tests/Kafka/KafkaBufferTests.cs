@@ -281,8 +281,9 @@ public class KafkaBufferTests(KafkaFixture kafka) : IClassFixture<KafkaFixture>
     [Fact]
     public async Task Without_a_broker_acknowledgement_the_durable_LSN_does_not_move_and_a_failed_delivery_stops_the_sink()
     {
-        // Nothing listens on port 1: records stay unacknowledged, then time out.
-        using var sink = Sink(NewPrefix(), new Dictionary<string, string> { ["message.timeout.ms"] = "1500" }, bootstrap: "127.0.0.1:1");
+        // Nothing listens on port 1: records stay unacknowledged, then time out (after 5 s: well
+        // after the look below, even on a machine busy with the rest of the suite).
+        using var sink = Sink(NewPrefix(), new Dictionary<string, string> { ["message.timeout.ms"] = "5000" }, bootstrap: "127.0.0.1:1");
         await WriteAllAsync(sink, [Begin(1, 1000), Insert(Customers, 900, "1", "Anne"), Commit(1, 1000, 1010)]);
         await Task.Delay(500);
         Assert.Null(sink.DurableLsn);
