@@ -309,6 +309,8 @@ public sealed class KafkaChangeSink : IDisposable
 
     public void Dispose()
     {
+        if (_disposing)
+            return;
         // A look-up still running uses the producer's handle: it ends within its timeout.
         _disposing = true;
         _toWarm.CompleteAdding();

@@ -142,7 +142,6 @@ public sealed class KafkaChangeSource : IDisposable
     {
         _startOffsets = startOffsets ?? new Dictionary<(string, int), long>();
         _orderer.StartFrom(_startOffsets, AppliedThrough);
-        // Nothing to read until Capture (or a connector) has created a topic of the prefix.
         // Nothing to read until Capture (or a connector) has created a topic of the prefix: looked
         // for soon (a capture started with this applier creates them within milliseconds), then less often.
         for (var wait = 50; ; wait = Math.Min(wait * 2, TopicLookupIntervalMs))
