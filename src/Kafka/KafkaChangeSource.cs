@@ -97,6 +97,12 @@ public sealed class KafkaChangeSource : IDisposable
             // 500 ms a caught-up applier stalled for a third of a catch-up (measured: 2.0-2.8 s of
             // empty-queue waits in 11-12 s; 0.5-0.6 s with 100 ms).
             FetchWaitMaxMs = 100,
+            // Up to 8 MB per partition per fetch instead of librdkafka's 1 MB: a catch-up reads large
+            // records (a pgbench event is 3.6 KB with its schema) from a few hot partitions, and the
+            // consumer loop waited on an empty queue for 1.2-2 s of a 6 s catch-up. Six alternating
+            // pairs of trials on two backlogs: faster in five (5 % on average), equal in one.
+            // Prefetched records stay bounded by queued.max.messages.kbytes (64 MB).
+            MaxPartitionFetchBytes = 8 << 20,
         };
         KafkaClientSecurity.Apply(config, options.SaslUsername, options.SaslPassword, options.Extra);
         return config;

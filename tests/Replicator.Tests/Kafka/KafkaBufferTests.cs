@@ -342,6 +342,7 @@ public class KafkaBufferTests(KafkaFixture kafka) : IClassFixture<KafkaFixture>
         Assert.True(consumer.EnableAutoCommit);
         Assert.False(consumer.EnableAutoOffsetStore);
         Assert.Equal(AutoOffsetReset.Error, consumer.AutoOffsetReset);
+        Assert.Equal(8 << 20, consumer.MaxPartitionFetchBytes);
     }
 }
 
