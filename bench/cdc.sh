@@ -87,10 +87,9 @@ echo "native caught up in ${t_native}s" >&2
 t_kafka="-"
 if [ "$KAFKA" = 1 ]; then
   start_dev_kafka "${CLI[@]}"
-  bootstrap=$kafka_bootstrap
   settle
   t0=$(now)
-  "${CLI[@]}" run --buffer kafka --kafka-bootstrap "$bootstrap" --topic-prefix bench --source "postgres://postgres@127.0.0.1:$SRC_PORT/bench" \
+  "${CLI[@]}" run --buffer kafka --kafka-bootstrap "$kafka_bootstrap" --topic-prefix bench --source "postgres://postgres@127.0.0.1:$SRC_PORT/bench" \
     --target "postgres://postgres@127.0.0.1:$TGT_PORT/kaf" --slot kaf_slot --metrics-listen 127.0.0.1:0 --log-level Warning >>"$BENCH_DIR/kafka-run.log" 2>&1 &
   kaf_pid=$!
   # Through Kafka the slot is confirmed when Kafka has the events, before they are applied: wait for the target itself.

@@ -25,8 +25,8 @@ BEFORE=${BEFORE:-10}
 AFTER=${AFTER:-5}
 trap 'stop_pids TERM "${rep_pid:-}" "${writer_pid:-}"; stop_clusters' EXIT
 
-echo "building replicator and the writer..." >&2
 freeze_cli "$root"
+echo "building the writer..." >&2
 build_writer
 start_cluster SRC
 start_cluster TGT

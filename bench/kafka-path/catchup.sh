@@ -15,7 +15,6 @@ BACKLOG_SECONDS=${BACKLOG_SECONDS:-20}
 TRIALS=${TRIALS:-2}
 trap 'stop_pids TERM "${kafka_pid:-}"; [ "${KEEP:-0}" = 1 ] || stop_clusters' EXIT
 freeze_cli "$root"  # one frozen build for every trial
-cli=("${CLI[@]}")
 start_cluster SRC
 start_cluster TGT
 echo "clusters: source :$SRC_PORT, target :$TGT_PORT, dir $BENCH_DIR" >&2
@@ -42,7 +41,7 @@ trial() { # $1 = db, rest = extra args; prints seconds until the last history ro
   local db=$1; shift
   local t0 pid progress="$BENCH_DIR/progress-$db.txt"
   t0=$(now)
-  "${cli[@]}" run --source "postgres://postgres@127.0.0.1:$SRC_PORT/bench" --target "postgres://postgres@127.0.0.1:$TGT_PORT/$db" \
+  "${CLI[@]}" run --source "postgres://postgres@127.0.0.1:$SRC_PORT/bench" --target "postgres://postgres@127.0.0.1:$TGT_PORT/$db" \
     --slot "${db}_slot" --metrics-listen 127.0.0.1:0 --log-level "${LOG_LEVEL:-Warning}" "$@" >>"$BENCH_DIR/run-$db.log" 2>&1 &
   pid=$!
   : >"$progress"
@@ -59,7 +58,7 @@ trial() { # $1 = db, rest = extra args; prints seconds until the last history ro
 for i in $(seq 1 "$TRIALS"); do
   load1=$(cut -d' ' -f1 /proc/loadavg)
   te=$(trial "e$i")
-  start_dev_kafka "${cli[@]}"
+  start_dev_kafka "${CLI[@]}"
   tk=$(trial "k$i" --buffer kafka --kafka-bootstrap "$kafka_bootstrap" --topic-prefix "bench$i")
   kill "$kafka_pid"; wait "$kafka_pid" 2>/dev/null || true; kafka_pid=
   load2=$(cut -d' ' -f1 /proc/loadavg)
