@@ -91,9 +91,14 @@ psql_s -c "SELECT pg_drop_replication_slot('bench_native')" >/dev/null
 psql_s -c "DROP PUBLICATION bench_pub"
 psql_t postgres -c "DROP DATABASE native"
 
+# What a copy must hold besides the rows: the same indexes and constraints, each as valid as on the source.
+objects_sql="SELECT string_agg(conname || ':' || contype || ':' || convalidated, ',' ORDER BY conname) || ' / ' || (SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes WHERE schemaname = 'public') FROM pg_constraint WHERE connamespace = 'public'::regnamespace"
+source_objects=$(psql_s -Atc "$objects_sql")
 check_rows() { # db
   local n; n=$(psql_t "$1" -Atc "SELECT count(*) FROM pgbench_accounts")
   [ "$n" = "$rows" ] || { echo "$1 has $n accounts rows, source $rows" >&2; exit 2; }
+  n=$(psql_t "$1" -Atc "$objects_sql")
+  [ "$n" = "$source_objects" ] || { echo "$1's indexes and constraints differ from the source's: $n (source: $source_objects)" >&2; exit 2; }
 }
 pgcopydb_runs=(); replicator_runs=(); phases=()
 for i in $(seq 1 "$runs"); do

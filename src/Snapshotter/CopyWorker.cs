@@ -46,7 +46,7 @@ public sealed class CopyWorker : IAsyncDisposable
 
     /// <summary>Opens a source session inside the exported snapshot and a target session.</summary>
     public static async Task<CopyWorker> OpenAsync(string sourceConnectionString, string targetConnectionString, string snapshotName,
-        NpgsqlLogSequenceNumber snapshotLsn, string? slotName, ISnapshotProgress progress, CancellationToken cancellationToken)
+        NpgsqlLogSequenceNumber snapshotLsn, string? slotName, bool replicaRole, ISnapshotProgress progress, CancellationToken cancellationToken)
     {
         var source = new NpgsqlConnection(CopyConnectionString(sourceConnectionString));
         var target = new NpgsqlConnection(CopyConnectionString(targetConnectionString));
@@ -58,7 +58,9 @@ public sealed class CopyWorker : IAsyncDisposable
             // A lost chunk commit (target crash) loses its done mark with it, so asynchronous
             // commit cannot make progress lie; the final hand-over commits synchronously.
             bool trackCounts;
-            await using (var cmd = new NpgsqlCommand("SET synchronous_commit = off; SET statement_timeout = 0; " + ConnectionInfo.CanonicalTextInputSql + "; SELECT current_setting('track_counts')::boolean", target))
+            // replicaRole: rows of one consistent snapshot, not checked against foreign keys created before them (SchemaCopy.EarlyForeignKeysAsync).
+            var replica = replicaRole ? "SET session_replication_role = replica; " : "";
+            await using (var cmd = new NpgsqlCommand("SET synchronous_commit = off; SET statement_timeout = 0; " + replica + ConnectionInfo.CanonicalTextInputSql + "; SELECT current_setting('track_counts')::boolean", target))
                 trackCounts = (bool)(await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
             return new CopyWorker(source, target, slotName, snapshotLsn, progress, trackCounts);
         }

@@ -40,6 +40,9 @@ internal static partial class LogMessages
     [LoggerMessage(3011, LogLevel.Information, "Sequences set on the target: {Count}")]
     public static partial void SequencesSet(this ILogger logger, int count);
 
+    [LoggerMessage(3021, LogLevel.Information, "{ForeignKeys} foreign keys to small tables created before the data ({Built} entries built now, keys they need included); their rows are loaded from the snapshot without per-row checks (Snapshot:ValidateForeignKeys = true builds them after the data instead)")]
+    public static partial void ForeignKeysBeforeData(this ILogger logger, int foreignKeys, int built);
+
     [LoggerMessage(3012, LogLevel.Information, "Post-data built: {Built} entries (indexes, constraints, triggers), {Skipped} already present")]
     public static partial void PostDataBuilt(this ILogger logger, int built, int skipped);
 

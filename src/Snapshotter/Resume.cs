@@ -143,13 +143,26 @@ public sealed class SnapshotState(NpgsqlConnection target, string slotName)
 
     /// <summary>
     /// Forgets the progress of <paramref name="table"/> and empties it on the target, in one
-    /// transaction, so it can be copied whole from the new snapshot.
+    /// transaction, so it can be copied whole from the new snapshot. A table that foreign keys
+    /// created before the data point at cannot be truncated: its rows are deleted without firing
+    /// the keys' actions (the referencing rows are snapshot rows too, replayed by replication).
     /// </summary>
     public async Task ResetTableAsync(TableInfo table, CancellationToken cancellationToken)
     {
         await using var tx = await target.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-        await using (var truncate = new NpgsqlCommand($"TRUNCATE ONLY {table.QuotedName}", target, tx))
+        await tx.SaveAsync("reset", cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await using var truncate = new NpgsqlCommand($"TRUNCATE ONLY {table.QuotedName}", target, tx);
             await truncate.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.FeatureNotSupported)
+        {
+            await tx.RollbackAsync("reset", cancellationToken).ConfigureAwait(false);
+            await using var delete = new NpgsqlCommand($"SET LOCAL session_replication_role = replica; DELETE FROM ONLY {table.QuotedName}", target, tx);
+            await delete.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
         await using (var cmd = new NpgsqlCommand("""
             UPDATE replicator.snapshot_chunk SET done_lsn = NULL, rows_copied = NULL, bytes_copied = NULL, done_at = NULL
             WHERE slot_name = $1 AND schema_name = $2 AND table_name = $3

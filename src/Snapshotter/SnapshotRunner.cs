@@ -156,6 +156,8 @@ public static class SnapshotRunner
             string preamble;
             List<PostDataEntry> postData;
             HashSet<uint> textTables;
+            var replicaCopy = false;
+            var builtBeforeData = new HashSet<string>(StringComparer.Ordinal);
             await using (snapshot)
             {
                 await reader.OpenAsync(cancellationToken).ConfigureAwait(false);
@@ -209,9 +211,26 @@ public static class SnapshotRunner
 
                 (preamble, postData) = await postDataTask.ConfigureAwait(false);
 
+                // 2b. foreign keys to small tables while the tables are empty (SchemaCopy.EarlyForeignKeysAsync);
+                // the data then goes in without row-by-row checks, which needs session_replication_role.
+                if (!options.Snapshot.ValidateForeignKeys)
+                {
+                    var early = await SchemaCopy.EarlyForeignKeysAsync(reader, leafTables, postData, cancellationToken).ConfigureAwait(false);
+                    if (early.Count > 0 && await MaySetReplicaRoleAsync(tgt, cancellationToken).ConfigureAwait(false))
+                    {
+                        replicaCopy = true;
+                        var already = state is null ? new HashSet<string>() : await state.LoadPostDataDoneAsync(cancellationToken).ConfigureAwait(false);
+                        var builtEarly = 0;
+                        await SchemaCopy.BuildPostDataAsync(targetCs, preamble, early, already, slotName, jobs,
+                            entry => prog.PostDataBuilt(entry.Key, already.Count + Interlocked.Increment(ref builtEarly), postData.Count), cancellationToken).ConfigureAwait(false);
+                        builtBeforeData.UnionWith(early.Select(e => e.Key));
+                        logger.ForeignKeysBeforeData(early.Count(e => e.Type == "FK CONSTRAINT"), builtEarly);
+                    }
+                }
+
                 // 3. data, each chunk counted on both sides as it passes (see CopyWorker.CopyAsync)
                 prog.Phase("copy");
-                var copied = await CopyChunksAsync(chunks, textTables, sourceCs, targetCs, snapshot, slotName, jobs, prog, logger, cancellationToken).ConfigureAwait(false);
+                var copied = await CopyChunksAsync(chunks, textTables, sourceCs, targetCs, snapshot, slotName, jobs, replicaCopy, prog, logger, cancellationToken).ConfigureAwait(false);
 
                 // 4. sequences, as of the snapshot
                 prog.Phase("sequences");
@@ -246,6 +265,7 @@ public static class SnapshotRunner
             // 6. post-data in parallel
             prog.Phase("post-data");
             var done = state is null ? new HashSet<string>() : await state.LoadPostDataDoneAsync(cancellationToken).ConfigureAwait(false);
+            done.UnionWith(builtBeforeData);
             var total = postData.Count;
             var built = 0;
             await SchemaCopy.BuildPostDataAsync(targetCs, preamble, postData, done, slotName, jobs,
@@ -396,10 +416,25 @@ public static class SnapshotRunner
         return result;
     }
 
+    /// <summary>Whether the target role may set <c>session_replication_role</c> (superusers; on PostgreSQL 15+ also roles granted SET on it).</summary>
+    private static async Task<bool> MaySetReplicaRoleAsync(NpgsqlConnection target, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await using var cmd = new NpgsqlCommand("SET session_replication_role = replica; RESET session_replication_role", target);
+            await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            return true;
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InsufficientPrivilege)
+        {
+            return false;
+        }
+    }
+
     private sealed record CopyOutcome(List<ChunkState> Chunks, ConcurrentDictionary<TableName, long> TargetCounts);
 
     private static async Task<CopyOutcome> CopyChunksAsync(List<ChunkState> chunks, HashSet<uint> textTables, string sourceCs, string targetCs,
-        ExportedSnapshot snapshot, string? slotName, int jobs, ISnapshotProgress progress, ILogger logger, CancellationToken cancellationToken)
+        ExportedSnapshot snapshot, string? slotName, int jobs, bool replicaRole, ISnapshotProgress progress, ILogger logger, CancellationToken cancellationToken)
     {
         var byTable = chunks.GroupBy(c => c.Chunk.Table).ToList();
         progress.Planned(byTable.Select(g => new TablePlan(g.Key.TableName, g.Count(), g.Count(c => c.DoneLsn is not null),
@@ -422,7 +457,7 @@ public static class SnapshotRunner
         {
             try
             {
-                await using var worker = await CopyWorker.OpenAsync(sourceCs, targetCs, snapshot.Name, snapshot.Lsn, slotName, progress, failed.Token).ConfigureAwait(false);
+                await using var worker = await CopyWorker.OpenAsync(sourceCs, targetCs, snapshot.Name, snapshot.Lsn, slotName, replicaRole, progress, failed.Token).ConfigureAwait(false);
                 while (queue.TryDequeue(out var chunk))
                 {
                     ChunkCopy copy;

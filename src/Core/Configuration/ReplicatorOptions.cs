@@ -58,6 +58,15 @@ public sealed class SnapshotOptions
     /// autovacuum reaches them, and autovacuum never analyzes a partitioned table itself.
     /// </summary>
     public bool Analyze { get; set; } = true;
+
+    /// <summary>
+    /// Build every foreign key after the data, each validated by a scan of its table on the target
+    /// (pg_restore's way). Off (default): a validated foreign key to a small table is created while
+    /// the tables are empty and the snapshot's rows go in without per-row checks, when the target
+    /// role may set session_replication_role; the scan would only confirm what the source's
+    /// constraint already guarantees for one consistent snapshot.
+    /// </summary>
+    public bool ValidateForeignKeys { get; set; }
 }
 
 public sealed class CaptureOptions

@@ -139,6 +139,45 @@ public class SnapshotResumeInProcessTests(PostgresFixture fixture) : IClassFixtu
     }
 
     [Fact]
+    public async Task A_table_a_foreign_key_points_at_since_before_the_data_is_emptied_without_truncate_and_copied_again_on_resume()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("snapshot resume referenced");
+        await Sql.ExecAsync(db.SourceConnectionString, """
+            CREATE TABLE public.parent (code int NOT NULL UNIQUE, b text);
+            ALTER TABLE public.parent REPLICA IDENTITY FULL;
+            INSERT INTO public.parent SELECT g, 'x' FROM generate_series(1, 300000) g;
+            CREATE TABLE public.child (id int PRIMARY KEY, code int REFERENCES public.parent (code));
+            INSERT INTO public.child SELECT g, g * 7 FROM generate_series(1, 1000) g;
+            ANALYZE;
+            """);
+        var options = new ReplicatorOptions { SlotName = "resume_referenced", PublicationName = "resume_referenced" };
+        options.Snapshot.Jobs = 1;
+        options.Snapshot.ChunkRows = 100_000;
+        var source = ConnectionInfo.Parse(db.SourceUri, "Source");
+        var target = ConnectionInfo.Parse(db.TargetUri, "Target");
+
+        using (var cts = new CancellationTokenSource())
+        {
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() =>
+                SnapshotRunner.RunAsync(options, source, target, NullLoggerFactory.Instance, new StopAfterFirstChunk("parent", cts), cts.Token));
+        }
+
+        // parent is split by pages (no integer primary key or identity index) and child's key to it exists already
+        Assert.Equal("1/3", (await Sql.RowsAsync(db.TargetConnectionString,
+            "SELECT count(done_lsn) || '/' || count(*) FROM replicator.snapshot_chunk WHERE table_name = 'parent' AND kind = 'ctid'"))[0]);
+        Assert.Equal("True", (await Sql.RowsAsync(db.TargetConnectionString, "SELECT convalidated::text FROM pg_constraint WHERE conname = 'child_code_fkey'"))[0], ignoreCase: true);
+        await Sql.ExecAsync(db.SourceConnectionString, "UPDATE public.parent SET b = 'moved' WHERE code < 10");
+
+        var result = await SnapshotRunner.RunAsync(options, source, target, NullLoggerFactory.Instance, null, CancellationToken.None);
+
+        Assert.True(result.Resumed);
+        Assert.Equal(await FingerprintAsync(db.SourceConnectionString), await FingerprintAsync(db.TargetConnectionString));
+        Assert.Equal(300_000, result.Tables.Single(t => t.Table.Name == "parent").TargetRows);
+        Assert.Equal(3, result.PostDataEntries);
+        Assert.Equal(3, await ScalarLongAsync(db.TargetConnectionString, "SELECT count(*) FROM replicator.snapshot_postdata"));
+    }
+
+    [Fact]
     public async Task A_snapshot_interrupted_while_building_indexes_resumes_and_builds_only_what_is_missing()
     {
         await using var db = await fixture.CreateDatabasesAsync("snapshot resume postdata");
