@@ -92,7 +92,7 @@ psql_s -c "DROP PUBLICATION bench_pub"
 psql_t postgres -c "DROP DATABASE native"
 
 # What a copy must hold besides the rows: the same indexes and constraints, each as valid as on the source.
-objects_sql="SELECT string_agg(conname || ':' || contype || ':' || convalidated, ',' ORDER BY conname) || ' / ' || (SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes WHERE schemaname = 'public') FROM pg_constraint WHERE connamespace = 'public'::regnamespace"
+objects_sql="SELECT string_agg(conname || ':' || contype::text || ':' || convalidated::text, ',' ORDER BY conname) || ' / ' || (SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes WHERE schemaname = 'public') FROM pg_constraint WHERE connamespace = 'public'::regnamespace"
 source_objects=$(psql_s -Atc "$objects_sql")
 check_rows() { # db
   local n; n=$(psql_t "$1" -Atc "SELECT count(*) FROM pgbench_accounts")
