@@ -40,7 +40,7 @@ internal static partial class LogMessages
     [LoggerMessage(3011, LogLevel.Information, "Sequences set on the target: {Count}")]
     public static partial void SequencesSet(this ILogger logger, int count);
 
-    [LoggerMessage(3021, LogLevel.Information, "{ForeignKeys} foreign keys to small tables created before the data ({Built} entries built now, keys they need included); their rows are loaded from the snapshot without per-row checks (Snapshot:ValidateForeignKeys = true builds them after the data instead)")]
+    [LoggerMessage(3021, LogLevel.Information, "Foreign keys to small tables created before the data: {ForeignKeys} ({Built} entries built now, with the keys they point at); their rows go in from the snapshot without per-row checks (--validate-foreign-keys builds them after the data instead)")]
     public static partial void ForeignKeysBeforeData(this ILogger logger, int foreignKeys, int built);
 
     [LoggerMessage(3012, LogLevel.Information, "Post-data built: {Built} entries (indexes, constraints, triggers), {Skipped} already present")]

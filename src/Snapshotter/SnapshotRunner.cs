@@ -158,6 +158,7 @@ public static class SnapshotRunner
             HashSet<uint> textTables;
             var replicaCopy = false;
             var builtBeforeData = new HashSet<string>(StringComparer.Ordinal);
+            var builtEarly = 0;
             await using (snapshot)
             {
                 await reader.OpenAsync(cancellationToken).ConfigureAwait(false);
@@ -220,7 +221,6 @@ public static class SnapshotRunner
                     {
                         replicaCopy = true;
                         var already = state is null ? new HashSet<string>() : await state.LoadPostDataDoneAsync(cancellationToken).ConfigureAwait(false);
-                        var builtEarly = 0;
                         await SchemaCopy.BuildPostDataAsync(targetCs, preamble, early, already, slotName, jobs,
                             entry => prog.PostDataBuilt(entry.Key, already.Count + Interlocked.Increment(ref builtEarly), postData.Count), cancellationToken).ConfigureAwait(false);
                         builtBeforeData.UnionWith(early.Select(e => e.Key));
@@ -270,7 +270,7 @@ public static class SnapshotRunner
             var built = 0;
             await SchemaCopy.BuildPostDataAsync(targetCs, preamble, postData, done, slotName, jobs,
                 entry => prog.PostDataBuilt(entry.Key, done.Count + Interlocked.Increment(ref built), total), cancellationToken).ConfigureAwait(false);
-            logger.PostDataBuilt(built, total - built);
+            logger.PostDataBuilt(built + builtEarly, total - built - builtEarly);
 
             // 6b. planner statistics (tables and top-level partitioned tables: ANALYZE of a
             // partitioned table covers its partitions)

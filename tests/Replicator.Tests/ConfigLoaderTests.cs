@@ -31,7 +31,7 @@ public class ConfigLoaderTests
     }
 
     [Theory]
-    [InlineData("Snapshot:Jobz", "1", "Snapshot:Jobz: unknown setting; known settings under Snapshot: Analyze, ChunkRows, CopyOwnership, Jobs")]
+    [InlineData("Snapshot:Jobz", "1", "Snapshot:Jobz: unknown setting; known settings under Snapshot: Analyze, ChunkRows, CopyOwnership, Jobs, ValidateForeignKeys")]
     [InlineData("Snapshot:Jobs", "many", "Snapshot:Jobs: 'many' is not a whole number")]
     [InlineData("Snapshot:Jobs", "0", "Snapshot:Jobs: must be greater than 0")]
     [InlineData("Buffer:Kind", "redis", "Buffer:Kind: 'redis' is not a buffer kind")]

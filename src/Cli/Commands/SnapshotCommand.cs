@@ -20,6 +20,10 @@ public static class SnapshotCommand
         var copyOwnership = new Option<bool>("--copy-ownership") { Description = "Copy owners and grants (needs the same roles on the target; off for managed targets)." };
         var noSlot = new Option<bool>("--no-slot") { Description = "One-off copy from a plain exported snapshot: no slot, no publication, no state on the target, not resumable." };
         var noAnalyze = new Option<bool>("--no-analyze") { Description = "Skip the final ANALYZE of the copied tables (Snapshot:Analyze; the planner then has no statistics until autovacuum runs)." };
+        var validateForeignKeys = new Option<bool>("--validate-foreign-keys")
+        {
+            Description = "Build every foreign key after the data and validate it by a scan (Snapshot:ValidateForeignKeys); by default a valid key to a small table is created before the data and its rows are not checked one by one.",
+        };
         var command = new Command("snapshot",
             "Copy schema, data and sequences from a consistent snapshot of the source: creates the publication and the slot (kept for " +
             "'replicator run'), restores pre-data, copies tables in parallel binary COPY chunks, sets sequences, builds indexes and " +
@@ -30,6 +34,7 @@ public static class SnapshotCommand
         command.Options.Add(copyOwnership);
         command.Options.Add(noSlot);
         command.Options.Add(noAnalyze);
+        command.Options.Add(validateForeignKeys);
         command.SetAction(async (parse, cancellationToken) =>
         {
             var options = globals.Load(parse);
@@ -37,6 +42,8 @@ public static class SnapshotCommand
                 options.Snapshot.CopyOwnership = true;
             if (parse.GetValue(noAnalyze))
                 options.Snapshot.Analyze = false;
+            if (parse.GetValue(validateForeignKeys))
+                options.Snapshot.ValidateForeignKeys = true;
             var source = ConfigLoader.ResolveSource(options);
             var target = ConfigLoader.ResolveTarget(options);
             var interactive = !Console.IsErrorRedirected && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive;

@@ -91,6 +91,7 @@ public class SnapshotCopyTests(PostgresFixture fixture) : IClassFixture<Postgres
         var textLine = Assert.Single(result.Stderr.Split('\n'), l => l.Contains("copied in text format", StringComparison.Ordinal));
         Assert.EndsWith(": Ünï \"Schema\".All Types", textLine.TrimEnd(), StringComparison.Ordinal);
         Assert.Contains("Ünï \"Schema\".All Types", result.Stdout, StringComparison.Ordinal);
+        Assert.Contains("Foreign keys to small tables created before the data: 1 (2 entries built now", result.Stderr, StringComparison.Ordinal); // "my table" → "UPPER Case"
 
         // post-data: indexes, keys, foreign keys, triggers; sequences at their snapshot values
         const string Objects = """
@@ -121,7 +122,7 @@ public class SnapshotCopyTests(PostgresFixture fixture) : IClassFixture<Postgres
     public async Task A_one_off_copy_without_a_slot_leaves_no_slot_publication_or_state_behind()
     {
         await using var db = await fixture.CreateDatabasesAsync("snapshot noslot");
-        await Sql.ExecAsync(db.SourceConnectionString, "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, g::text FROM generate_series(1, 1000) g; CREATE TABLE k (v text); INSERT INTO k VALUES ('x');");
+        await Sql.ExecAsync(db.SourceConnectionString, "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, g::text FROM generate_series(1, 1000) g; CREATE TABLE k (v text); INSERT INTO k VALUES ('x'); CREATE TABLE c (id int PRIMARY KEY, t_id int REFERENCES t); INSERT INTO c SELECT g, g FROM generate_series(1, 100) g;");
 
         var result = await ProcessRunner.ReplicatorAsync(Args(db, "--no-slot", "--slot", "noslot_never"));
 
@@ -130,6 +131,9 @@ public class SnapshotCopyTests(PostgresFixture fixture) : IClassFixture<Postgres
         Assert.Equal(0, await ScalarLongAsync(db.SourceConnectionString, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'noslot_never'"));
         Assert.Equal(0, await ScalarLongAsync(db.SourceConnectionString, "SELECT count(*) FROM pg_publication"));
         Assert.Equal(0, await ScalarLongAsync(db.TargetConnectionString, "SELECT count(*) FROM pg_namespace WHERE nspname = 'replicator'"));
+        // the foreign key went in before the data and was not built a second time after it
+        Assert.Contains("Foreign keys to small tables created before the data: 1 (2 entries built now", result.Stderr, StringComparison.Ordinal);
+        Assert.Equal(1, await ScalarLongAsync(db.TargetConnectionString, "SELECT count(*) FROM pg_constraint WHERE conname = 'c_t_id_fkey' AND convalidated"));
     }
 
     [Fact]

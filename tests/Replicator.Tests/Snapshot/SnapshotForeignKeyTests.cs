@@ -46,7 +46,7 @@ public class SnapshotForeignKeyTests(PostgresFixture fixture) : IClassFixture<Po
 
         var (result, log) = await SnapshotAsync(db);
 
-        Assert.True(log.Contains("2 foreign keys to small tables created before the data (4 entries built now"), log.Text);
+        Assert.True(log.Contains("Foreign keys to small tables created before the data: 2 (4 entries built now"), log.Text);
         Assert.Equal("code → codes:true,Accounts ü_bid_fkey:true,notes_aid_fkey:false".Split(',').Order(StringComparer.Ordinal),
             (await Sql.ScalarAsync<string>(db.TargetConnectionString, ForeignKeys))!.Split(',').Order(StringComparer.Ordinal));
         Assert.Equal(await Sql.ScalarAsync<string>(db.SourceConnectionString, ForeignKeys), await Sql.ScalarAsync<string>(db.TargetConnectionString, ForeignKeys));
