@@ -5,8 +5,8 @@ namespace Replicator.Verifier;
 /// <summary>
 /// Tables without a key (no primary key, no replica identity index): rows have no identity, so
 /// the table is compared as a multiset of row hashes. Count and hash sum first; if they differ,
-/// both sides group by row hash and the hashes whose counts differ are the differing rows, fetched
-/// whole for the report. Duplicated rows count: two copies on the source and one on the target is
+/// both sides group by row hash, in hash order, and the hashes whose counts differ (found by
+/// merging the two ordered streams) are the differing rows, fetched whole for the report. Duplicated rows count: two copies on the source and one on the target is
 /// one row missing.
 /// </summary>
 internal static class MultisetComparer
@@ -19,33 +19,50 @@ internal static class MultisetComparer
         public long Extra => Math.Max(0, TargetCount - SourceCount);
     }
 
+    /// <summary>
+    /// The row hashes whose copies differ in number, in hash order. Each side streams its
+    /// <c>(hash, count)</c> groups in hash order (the database sorts, spilling to disk past
+    /// <c>work_mem</c>) and the two streams are merged as they arrive: memory holds only the
+    /// differences, not every distinct row of a table that may have hundreds of millions.
+    /// </summary>
     public static async Task<List<HashCount>> DifferingHashesAsync(ConnectionPair pair, TableMatch table, CancellationToken cancellationToken)
     {
-        var s = CountsAsync(pair.Source, table.Source, cancellationToken);
-        var t = CountsAsync(pair.Target, table.Target, cancellationToken);
-        var source = await s.ConfigureAwait(false);
-        var target = await t.ConfigureAwait(false);
+        await using var sourceCommand = CountsCommand(pair.Source, table.Source);
+        await using var targetCommand = CountsCommand(pair.Target, table.Target);
+        var s = sourceCommand.ExecuteReaderAsync(cancellationToken);
+        var t = targetCommand.ExecuteReaderAsync(cancellationToken);
+        await using var source = await s.ConfigureAwait(false);
+        await using var target = await t.ConfigureAwait(false);
         var result = new List<HashCount>();
-        foreach (var hash in source.Keys.Union(target.Keys).Order())
+        var moreSource = await source.ReadAsync(cancellationToken).ConfigureAwait(false);
+        var moreTarget = await target.ReadAsync(cancellationToken).ConfigureAwait(false);
+        while (moreSource || moreTarget)
         {
-            var sc = source.GetValueOrDefault(hash);
-            var tc = target.GetValueOrDefault(hash);
-            if (sc != tc)
-                result.Add(new HashCount(hash, sc, tc));
+            var order = !moreTarget ? -1 : !moreSource ? 1 : source.GetInt64(0).CompareTo(target.GetInt64(0));
+            if (order < 0)
+            {
+                result.Add(new HashCount(source.GetInt64(0), source.GetInt64(1), 0));
+                moreSource = await source.ReadAsync(cancellationToken).ConfigureAwait(false);
+            }
+            else if (order > 0)
+            {
+                result.Add(new HashCount(target.GetInt64(0), 0, target.GetInt64(1)));
+                moreTarget = await target.ReadAsync(cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                if (source.GetInt64(1) != target.GetInt64(1))
+                    result.Add(new HashCount(source.GetInt64(0), source.GetInt64(1), target.GetInt64(1)));
+                moreSource = await source.ReadAsync(cancellationToken).ConfigureAwait(false);
+                moreTarget = await target.ReadAsync(cancellationToken).ConfigureAwait(false);
+            }
         }
 
         return result;
     }
 
-    private static async Task<Dictionary<long, long>> CountsAsync(NpgsqlConnection conn, CanonicalRow table, CancellationToken cancellationToken)
-    {
-        await using var cmd = new NpgsqlCommand($"SELECT {table.Hash}, count(*) FROM {table.FromItem} GROUP BY 1", conn);
-        var counts = new Dictionary<long, long>();
-        await using var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-            counts[reader.GetInt64(0)] = reader.GetInt64(1);
-        return counts;
-    }
+    private static NpgsqlCommand CountsCommand(NpgsqlConnection conn, CanonicalRow table) =>
+        new($"SELECT h, count(*) FROM (SELECT {table.Hash} AS h FROM {table.FromItem}) r GROUP BY h ORDER BY h", conn);
 
     /// <summary>One row (every compared column as text) per listed hash, from one side.</summary>
     public static async Task<Dictionary<long, string?[]>> RowsByHashAsync(NpgsqlConnection conn, CanonicalRow table, IReadOnlyList<long> hashes, CancellationToken cancellationToken)
