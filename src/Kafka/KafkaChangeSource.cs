@@ -157,6 +157,8 @@ public sealed class KafkaChangeSource : IDisposable
             await Task.Delay(wait, cancellationToken).ConfigureAwait(false);
         }
         Task<Metadata?>? lookup = null;
+        Task<DecodedBatch>? decoding = null;
+        var gathered = new List<ConsumedRecord>(DecodeBatchSize);
         var nextLookup = Environment.TickCount64 + 200;
         var transactionPartition = new TopicPartition(TransactionTopic, new Partition(0));
         try
@@ -176,13 +178,15 @@ public sealed class KafkaChangeSource : IDisposable
                     nextLookup = Environment.TickCount64 + (_assigned.Contains((TransactionTopic, 0)) ? TopicLookupIntervalMs : 200);
                 }
 
-                // Take what is already fetched without blocking; only an empty queue waits (off the
-                // caller's thread, with a short timeout so cancellation stays prompt).
+                // Take what is already fetched without blocking; only an empty queue with nothing
+                // gathered or being decoded waits (off the caller's thread, with a short timeout so
+                // cancellation stays prompt).
                 ConsumeResult<byte[]?, ConsumedValue?>? result;
                 try
                 {
-                    result = _consumer.Consume(TimeSpan.Zero)
-                        ?? await Task.Run(() => _consumer.Consume(TimeSpan.FromMilliseconds(200)), cancellationToken).ConfigureAwait(false);
+                    result = _consumer.Consume(TimeSpan.Zero);
+                    if (result is null && gathered.Count == 0 && decoding is null)
+                        result = await Task.Run(() => _consumer.Consume(TimeSpan.FromMilliseconds(200)), cancellationToken).ConfigureAwait(false);
                 }
                 catch (ConsumeException e) when (!e.Error.IsFatal && e.Error.Code == ErrorCode.UnknownTopicOrPart)
                 {
@@ -198,48 +202,107 @@ public sealed class KafkaChangeSource : IDisposable
                         + "nothing after them is applied. Give the topics a retention longer than the applier's longest stop (retention.ms, retention.bytes), then start over with a new snapshot (a new --slot and an empty target).", e);
                 }
 
-                if (result is null || result.IsPartitionEOF)
+                if (result is { IsPartitionEOF: false })
+                {
+                    var position = new KafkaPosition(result.Topic, result.Partition.Value, result.Offset.Value);
+                    if (_fromBeginning.Count > 0 && _fromBeginning.Remove((position.Topic, position.Partition)) && position.Offset > 0)
+                    {
+                        // The first record of a partition read from its beginning is not at offset 0: were records deleted?
+                        var low = await LowWatermarkAsync(result.TopicPartition, cancellationToken).ConfigureAwait(false);
+                        if (low > 0)
+                            _truncated[(position.Topic, position.Partition)] = low;
+                    }
+                    List<KeyValuePair<string, byte[]>>? headers = null;
+                    if (result.Message.Headers is { Count: > 0 } messageHeaders)
+                    {
+                        headers = new List<KeyValuePair<string, byte[]>>(messageHeaders.Count);
+                        foreach (var header in messageHeaders)
+                            headers.Add(new(header.Key, header.GetValueBytes()));
+                    }
+                    gathered.Add(new ConsumedRecord(position, result.Message.Key, result.Message.Value, headers));
+                    // Gather while records are ready, up to a batch.
+                    if (gathered.Count < DecodeBatchSize)
+                        continue;
+                }
+                else if (result is not null)
+                {
                     continue;
-                var position = new KafkaPosition(result.Topic, result.Partition.Value, result.Offset.Value);
-                if (_fromBeginning.Count > 0 && _fromBeginning.Remove((position.Topic, position.Partition)) && position.Offset > 0)
-                {
-                    // The first record of a partition read from its beginning is not at offset 0: were records deleted?
-                    var low = await LowWatermarkAsync(result.TopicPartition, cancellationToken).ConfigureAwait(false);
-                    if (low > 0)
-                        _truncated[(position.Topic, position.Partition)] = low;
-                }
-                List<KeyValuePair<string, byte[]>>? headers = null;
-                if (result.Message.Headers is { Count: > 0 } messageHeaders)
-                {
-                    headers = new List<KeyValuePair<string, byte[]>>(messageHeaders.Count);
-                    foreach (var header in messageHeaders)
-                        headers.Add(new(header.Key, header.GetValueBytes()));
-                }
-                var decoded = _deserializer.Decode(position, result.Message.Key, result.Message.Value, headers);
-                if (_truncated.Count > 0)
-                    CheckRetention(decoded);
-                foreach (var transaction in _orderer.Add(decoded))
-                {
-                    HandedOn(transaction);
-                    yield return transaction;
-                }
-                if (decoded is DecodedHeartbeat heartbeat)
-                {
-                    var watermark = await TransactionWatermarkAsync(transactionPartition, cancellationToken).ConfigureAwait(false);
-                    if (watermark is { } through)
-                        _orderer.AddHeartbeat(new Heartbeat(heartbeat.WalEnd, heartbeat.Time), (transactionPartition.Topic, 0), through);
                 }
 
-                if (_orderer.PendingHeartbeats > 0 && _orderer.TakeHeartbeat() is { } ready)
-                    yield return new OrderedHeartbeat(ready);
+                if (gathered.Count == 0 && decoding is null)
+                    continue;
+                // The JSON decoding, the larger part of the work per record, runs on a worker one batch
+                // at a time and in order, while this loop orders the batch decoded before and consumes
+                // the next: a catch-up was bound by this one loop with a core to spare.
+                var decoded = decoding is null ? null : await decoding.ConfigureAwait(false);
+                decoding = null;
+                if (gathered.Count > 0)
+                {
+                    var batch = gathered;
+                    gathered = new List<ConsumedRecord>(DecodeBatchSize);
+                    decoding = Task.Run(() => DecodeBatch(batch), CancellationToken.None);
+                }
+
+                if (decoded is null)
+                    continue;
+                foreach (var record in decoded.Records)
+                {
+                    if (_truncated.Count > 0)
+                        CheckRetention(record);
+                    foreach (var transaction in _orderer.Add(record))
+                    {
+                        HandedOn(transaction);
+                        yield return transaction;
+                    }
+                    if (record is DecodedHeartbeat heartbeat)
+                    {
+                        var watermark = await TransactionWatermarkAsync(transactionPartition, cancellationToken).ConfigureAwait(false);
+                        if (watermark is { } through)
+                            _orderer.AddHeartbeat(new Heartbeat(heartbeat.WalEnd, heartbeat.Time), (transactionPartition.Topic, 0), through);
+                    }
+
+                    if (_orderer.PendingHeartbeats > 0 && _orderer.TakeHeartbeat() is { } ready)
+                        yield return new OrderedHeartbeat(ready);
+                }
+
+                // A record that could not be read stops the stream after every record before it.
+                decoded.Failure?.Throw();
             }
         }
         finally
         {
-            // A lookup uses the consumer's handle: none may outlive this method.
+            // A lookup uses the consumer's handle: none may outlive this method; nor may a decoding.
             if (lookup is not null)
                 await ((Task)lookup).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            if (decoding is not null)
+                await ((Task)decoding).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         }
+    }
+
+    /// <summary>Records consumed before they are decoded together (a catch-up fills batches; a live stream sends each record on at once).</summary>
+    private const int DecodeBatchSize = 256;
+
+    private sealed record ConsumedRecord(KafkaPosition Position, byte[]? Key, ConsumedValue? Value, List<KeyValuePair<string, byte[]>>? Headers);
+
+    /// <summary>A batch's records decoded in order, up to the first that could not be read (<see cref="Failure"/>).</summary>
+    private sealed record DecodedBatch(List<DecodedRecord> Records, System.Runtime.ExceptionServices.ExceptionDispatchInfo? Failure);
+
+    private DecodedBatch DecodeBatch(List<ConsumedRecord> batch)
+    {
+        var records = new List<DecodedRecord>(batch.Count);
+        foreach (var r in batch)
+        {
+            try
+            {
+                records.Add(_deserializer.Decode(r.Position, r.Key, r.Value, r.Headers));
+            }
+            catch (Exception e)
+            {
+                return new DecodedBatch(records, System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e));
+            }
+        }
+
+        return new DecodedBatch(records, null);
     }
 
     private const int TopicLookupIntervalMs = 1000;

@@ -97,6 +97,43 @@ public class KafkaBufferTests(KafkaFixture kafka) : IClassFixture<KafkaFixture>
     }
 
     [Fact]
+    public async Task A_record_that_cannot_be_read_stops_the_stream_naming_its_position()
+    {
+        var prefix = NewPrefix();
+        using (var sink = Sink(prefix))
+        {
+            await WriteAllAsync(sink, Workload().Take(9)); // transactions 1 and 2
+            await sink.FlushAsync(TimeSpan.FromSeconds(30), CancellationToken.None);
+        }
+
+        DeliveryResult<byte[], byte[]> poison;
+        using (var producer = new ProducerBuilder<byte[], byte[]>(new ProducerConfig { BootstrapServers = kafka.BootstrapServers }).Build())
+            poison = await producer.ProduceAsync(prefix + ".public.customers", new Message<byte[], byte[]> { Key = "{}"u8.ToArray(), Value = "not json {"u8.ToArray() });
+        using (var sink = Sink(prefix))
+        {
+            await WriteAllAsync(sink, Workload().Skip(10)); // transaction 3
+            await sink.FlushAsync(TimeSpan.FromSeconds(30), CancellationToken.None);
+        }
+
+        var deserializer = new DebeziumDeserializer(DebeziumSourceSettings.Default, (s, t) => t == "customers" ? CustomersTable : t == "orders" ? OrdersTable : null);
+        using var source = new KafkaChangeSource(new KafkaSourceOptions { BootstrapServers = kafka.BootstrapServers, TopicPrefix = prefix, GroupId = prefix }, deserializer);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var handedOn = new List<uint>();
+        var e = await Assert.ThrowsAsync<DebeziumFormatException>(async () =>
+        {
+            await foreach (var t in source.ReadAsync(null, timeout.Token))
+                handedOn.Add(t.Begin.Xid);
+        });
+
+        Assert.Equal(poison.Partition.Value, e.Position.Partition);
+        Assert.Equal(poison.Offset.Value, e.Position.Offset);
+        Assert.Contains($"topic {prefix}.public.customers partition {poison.Partition.Value} offset {poison.Offset.Value}: value is not JSON", e.Message, StringComparison.Ordinal);
+        // Whatever was complete before it went on, in commit order (which records of the other
+        // partitions come first is up to the client), and the stream stopped there.
+        Assert.Equal(handedOn.Order(), handedOn);
+    }
+
+    [Fact]
     public async Task Transactions_written_again_by_a_restarted_capture_are_handed_on_once_and_hold_nothing_up()
     {
         // Capture writes 300 transactions, is "restarted" behind its acknowledgements and writes them
