@@ -58,8 +58,7 @@ public sealed record DecodedSkip(KafkaPosition Position, string Why) : DecodedRe
 /// are left out, a column the record does not carry becomes NULL in an insert and "unchanged" in an
 /// update, <c>__debezium_unavailable_value</c> becomes <see cref="ValueKind.UnchangedToast"/>.
 /// Every failure is a <see cref="DebeziumFormatException"/> naming topic, partition and offset.
-/// <see cref="Decode(KafkaPosition, byte[], ConsumedValue, IReadOnlyList{KeyValuePair{string, byte[]}})"/> is not thread-safe (it caches
-/// relations): one thread at a time; <see cref="Take"/> may run on another thread meanwhile.
+/// Not thread-safe (it caches relations).
 /// </summary>
 public sealed class DebeziumDeserializer
 {
@@ -258,12 +257,8 @@ public sealed class DebeziumDeserializer
 
     private static ReadOnlySpan<byte> PayloadStart => ",\"payload\":"u8;
 
-    /// <summary>
-    /// Per topic: the schema text its last enveloped record carried, and that schema parsed. Read by
-    /// <see cref="Take"/> on the consuming thread while <see cref="Decode(KafkaPosition, byte[], ConsumedValue, IReadOnlyList{KeyValuePair{string, byte[]}})"/>
-    /// may update it on another, hence concurrent.
-    /// </summary>
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, (byte[] Raw, ConnectSchema? Schema)> _topicEnvelopes = new(StringComparer.Ordinal);
+    /// <summary>Per topic: the schema text its last enveloped record carried, and that schema parsed.</summary>
+    private readonly Dictionary<string, (byte[] Raw, ConnectSchema? Schema)> _topicEnvelopes = new(StringComparer.Ordinal);
 
     /// <summary>
     /// The record is <c>{"schema":S,"payload":P}</c> (JsonConverter's compact layout) with S byte
