@@ -17,6 +17,8 @@ public class SnapshotForeignKeyTests(PostgresFixture fixture) : IClassFixture<Po
         ALTER TABLE public.codes REPLICA IDENTITY USING INDEX codes_code;
         CREATE TABLE public."Accounts ü" (aid int PRIMARY KEY, bid int REFERENCES public.branches, code text CONSTRAINT "code → codes" REFERENCES public.codes (code), abalance int);
         CREATE TABLE public.notes (id int PRIMARY KEY, aid int);
+        CREATE TABLE public.staff (id int PRIMARY KEY, boss int REFERENCES public.staff);
+        INSERT INTO public.staff SELECT g, nullif(g / 2, 0) FROM generate_series(1, 100) g;
         INSERT INTO public.branches SELECT g, 'b' || g FROM generate_series(1, 10) g;
         INSERT INTO public.codes SELECT 'c' || g, 'n' FROM generate_series(1, 20) g;
         INSERT INTO public."Accounts ü" SELECT g, g % 10 + 1, 'c' || (g % 20 + 1), 0 FROM generate_series(1, 20000) g;
@@ -46,14 +48,14 @@ public class SnapshotForeignKeyTests(PostgresFixture fixture) : IClassFixture<Po
 
         var (result, log) = await SnapshotAsync(db);
 
-        Assert.True(log.Contains("Foreign keys to small tables created before the data: 2 (4 entries built now"), log.Text);
-        Assert.Equal("code → codes:true,Accounts ü_bid_fkey:true,notes_aid_fkey:false".Split(',').Order(StringComparer.Ordinal),
+        Assert.True(log.Contains("Foreign keys to small tables created before the data: 3 (6 entries built now"), log.Text);
+        Assert.Equal("code → codes:true,Accounts ü_bid_fkey:true,notes_aid_fkey:false,staff_boss_fkey:true".Split(',').Order(StringComparer.Ordinal),
             (await Sql.ScalarAsync<string>(db.TargetConnectionString, ForeignKeys))!.Split(',').Order(StringComparer.Ordinal));
         Assert.Equal(await Sql.ScalarAsync<string>(db.SourceConnectionString, ForeignKeys), await Sql.ScalarAsync<string>(db.TargetConnectionString, ForeignKeys));
         Assert.Equal(await FingerprintAsync(db.SourceConnectionString), await FingerprintAsync(db.TargetConnectionString));
         // every entry built once and marked: the early ones are not built again after the data
         Assert.Equal(result.PostDataEntries, await ScalarLongAsync(db.TargetConnectionString, "SELECT count(*) FROM replicator.snapshot_postdata"));
-        Assert.Equal(7, result.PostDataEntries); // 3 primary keys, 1 unique index, 2 valid and 1 not valid foreign key
+        Assert.Equal(9, result.PostDataEntries); // 4 primary keys, 1 unique index, 3 valid (one to its own table) and 1 not valid foreign key
         // the keys hold for ordinary sessions on the target
         var violation = await Assert.ThrowsAsync<PostgresException>(() => Sql.ExecAsync(db.TargetConnectionString, "INSERT INTO public.\"Accounts ü\" VALUES (30000, 11, 'c1', 0)"));
         Assert.Equal(PostgresErrorCodes.ForeignKeyViolation, violation.SqlState);
