@@ -135,7 +135,7 @@ public sealed partial class SchemaCopy(PgTools tools, IReadOnlyDictionary<string
     /// under <c>session_replication_role = replica</c> are not checked one by one: they come from
     /// one consistent snapshot of a source where the constraint holds. Built after the data, each
     /// would scan its referencing table once more (pgbench's accounts → branches key: a 5M-row
-    /// scan, about 0.7 s, which no index build can overlap: the two lock each other out). A key
+    /// scan, about 0.6 s, which no index build can overlap: the two lock each other out). A key
     /// the source holds as NOT VALID stays in post-data (pg_dump restores it NOT VALID).
     /// <paramref name="snapshotSession"/> reads the catalog in the snapshot pg_dump read.
     /// </summary>
