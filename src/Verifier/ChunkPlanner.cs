@@ -53,8 +53,11 @@ internal static class ChunkPlanner
             // (its smallest) spreads the thresholds evenly; sample as many pages as buckets wanted.
             var pages = Math.Max(1.0, sizeBytes / 8192.0);
             percent = Math.Min(100.0, Math.Max(MinSamples / Math.Max(1.0, rows / pages), bucketCount * 1.0) * 100.0 / pages);
-            sql = $"SELECT ARRAY[min({table.Keys[0].QuotedName})::text] FROM {table.FromItem} TABLESAMPLE SYSTEM ($1) REPEATABLE (7) " +
-                  $"GROUP BY (ctid::text::point)[0] ORDER BY min({table.Keys[0].QuotedName})";
+            // DISTINCT ON rather than min(): it needs only the key type's ordering, which every key
+            // type has, where min/max aggregates are missing for some (ltree, the isn types).
+            var key = table.Keys[0].QuotedName;
+            sql = $"SELECT ARRAY[k::text] FROM (SELECT DISTINCT ON ((ctid::text::point)[0]) {key} AS k FROM {table.FromItem} TABLESAMPLE SYSTEM ($1) REPEATABLE (7) " +
+                  $"ORDER BY (ctid::text::point)[0], {key}) pages ORDER BY k";
         }
 
         var samples = new List<string[]>();

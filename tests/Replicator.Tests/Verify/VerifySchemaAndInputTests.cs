@@ -95,6 +95,37 @@ public class VerifySchemaAndInputTests(PostgresFixture fixture) : IClassFixture<
     }
 
     [Fact]
+    public async Task Keys_of_types_without_min_and_max_ltree_and_isn_are_chunked_and_their_differences_found()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("verify_ltree");
+        foreach (var cs in new[] { db.SourceConnectionString, db.TargetConnectionString })
+            await Sql.ExecAsync(cs, """
+                CREATE EXTENSION ltree;
+                CREATE EXTENSION isn;
+                CREATE TABLE public.paths (path ltree PRIMARY KEY, n int);
+                INSERT INTO public.paths SELECT ('top.b' || (g % 97) || '.leaf' || g)::ltree, g FROM generate_series(1, 40000) g;
+                CREATE TABLE public.books (isbn isbn13, copy int, n int, PRIMARY KEY (isbn, copy));
+                INSERT INTO public.books
+                    SELECT (d.s || (10 - (SELECT sum(substr(d.s, i, 1)::int * CASE WHEN i % 2 = 1 THEN 1 ELSE 3 END) FROM generate_series(1, 12) i) % 10) % 10)::isbn13, c, d.g
+                    FROM (SELECT g, '978' || lpad(g::text, 9, '0') AS s FROM generate_series(1, 6000) g) d, generate_series(1, 2) c;
+                ANALYZE;
+                """);
+        await Sql.ExecAsync(db.TargetConnectionString, "UPDATE public.paths SET n = -1 WHERE path = 'top.b18.leaf20000'; DELETE FROM public.books WHERE n = 3000 AND copy = 2");
+
+        var report = await PassAsync(db, new VerifyRequest { ChunkRows = 5000 });
+
+        Assert.False(report.Identical, report.ToText());
+        var paths = report.Tables.Single(t => t.Table == "public.paths");
+        Assert.Null(paths.Problem);
+        Assert.Equal(1, paths.Differences);
+        Assert.Equal("top.b18.leaf20000", Assert.Single(paths.Rows).Key!["path"]);
+        var books = report.Tables.Single(t => t.Table == "public.books");
+        Assert.Null(books.Problem);
+        Assert.Equal(1, books.Differences);
+        Assert.Equal("missing", Assert.Single(books.Rows).Kind);
+    }
+
+    [Fact]
     public async Task Large_tables_are_cut_into_sampled_chunks_and_one_differing_row_is_narrowed_down_by_bucket_or_bisection()
     {
         await using var db = await fixture.CreateDatabasesAsync("verify_bisect");
