@@ -7,7 +7,8 @@
 #   pgcopydb        pgcopydb clone --table-jobs J --index-jobs J (Debian package)
 #   native logical  schema restored, then CREATE SUBSCRIPTION (initial table sync) until every table is ready
 #   replicator      replicator snapshot --jobs J (slot + exported snapshot, schema, chunked parallel COPY,
-#                   sequences, counts, parallel post-data, hand-over)
+#                   sequences, counts, parallel post-data, hand-over); once more per run with
+#                   --validate-foreign-keys (every foreign key validated by a scan after the data)
 # pgcopydb and replicator run RUNS times each, alternately, each into a fresh database; the table
 # shows every run and the ratio of the medians (same machine, same minutes: the load hits both).
 # Usage: bench/snapshot.sh [scale] [jobs]     (scale 50 = 5M accounts, about 750 MB; jobs default 4)
@@ -100,7 +101,20 @@ check_rows() { # db
   n=$(psql_t "$1" -Atc "$objects_sql")
   [ "$n" = "$source_objects" ] || { echo "$1's indexes and constraints differ from the source's: $n (source: $source_objects)" >&2; exit 2; }
 }
-pgcopydb_runs=(); replicator_runs=(); phases=()
+# replicator_run LABEL ARGS... : one timed 'replicator snapshot' into a fresh database; prints its seconds.
+replicator_run() {
+  local label=$1; shift
+  echo "replicator snapshot $label(run $i/$runs, load $(load))..." >&2
+  psql_t postgres -c "CREATE DATABASE replicator" -c "CHECKPOINT" >&2
+  local t0; t0=$(now)
+  replicator snapshot --source "$src" --target "$(tgt replicator)" --jobs "$jobs" --slot bench_slot --publication bench_slot_pub \
+    --metrics-listen 127.0.0.1:0 "$@" >"$work/replicator.out" 2>"$work/replicator.log" || { cat "$work/replicator.out" "$work/replicator.log" >&2; exit 2; }
+  secs "$t0" "$(now)"
+  check_rows replicator
+  psql_t postgres -c "DROP DATABASE replicator" >&2
+  psql_s -c "SELECT pg_drop_replication_slot('bench_slot')" -c "DROP PUBLICATION bench_slot_pub" >/dev/null
+}
+pgcopydb_runs=(); replicator_runs=(); validating_runs=(); phases=()
 for i in $(seq 1 "$runs"); do
   echo "pgcopydb clone (run $i/$runs, load $(load))..." >&2
   psql_t postgres -c "CREATE DATABASE pgcopydb" -c "CHECKPOINT"
@@ -112,27 +126,24 @@ for i in $(seq 1 "$runs"); do
   check_rows pgcopydb
   psql_t postgres -c "DROP DATABASE pgcopydb"
 
-  echo "replicator snapshot (run $i/$runs, load $(load))..." >&2
-  psql_t postgres -c "CREATE DATABASE replicator" -c "CHECKPOINT"
-  t0=$(now)
-  replicator snapshot --source "$src" --target "$(tgt replicator)" --jobs "$jobs" --slot bench_slot --publication bench_slot_pub \
-    --metrics-listen 127.0.0.1:0 >"$work/replicator.out" 2>"$work/replicator.log" || { cat "$work/replicator.out" "$work/replicator.log" >&2; exit 2; }
-  replicator_runs+=("$(secs "$t0" "$(now)")")
-  check_rows replicator
+  t=$(replicator_run "")
+  replicator_runs+=("$t")
   phases+=("$(grep -o 'Snapshot phases: .*' "$work/replicator.log" || true)")
-  psql_t postgres -c "DROP DATABASE replicator"
-  psql_s -c "SELECT pg_drop_replication_slot('bench_slot')" -c "DROP PUBLICATION bench_slot_pub" >/dev/null
+  # pg_restore's way for foreign keys (each validated by a scan after the data), for comparison.
+  t=$(replicator_run "--validate-foreign-keys " --validate-foreign-keys)
+  validating_runs+=("$t")
 done
 
 pgcopydb_s=$(median "${pgcopydb_runs[@]}")
 replicator_s=$(median "${replicator_runs[@]}")
+validating_s=$(median "${validating_runs[@]}")
 ratio2() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 cat <<TABLE
 
 Snapshot benchmark: pgbench scale $scale ($rows accounts rows, database $size), $jobs jobs, $(nproc) cores, PostgreSQL $("$bin/postgres" --version | awk '{print $3}')
 Started $started_utc, commit $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet HEAD -- src bench || echo " (with uncommitted changes)")
 Load average (1/5/15 min): $load_start at the start, $(load) at the end
-pgcopydb runs (s): ${pgcopydb_runs[*]}; replicator runs (s): ${replicator_runs[*]}; the table shows their medians
+pgcopydb runs (s): ${pgcopydb_runs[*]}; replicator runs (s): ${replicator_runs[*]}; with --validate-foreign-keys (s): ${validating_runs[*]}; the table shows their medians
 
 | method | wall time (s) | replicator ÷ method |
 |---|---:|---:|
@@ -141,6 +152,7 @@ pgcopydb runs (s): ${pgcopydb_runs[*]}; replicator runs (s): ${replicator_runs[*
 | raw pipe + post-data (pg_restore -j $jobs) | $raw_total | $(ratio2 "$replicator_s" "$raw_total") |
 | pgcopydb clone (--table-jobs $jobs --index-jobs $jobs) | $pgcopydb_s | **$(ratio2 "$replicator_s" "$pgcopydb_s")** |
 | native logical replication initial sync (schema + CREATE SUBSCRIPTION) | $native_s | $(ratio2 "$replicator_s" "$native_s") |
+| replicator snapshot --jobs $jobs --validate-foreign-keys (every foreign key validated by a scan after the data, as pg_restore and pgcopydb do) | $validating_s | $(ratio2 "$replicator_s" "$validating_s") |
 | **replicator snapshot --jobs $jobs** | **$replicator_s** | 1.00 |
 
 Replicator's phases (from its completion log line), per run:
