@@ -94,15 +94,9 @@ internal sealed class ChangeApplier
     public async Task InitializeAsync(ulong position, CancellationToken cancellationToken)
     {
         _position = position;
-        try
+        _replicaRole = await TargetState.TrySetReplicaRoleAsync(_target, cancellationToken).ConfigureAwait(false);
+        if (!_replicaRole)
         {
-            await using var cmd = new NpgsqlCommand("SET session_replication_role = replica", _target);
-            await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-            _replicaRole = true;
-        }
-        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InsufficientPrivilege)
-        {
-            _replicaRole = false;
             _logger.NoReplicaRole();
             try
             {

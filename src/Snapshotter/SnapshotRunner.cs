@@ -156,7 +156,7 @@ public static class SnapshotRunner
             string preamble;
             List<PostDataEntry> postData;
             HashSet<uint> textTables;
-            var replicaCopy = false;
+            // Entries built before the data; when there are any, the copy goes in under replica role.
             var builtBeforeData = new HashSet<string>(StringComparer.Ordinal);
             var builtEarly = 0;
             await using (snapshot)
@@ -219,7 +219,6 @@ public static class SnapshotRunner
                     var early = await SchemaCopy.EarlyForeignKeysAsync(reader, leafTables, postData, cancellationToken).ConfigureAwait(false);
                     if (early.Count > 0 && await MaySetReplicaRoleAsync(tgt, cancellationToken).ConfigureAwait(false))
                     {
-                        replicaCopy = true;
                         var already = state is null ? new HashSet<string>() : await state.LoadPostDataDoneAsync(cancellationToken).ConfigureAwait(false);
                         await SchemaCopy.BuildPostDataAsync(targetCs, preamble, early, already, slotName, jobs,
                             entry => prog.PostDataBuilt(entry.Key, already.Count + Interlocked.Increment(ref builtEarly), postData.Count), cancellationToken).ConfigureAwait(false);
@@ -230,7 +229,7 @@ public static class SnapshotRunner
 
                 // 3. data, each chunk counted on both sides as it passes (see CopyWorker.CopyAsync)
                 prog.Phase("copy");
-                var copied = await CopyChunksAsync(chunks, textTables, sourceCs, targetCs, snapshot, slotName, jobs, replicaCopy, prog, logger, cancellationToken).ConfigureAwait(false);
+                var copied = await CopyChunksAsync(chunks, textTables, sourceCs, targetCs, snapshot, slotName, jobs, replicaRole: builtBeforeData.Count > 0, prog, logger, cancellationToken).ConfigureAwait(false);
 
                 // 4. sequences, as of the snapshot
                 prog.Phase("sequences");
@@ -416,19 +415,14 @@ public static class SnapshotRunner
         return result;
     }
 
-    /// <summary>Whether the target role may set <c>session_replication_role</c> (superusers; on PostgreSQL 15+ also roles granted SET on it).</summary>
+    /// <summary>Whether the target role may set <c>session_replication_role</c>; the session is left as it was.</summary>
     private static async Task<bool> MaySetReplicaRoleAsync(NpgsqlConnection target, CancellationToken cancellationToken)
     {
-        try
-        {
-            await using var cmd = new NpgsqlCommand("SET session_replication_role = replica; RESET session_replication_role", target);
-            await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-            return true;
-        }
-        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InsufficientPrivilege)
-        {
+        if (!await TargetState.TrySetReplicaRoleAsync(target, cancellationToken).ConfigureAwait(false))
             return false;
-        }
+        await using var reset = new NpgsqlCommand("RESET session_replication_role", target);
+        await reset.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        return true;
     }
 
     private sealed record CopyOutcome(List<ChunkState> Chunks, ConcurrentDictionary<TableName, long> TargetCounts);

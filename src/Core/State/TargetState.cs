@@ -165,6 +165,25 @@ public static class TargetState
     }
 
     /// <summary>
+    /// Sets <c>session_replication_role = replica</c> for the session (no user triggers, no
+    /// foreign-key checks or actions); false where the role may not (superusers may, and on
+    /// PostgreSQL 15+ roles granted SET on it; managed servers often grant neither).
+    /// </summary>
+    public static async Task<bool> TrySetReplicaRoleAsync(NpgsqlConnection target, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await using var cmd = new NpgsqlCommand("SET session_replication_role = replica", target);
+            await cmd.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            return true;
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InsufficientPrivilege)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>
     /// Disables every enabled user trigger on user tables and records it, so replicated changes do
     /// not fire them a second time. Returns the triggers disabled by this call.
     /// </summary>
