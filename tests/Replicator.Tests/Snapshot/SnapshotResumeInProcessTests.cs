@@ -37,6 +37,14 @@ public class SnapshotResumeInProcessTests(PostgresFixture fixture) : IClassFixtu
         }
     }
 
+    /// <summary>Runs the snapshot until <paramref name="table"/> commits its first chunk ("post-data": its first entry), then cancels it.</summary>
+    private static async Task InterruptAfterFirstChunkAsync(ReplicatorOptions options, ConnectionInfo source, ConnectionInfo target, string table)
+    {
+        using var cts = new CancellationTokenSource();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() =>
+            SnapshotRunner.RunAsync(options, source, target, NullLoggerFactory.Instance, new StopAfterFirstChunk(table, cts), cts.Token));
+    }
+
     [Fact]
     public async Task A_keyless_table_split_by_pages_and_interrupted_is_emptied_and_copied_whole_from_the_new_snapshot()
     {
@@ -53,11 +61,7 @@ public class SnapshotResumeInProcessTests(PostgresFixture fixture) : IClassFixtu
         var source = ConnectionInfo.Parse(db.SourceUri, "Source");
         var target = ConnectionInfo.Parse(db.TargetUri, "Target");
 
-        using (var cts = new CancellationTokenSource())
-        {
-            await Assert.ThrowsAnyAsync<OperationCanceledException>(() =>
-                SnapshotRunner.RunAsync(options, source, target, NullLoggerFactory.Instance, new StopAfterFirstChunk("heap_only", cts), cts.Token));
-        }
+        await InterruptAfterFirstChunkAsync(options, source, target, "heap_only");
 
         Assert.Equal("1/3", (await Sql.RowsAsync(db.TargetConnectionString,
             "SELECT count(done_lsn) || '/' || count(*) FROM replicator.snapshot_chunk WHERE table_name = 'heap_only' AND kind = 'ctid'"))[0]);
@@ -121,11 +125,7 @@ public class SnapshotResumeInProcessTests(PostgresFixture fixture) : IClassFixtu
         var source = ConnectionInfo.Parse(db.SourceUri, "Source");
         var target = ConnectionInfo.Parse(db.TargetUri, "Target");
 
-        using (var cts = new CancellationTokenSource())
-        {
-            await Assert.ThrowsAnyAsync<OperationCanceledException>(() =>
-                SnapshotRunner.RunAsync(options, source, target, NullLoggerFactory.Instance, new StopAfterFirstChunk("pbag_big", cts), cts.Token));
-        }
+        await InterruptAfterFirstChunkAsync(options, source, target, "pbag_big");
 
         Assert.Equal(["pbag_big|1", "pbag_small|0"], await Sql.RowsAsync(db.TargetConnectionString,
             "SELECT table_name, count(done_lsn) FROM replicator.snapshot_chunk GROUP BY table_name ORDER BY table_name"));
@@ -156,11 +156,7 @@ public class SnapshotResumeInProcessTests(PostgresFixture fixture) : IClassFixtu
         var source = ConnectionInfo.Parse(db.SourceUri, "Source");
         var target = ConnectionInfo.Parse(db.TargetUri, "Target");
 
-        using (var cts = new CancellationTokenSource())
-        {
-            await Assert.ThrowsAnyAsync<OperationCanceledException>(() =>
-                SnapshotRunner.RunAsync(options, source, target, NullLoggerFactory.Instance, new StopAfterFirstChunk("parent", cts), cts.Token));
-        }
+        await InterruptAfterFirstChunkAsync(options, source, target, "parent");
 
         // parent is split by pages (no integer primary key or identity index) and child's key to it exists already
         Assert.Equal("1/3", (await Sql.RowsAsync(db.TargetConnectionString,
@@ -194,11 +190,7 @@ public class SnapshotResumeInProcessTests(PostgresFixture fixture) : IClassFixtu
         var source = ConnectionInfo.Parse(db.SourceUri, "Source");
         var target = ConnectionInfo.Parse(db.TargetUri, "Target");
 
-        using (var cts = new CancellationTokenSource())
-        {
-            await Assert.ThrowsAnyAsync<OperationCanceledException>(() =>
-                SnapshotRunner.RunAsync(options, source, target, NullLoggerFactory.Instance, new StopAfterFirstChunk("post-data", cts), cts.Token));
-        }
+        await InterruptAfterFirstChunkAsync(options, source, target, "post-data");
 
         var builtBefore = await ScalarLongAsync(db.TargetConnectionString, "SELECT count(*) FROM replicator.snapshot_postdata");
         Assert.InRange(builtBefore, 1, 5);
