@@ -13,7 +13,7 @@ public static class KafkaBufferOptions
         return new KafkaSinkOptions
         {
             BootstrapServers = kafka.Bootstrap!,
-            Format = new DebeziumOptions { TopicPrefix = kafka.TopicPrefix, DatabaseName = sourceDatabase },
+            Format = new DebeziumOptions { TopicPrefix = kafka.TopicPrefix, DatabaseName = sourceDatabase, SchemasEnable = kafka.Schemas },
             SaslUsername = kafka.SaslUsername,
             SaslPassword = kafka.SaslPassword,
             Extra = kafka.Properties.Count > 0 ? kafka.Properties : null,

@@ -3,7 +3,7 @@ namespace Replicator.Kafka.Debezium;
 /// <summary>
 /// How our producer names and shapes records. The format is that of the Debezium PostgreSQL
 /// connector 3.x (checked against 3.6.1.Final's source) with the Kafka Connect JsonConverter,
-/// <c>schemas.enable=true</c>, and the connector's default settings.
+/// <c>schemas.enable=true</c> (or <c>false</c>: <see cref="SchemasEnable"/>), and the connector's default settings.
 /// </summary>
 public sealed record DebeziumOptions
 {
@@ -31,6 +31,12 @@ public sealed record DebeziumOptions
 
     /// <summary>Whether transaction metadata (<c>provide.transaction.metadata</c>) is produced. Our applier needs it for commit order.</summary>
     public bool ProvideTransactionMetadata { get; init; } = true;
+
+    /// <summary>
+    /// JsonConverter's <c>schemas.enable</c> (for keys and values alike): <c>true</c> writes
+    /// <c>{"schema":…,"payload":…}</c>, <c>false</c> the payload alone.
+    /// </summary>
+    public bool SchemasEnable { get; init; } = true;
 
     public string EffectiveServerName => ServerName ?? TopicPrefix;
 

@@ -486,14 +486,16 @@ public sealed class DebeziumSerializer
 
     /// <summary>
     /// Starts JsonConverter's <c>{"schema":S,"payload":{</c> in <paramref name="buffer"/> (emptied
-    /// first), S being a schema written once as JSON; the caller writes the payload's fields, then
-    /// <see cref="EndEnvelope"/>.
+    /// first), S being a schema written once as JSON, or only the payload's <c>{</c> with schemas
+    /// disabled; the caller writes the payload's fields, then <see cref="EndEnvelope"/>.
     /// </summary>
     private Utf8JsonWriter BeginEnvelope(ArrayBufferWriter<byte> buffer, byte[] schemaJson)
     {
         buffer.ResetWrittenCount();
         var w = Writer(buffer);
         w.WriteStartObject();
+        if (!_options.SchemasEnable)
+            return w;
         w.WritePropertyName(Names.Schema);
         w.WriteRawValue(schemaJson, skipInputValidation: true);
         w.WriteStartObject(Names.Payload);
@@ -501,10 +503,11 @@ public sealed class DebeziumSerializer
     }
 
     /// <summary>Closes what <see cref="BeginEnvelope"/> opened and returns the record's bytes.</summary>
-    private static byte[] EndEnvelope(Utf8JsonWriter w, ArrayBufferWriter<byte> buffer)
+    private byte[] EndEnvelope(Utf8JsonWriter w, ArrayBufferWriter<byte> buffer)
     {
         w.WriteEndObject();
-        w.WriteEndObject();
+        if (_options.SchemasEnable)
+            w.WriteEndObject();
         w.Flush();
         return buffer.WrittenSpan.ToArray();
     }

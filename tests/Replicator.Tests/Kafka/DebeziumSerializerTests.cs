@@ -198,6 +198,36 @@ public class DebeziumSerializerTests
         Assert.EndsWith("\"payload\":{\"ts_ms\":1559033904863}}", Text(record.Value), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void With_schemas_disabled_every_record_is_the_payload_alone_as_JsonConverter_writes_it()
+    {
+        // JsonConverter with schemas.enable=false writes exactly what is under "payload" with schemas on.
+        static JsonElement Payload(byte[]? bytes) => JsonDocument.Parse(bytes!).RootElement.GetProperty("payload");
+        List<DebeziumRecord> Stream(DebeziumSerializer serializer) =>
+        [
+            .. serializer.Serialize(Begin()),
+            .. serializer.Serialize(Insert(Customers, 24023128, "1", "Anne")),
+            .. serializer.Serialize(Commit()),
+            .. serializer.Serialize(new Heartbeat(new NpgsqlLogSequenceNumber(99), CommitTime)),
+        ];
+
+        var withSchemas = Stream(Serializer());
+        var without = Stream(Serializer(options: Options with { SchemasEnable = false }));
+
+        Assert.Equal(withSchemas.Select(r => (r.Kind, r.Topic)), without.Select(r => (r.Kind, r.Topic)));
+        Assert.Equal(4, without.Count);
+        foreach (var (on, off) in withSchemas.Zip(without))
+        {
+            Assert.Equal(Payload(on.Value).GetRawText(), Text(off.Value));
+            Assert.Equal(on.Key is null ? null : Payload(on.Key).GetRawText(), off.Key is null ? null : Text(off.Key));
+        }
+
+        var create = without.Single(r => r.Kind == DebeziumRecordKind.Change);
+        Assert.Equal("""{"id":1}""", Text(create.Key));
+        Assert.StartsWith("""{"before":null,"after":{"id":1,"name":"Anne"},"source":{""", Text(create.Value), StringComparison.Ordinal);
+        Assert.True(create.Value!.Length * 4 < withSchemas.Single(r => r.Kind == DebeziumRecordKind.Change).Value!.Length, "the schema is most of a record");
+    }
+
     private sealed class Enums : IPostgresTypeResolver
     {
         public IReadOnlyList<string>? EnumLabels(uint typeOid) => typeOid == 90001 ? ["happy", "sad", "it's ok"] : null;

@@ -414,5 +414,14 @@ public class KafkaBufferOptionsTests
         Assert.Equal("shop.transaction", sink.Format.TransactionTopic);
         Assert.Equal("orders_db", sink.Format.DatabaseName);
         Assert.Equal("replicator-apply-s1", KafkaBufferOptions.Source(options).GroupId);
+        Assert.True(sink.Format.SchemasEnable);
+
+        // JsonConverter's schemas.enable=false, from the environment as from a file or --set.
+        var withoutSchemas = Replicator.Core.Configuration.ConfigLoader.Load(null, null, new Dictionary<string, string?>
+        {
+            ["REPLICATOR_Buffer__Kafka__Bootstrap"] = "k1:9092",
+            ["REPLICATOR_Buffer__Kafka__Schemas"] = "false",
+        });
+        Assert.False(KafkaBufferOptions.Sink(withoutSchemas, "orders_db").Format.SchemasEnable);
     }
 }
