@@ -8,7 +8,8 @@
 #       clock_timestamp() is written every 100 ms and the target is sampled every 100 ms for the
 #       age of the newest probe it has (includes up to 100 ms of probe spacing).
 # A third consumer, replicator with the Kafka buffer (capture → Kafka → apply in one process),
-# runs against a local Kafka-protocol broker ('replicator dev-kafka', librdkafka's mock cluster).
+# runs against a local Kafka-protocol broker ('replicator dev-kafka', librdkafka's mock cluster),
+# twice: records with their schema (the default) and without (Buffer:Kafka:Schemas=false).
 # Usage: bench/cdc.sh [scale]      (default 50; env BACKLOG_SECONDS=30 RATE=1000 LIVE_SECONDS=30 KAFKA=1)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,7 +31,7 @@ echo "clusters: source :$SRC_PORT, target :$TGT_PORT (scale $SCALE)" >&2
 psql_at "$SRC_PORT" postgres -c "CREATE DATABASE bench"
 "$PG_BIN/pgbench" -i -q -s "$SCALE" -h 127.0.0.1 -p "$SRC_PORT" -U postgres bench >/dev/null 2>&1
 psql_at "$SRC_PORT" bench -c "ALTER TABLE pgbench_history ADD COLUMN hid bigserial; ALTER TABLE pgbench_history REPLICA IDENTITY FULL; CREATE TABLE lag_probe (id bigserial PRIMARY KEY, at timestamptz NOT NULL); CREATE PUBLICATION replicator FOR ALL TABLES"
-for db in rep native kaf; do
+for db in rep native kaf kns; do
   psql_at "$TGT_PORT" postgres -c "CREATE DATABASE $db"
   "$PG_BIN/pg_dump" -h 127.0.0.1 -p "$SRC_PORT" -U postgres --no-publications --no-subscriptions bench | psql_at "$TGT_PORT" "$db" >/dev/null
 done
@@ -40,6 +41,9 @@ lsn=$(psql_at "$SRC_PORT" bench -c "SELECT lsn FROM pg_create_logical_replicatio
 psql_at "$TGT_PORT" rep -c "CREATE SCHEMA replicator; CREATE TABLE replicator.position (slot_name text PRIMARY KEY, commit_lsn pg_lsn NOT NULL, commit_time timestamptz, kafka_offsets jsonb, updated_at timestamptz NOT NULL DEFAULT clock_timestamp()); INSERT INTO replicator.position (slot_name, commit_lsn) VALUES ('rep_slot', '$lsn')"
 lsn_k=$(psql_at "$SRC_PORT" bench -c "SELECT lsn FROM pg_create_logical_replication_slot('kaf_slot', 'pgoutput')")
 psql_at "$TGT_PORT" kaf -c "CREATE SCHEMA replicator; CREATE TABLE replicator.position (slot_name text PRIMARY KEY, commit_lsn pg_lsn NOT NULL, commit_time timestamptz, kafka_offsets jsonb, updated_at timestamptz NOT NULL DEFAULT clock_timestamp()); INSERT INTO replicator.position (slot_name, commit_lsn) VALUES ('kaf_slot', '$lsn_k')"
+# The Kafka buffer once more with Buffer:Kafka:Schemas=false (records without their schema).
+lsn_n=$(psql_at "$SRC_PORT" bench -c "SELECT lsn FROM pg_create_logical_replication_slot('kns_slot', 'pgoutput')")
+psql_at "$TGT_PORT" kns -c "CREATE SCHEMA replicator; CREATE TABLE replicator.position (slot_name text PRIMARY KEY, commit_lsn pg_lsn NOT NULL, commit_time timestamptz, kafka_offsets jsonb, updated_at timestamptz NOT NULL DEFAULT clock_timestamp()); INSERT INTO replicator.position (slot_name, commit_lsn) VALUES ('kns_slot', '$lsn_n')"
 psql_at "$TGT_PORT" native -c "CREATE SUBSCRIPTION native_sub CONNECTION 'host=127.0.0.1 port=$SRC_PORT user=postgres dbname=bench' PUBLICATION replicator WITH (copy_data = false, create_slot = true, slot_name = 'native_slot', enabled = false)"
 
 echo "backlog: pgbench for ${BACKLOG_SECONDS}s with both consumers stopped..." >&2
@@ -84,20 +88,29 @@ t_native=$(elapsed "$t0" "$(now)")
 native_cpu=$(proc_cpu "$(psql_at "$TGT_PORT" native -c "SELECT pid FROM pg_stat_subscription WHERE subname = 'native_sub' AND relid IS NULL")")
 echo "native caught up in ${t_native}s" >&2
 
+# Through Kafka the slot is confirmed when Kafka has the events, before they are applied: the
+# catch-up ends when the backlog's last row is on the target itself.
+kafka_catchup() { # $1 = target db and slot name stem, $2 = topic prefix, then extra run arguments; prints seconds
+  local db=$1 prefix=$2 pid t0 last_commit; shift 2
+  settle
+  last_commit=$(psql_at "$SRC_PORT" bench -c "SELECT max(hid) FROM pgbench_history")
+  t0=$(now)
+  "${CLI[@]}" run --buffer kafka --kafka-bootstrap "$kafka_bootstrap" --topic-prefix "$prefix" --source "postgres://postgres@127.0.0.1:$SRC_PORT/bench" \
+    --target "postgres://postgres@127.0.0.1:$TGT_PORT/$db" --slot "${db}_slot" --metrics-listen 127.0.0.1:0 --log-level Warning "$@" >>"$BENCH_DIR/kafka-run-$db.log" 2>&1 &
+  pid=$!
+  until [ "$(psql_at "$TGT_PORT" "$db" -c "SELECT count(*) FROM pgbench_history WHERE hid = $last_commit" 2>/dev/null || echo 0)" = 1 ]; do sleep 0.05; done
+  elapsed "$t0" "$(now)"
+  kill -TERM "$pid"; wait "$pid" || true
+}
+
 t_kafka="-"
+t_kns="-"
 if [ "$KAFKA" = 1 ]; then
   start_dev_kafka "${CLI[@]}"
-  settle
-  t0=$(now)
-  "${CLI[@]}" run --buffer kafka --kafka-bootstrap "$kafka_bootstrap" --topic-prefix bench --source "postgres://postgres@127.0.0.1:$SRC_PORT/bench" \
-    --target "postgres://postgres@127.0.0.1:$TGT_PORT/kaf" --slot kaf_slot --metrics-listen 127.0.0.1:0 --log-level Warning >>"$BENCH_DIR/kafka-run.log" 2>&1 &
-  kaf_pid=$!
-  # Through Kafka the slot is confirmed when Kafka has the events, before they are applied: wait for the target itself.
-  last_commit=$(psql_at "$SRC_PORT" bench -c "SELECT max(hid) FROM pgbench_history")
-  until [ "$(psql_at "$TGT_PORT" kaf -c "SELECT count(*) FROM pgbench_history WHERE hid = $last_commit" 2>/dev/null || echo 0)" = 1 ]; do sleep 0.05; done
-  t_kafka=$(elapsed "$t0" "$(now)")
-  kill -TERM "$kaf_pid"; wait "$kaf_pid" || true
+  t_kafka=$(kafka_catchup kaf bench)
   echo "replicator through kafka caught up in ${t_kafka}s" >&2
+  t_kns=$(kafka_catchup kns benchns --set Buffer:Kafka:Schemas=false)
+  echo "replicator through kafka without schemas caught up in ${t_kns}s" >&2
 fi
 
 check_same() { # $1 = target db
@@ -110,7 +123,10 @@ check_same() { # $1 = target db
 }
 # The Kafka target is compared at once (the source gets more writes in the live windows below).
 kafka_same=-
-if [ "$KAFKA" = 1 ]; then check_same kaf && kafka_same=yes || kafka_same=NO; fi
+if [ "$KAFKA" = 1 ]; then
+  kafka_same=$(check_same kaf && echo yes || echo NO)
+  kafka_same="$kafka_same; without schemas: $(check_same kns && echo yes || echo NO)"
+fi
 
 # Live lag: one consumer at a time keeps up with a steady rate.
 live_lag() { # $1 = target db, prints "p50 p99" in ms
@@ -150,8 +166,9 @@ CDC benchmark — pgbench scale $SCALE, $(nproc) cores; backlog of $txns transac
 |---|---|---|---|---|
 | native logical replication | $t_native | 1.00× | $nat_p50 | $nat_p99 |
 | replicator (embedded buffer) | $t_rep | $(ratio "$t_native" "$t_rep")× | $rep_p50 | $rep_p99 |
-| replicator (Kafka buffer, mock broker) | $t_kafka | $([ "$t_kafka" = - ] && echo - || ratio "$t_native" "$t_kafka")× | - | - |
+| replicator (Kafka buffer, mock broker) | $t_kafka | $([ "$t_kafka" = - ] && echo - || ratio "$t_native" "$t_kafka")× ($([ "$t_kafka" = - ] && echo - || ratio "$t_rep" "$t_kafka")× embedded) | - | - |
+| replicator (Kafka buffer, Buffer:Kafka:Schemas=false) | $t_kns | $([ "$t_kns" = - ] && echo - || ratio "$t_native" "$t_kns")× ($([ "$t_kns" = - ] && echo - || ratio "$t_rep" "$t_kns")× embedded) | - | - |
 
 catch-up CPU: replicator process ${rep_cpu}s + its target backend ${rep_backend_cpu}s; native apply worker ${native_cpu}s (load average before: $load_before)
-live: pgbench -R $RATE (achieved ${live_tps} tps) for ${LIVE_SECONDS}s, lag sampled every 100 ms ($rep_n / $nat_n samples); target content equal to source after the run: $same (Kafka target after its catch-up: $kafka_same)
+live: pgbench -R $RATE (achieved ${live_tps} tps) for ${LIVE_SECONDS}s, lag sampled every 100 ms ($rep_n / $nat_n samples); target content equal to source after the run: $same (Kafka targets after their catch-up: $kafka_same)
 TABLE
