@@ -28,9 +28,8 @@ internal static class TopicWarmUp
     /// The admin client over the handle lives for these requests only: Confluent.Kafka 1.9.3 gives
     /// such a client a poll timeout of 0, so it spins while it lives.
     /// </remarks>
-    public static void Warm(Handle handle, IEnumerable<string> topics, ILogger logger, string client)
-    {
-        try
+    public static void Warm(Handle handle, IEnumerable<string> topics, ILogger logger, string client) =>
+        Quietly(() =>
         {
             using var admin = new DependentAdminClientBuilder(handle).Build();
             foreach (var group in topics.Distinct(StringComparer.Ordinal).Chunk(MaxConcurrentLookups))
@@ -49,22 +48,17 @@ internal static class TopicWarmUp
                 foreach (var thread in threads)
                     thread.Join();
             }
-        }
-        catch (KafkaException e)
-        {
-            logger.ClientError(client, e.Error.Reason);
-        }
-        catch (ObjectDisposedException)
-        {
-            // The client is closing: nothing to learn any more.
-        }
-    }
+        }, logger, client);
 
-    private static void Lookup(IAdminClient admin, string topic, ILogger logger, string client)
+    private static void Lookup(IAdminClient admin, string topic, ILogger logger, string client) =>
+        Quietly(() => admin.GetMetadata(topic, TimeSpan.FromSeconds(5)), logger, client);
+
+    /// <summary>A failed look-up only leaves the topic to the client's own scan; a closing client has nothing to learn.</summary>
+    private static void Quietly(Action lookup, ILogger logger, string client)
     {
         try
         {
-            admin.GetMetadata(topic, TimeSpan.FromSeconds(5));
+            lookup();
         }
         catch (KafkaException e)
         {
