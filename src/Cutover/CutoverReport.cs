@@ -55,6 +55,9 @@ public sealed class CutoverReport
 
     public string? SwitchHookOutput { get; set; }
 
+    /// <summary>Whether writes that got through the fence were looked for before the switch, and what was found (or why not).</summary>
+    public string? WritesAfterFence { get; set; }
+
     /// <summary>Reverse replication prepared: slot on the new primary and the LSN it starts from.</summary>
     public string? ReverseSlot { get; set; }
 
@@ -86,6 +89,8 @@ public sealed class CutoverReport
             text.AppendLine(c, $"Sequences set: {SequencesSet}. Triggers enabled again: {TriggersRestored}. Constraints validated: {ConstraintsValidated}.");
         if (VerifyScope is not null)
             text.AppendLine(c, $"Final verification: {VerifyScope}{(VerifiedTables.Count > 0 ? $" ({VerifiedTables.Count} table(s), {RowsVerified} rows)" : "")}.");
+        if (WritesAfterFence is not null)
+            text.AppendLine(c, $"Writes after the fence: {WritesAfterFence}.");
         if (ReverseSlot is not null)
             text.AppendLine(c, $"Reverse replication prepared: slot {ReverseSlot} on the new primary, from {ReverseStartLsn}.");
         if (SwitchHookOutput is { Length: > 0 } output)

@@ -62,6 +62,16 @@ public sealed class CutoverRunner(CutoverOptions options, ConnectionInfo from, C
             throw new CutoverException(report.AbortReason, true, e) { Report = report };
         }
 
+        // Writes that get through the fence are looked for with a slot of the watch's own, made now:
+        // making it waits for the transactions running, which must not lengthen the outage.
+        var (watch, watchSkipped) = await WritesAfterFence.StartAsync(ct => OpenAsync(from, ct), options.Publication, cancellationToken).ConfigureAwait(false);
+        await using var watchScope = watch;
+        if (watchSkipped is not null)
+        {
+            report.WritesAfterFence = watchSkipped;
+            _logger.LogWarning("Cutover: {Skipped}", watchSkipped);
+        }
+
         var undo = new Stack<(string What, Func<Task> Action)>();
         var outage = Stopwatch.StartNew();
         var phase = Stopwatch.StartNew();
@@ -78,12 +88,16 @@ public sealed class CutoverRunner(CutoverOptions options, ConnectionInfo from, C
         {
             // 1. Fence: nothing new commits on the side being left.
             var fence = await WriteFence.CreateAsync(fromConnection, ct => OpenAsync(from, ct), options, ShellHook.Environment(from, direction, null), cancellationToken).ConfigureAwait(false);
+            if (watch is not null)
+                fence.OwnSessions.Add(watch.ProcessId);
             undo.Push(("lift the write fence", () => fence.LiftAsync(CancellationToken.None)));
             await fence.RaiseAsync(_logger, cancellationToken).ConfigureAwait(false);
             var fenceLsn = await fence.MarkAsync(cancellationToken).ConfigureAwait(false);
             await Preconditions.RefusePreparedTransactionsAsync(fromConnection, cancellationToken).ConfigureAwait(false);
             report.FenceLsn = fenceLsn.ToString();
             report.SessionsEnded = fence.SessionsEnded;
+            // While the applier drains, the watch's slot moves up to the mark (its own session).
+            watch?.StartAdvance(fenceLsn, cancellationToken);
             Done("fence");
 
             // 2. Drain: the applier applies everything below the fence LSN, then holds.
@@ -114,7 +128,24 @@ public sealed class CutoverRunner(CutoverOptions options, ConnectionInfo from, C
             await MakeReadyAsync(report, fromConnection, toConnection, undo, cancellationToken).ConfigureAwait(false);
             Done("ready");
 
-            // 7. Switch.
+            // 7. Nothing committed on the side being left after the fence: the applier, held at the
+            // mark, would never carry such a write over.
+            if (watch is not null)
+            {
+                if (await watch.FindAsync(fenceLsn, cancellationToken).ConfigureAwait(false) is { } write)
+                {
+                    report.WritesAfterFence = "FOUND: " + write;
+                    throw new CutoverException(
+                        $"a write committed on {from.Database} after the write fence went up: {write}. A session overrode the read-only default (BEGIN READ WRITE, "
+                        + "SET default_transaction_read_only = off, SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE), a role of --allow-role wrote, or a client went around a --fence-command pooler. "
+                        + "Switching now would lose it; find that writer (pg_stat_activity; log_statement = 'mod' in the server log), stop it, and run the cutover again", true);
+                }
+
+                report.WritesAfterFence = "none (checked just before the switch)";
+                Done("checked");
+            }
+
+            // 8. Switch.
             await SwitchAsync(report, fenceLsn, cancellationToken).ConfigureAwait(false);
             Done("switch");
             outage.Stop();

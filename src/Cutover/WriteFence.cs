@@ -38,6 +38,9 @@ internal sealed class WriteFence
 
     public int SessionsEnded { get; private set; }
 
+    /// <summary>Other sessions of the cutover itself (the watch for writes after the fence): never ended.</summary>
+    public List<int> OwnSessions { get; } = [];
+
     /// <summary>
     /// The fence for the database <paramref name="connection"/> is in; nothing is changed yet.
     /// <paramref name="connect"/> opens a new session there for <see cref="LiftAsync"/>.
@@ -93,12 +96,13 @@ internal sealed class WriteFence
                    string_agg(format('pid %s (role %s%s, %s)', a.pid, a.usename, CASE WHEN r.rolsuper THEN ', superuser' ELSE '' END, coalesce(a.state, 'state unknown')), '; ' ORDER BY a.pid)
             FROM pg_stat_activity a LEFT JOIN pg_roles r ON r.oid = a.usesysid
                  CROSS JOIN (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) me
-            WHERE a.datname = current_database() AND a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()
+            WHERE a.datname = current_database() AND a.backend_type = 'client backend' AND a.pid <> pg_backend_pid() AND a.pid <> ALL ($4)
               AND NOT (a.usename = ANY ($1)) AND a.backend_start <= $3
             """, fence._connection);
         end.Parameters.Add(new NpgsqlParameter { Value = fence._options.AllowRoles.ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
         var all = end.Parameters.Add(new NpgsqlParameter { Value = false, NpgsqlDbType = NpgsqlDbType.Boolean });
         end.Parameters.Add(new NpgsqlParameter { Value = fencedAt, NpgsqlDbType = NpgsqlDbType.TimestampTz });
+        end.Parameters.Add(new NpgsqlParameter { Value = fence.OwnSessions.ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Integer });
         var ended = new HashSet<int>();
         while (true)
         {

@@ -27,7 +27,7 @@ public static class CutoverCommand
         var maxLag = new Option<long>("--max-lag") { Description = "Most bytes of WAL the slot may be behind when starting.", DefaultValueFactory = _ => defaults.MaxLagBytes };
         var maxVerifyAge = new Option<string>("--max-verify-age") { Description = "How old the last clean verifier pass may be (e.g. 30m, 6h), or 'off'.", DefaultValueFactory = _ => rollback ? "24h" : "1h" };
         var maxTransactionAge = new Option<string>("--max-transaction-age") { Description = "Transactions open longer than this on the side being left fail the preconditions.", DefaultValueFactory = _ => "30s" };
-        var allowRoles = new Option<string[]>("--allow-role") { Description = "A role whose sessions the fence leaves alone (repeatable); its writes after the fence are not carried over." };
+        var allowRoles = new Option<string[]>("--allow-role") { Description = "A role whose sessions the fence leaves alone (repeatable); a write by it after the fence stops the cutover." };
         var fenceGrace = new Option<string>("--fence-grace") { Description = "Time transactions running at the fence get to commit before their sessions are ended.", DefaultValueFactory = _ => "500ms" };
         var fenceCommand = new Option<string?>("--fence-command") { Description = "Fence with this shell command instead (e.g. a PgBouncer PAUSE; needs --unfence-command); the database is then not made read-only." };
         var unfenceCommand = new Option<string?>("--unfence-command") { Description = "Shell command that lifts --fence-command's fence when the cutover aborts, even when the fence command itself failed (e.g. PgBouncer RESUME)." };

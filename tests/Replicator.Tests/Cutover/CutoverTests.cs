@@ -85,7 +85,7 @@ public class CutoverTests(PostgresFixture fixture) : IClassFixture<PostgresFixtu
         var report = await new CutoverRunner(options, Info(db.SourceUri, "source"), Info(db.TargetUri, "target"), "cutover", loggers).RunAsync(CancellationToken.None);
         Assert.True(report.Outcome == "switched", report.ToText());
         Assert.True(report.OutageMilliseconds > 0, report.ToText());
-        Assert.Equal(["fence", "drain", "sequences", "verify", "ready", "switch"], report.Phases.Select(p => p.Phase));
+        Assert.Equal(["fence", "drain", "sequences", "verify", "ready", "checked", "switch"], report.Phases.Select(p => p.Phase));
         Assert.Equal(3, report.SequencesSet); // invoice_no, orders_id_seq, the identity of order_event
         // Only the tables the writer changed are verified at the switch; product did not change.
         Assert.Equal(["public.order_event", "public.orders"], report.VerifiedTables.Order(StringComparer.Ordinal));
@@ -230,7 +230,7 @@ public class CutoverTests(PostgresFixture fixture) : IClassFixture<PostgresFixtu
             new CutoverRunner(options, Info(db.SourceUri, "source"), Info(db.TargetUri, "target"), "cutover", loggers).RunAsync(CancellationToken.None));
         Assert.Contains("the switch hook (--switch-command) exited with code 3: DNS update refused", e.Message, StringComparison.Ordinal);
         Assert.True(e.SourceWritable);
-        Assert.Equal(["fence", "drain", "sequences", "verify", "reverse", "ready"], e.Report!.Phases.Select(p => p.Phase));
+        Assert.Equal(["fence", "drain", "sequences", "verify", "reverse", "ready", "checked"], e.Report!.Phases.Select(p => p.Phase));
 
         await AssertWritableAsync(db.SourceConnectionString, "source");
         Assert.Equal(0L, await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM pg_replication_slots WHERE database = current_database()"));

@@ -221,6 +221,95 @@ public class FenceBypassTests(PostgresFixture fixture) : IClassFixture<PostgresF
         Assert.Equal("prepared", await Sql.ScalarAsync<string>(db.TargetConnectionString, "SELECT name FROM product WHERE id = 1000"));
     }
 
+    [Fact]
+    public async Task A_write_that_gets_through_the_fence_aborts_the_cutover_before_the_switch_and_replicates()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("fence_write_through");
+        using var loggers = LoggerFactory.Create(_ => { });
+        await using var replication = await ReadyForCutover.StartAsync(db, loggers);
+
+        // Behind a pooler fence the database itself stays writable: a client that goes around the
+        // pooler writes on, one row after another, before the fence and after it. No final
+        // verification, so the check before the switch is what has to find it.
+        using var stopWriting = new CancellationTokenSource();
+        var written = 0;
+        var writer = Task.Run(async () =>
+        {
+            await using var session = new Npgsql.NpgsqlConnection(db.SourceConnectionString);
+            await session.OpenAsync();
+            while (!stopWriting.IsCancellationRequested)
+            {
+                await using var insert = new Npgsql.NpgsqlCommand($"INSERT INTO product VALUES ({2000 + written + 1}, 'around the pooler')", session);
+                await insert.ExecuteNonQueryAsync();
+                written++;
+            }
+        });
+        while (Volatile.Read(ref written) < 10)
+            await Task.Delay(10);
+        var options = new CutoverOptions
+        {
+            Slot = replication.Slot,
+            FenceCommand = "true",
+            UnfenceCommand = "true",
+            FinalVerify = FinalVerification.None,
+            SwitchCommand = "exit 0",
+        };
+        var e = await Assert.ThrowsAsync<CutoverException>(async () =>
+        {
+            var report = await new CutoverRunner(options, Info(db.SourceUri, "source"), Info(db.TargetUri, "target"), "cutover", loggers).RunAsync(CancellationToken.None);
+            Assert.Fail("switched: " + report.ToText());
+        });
+        await stopWriting.CancelAsync();
+        await writer;
+        Assert.True(e.SourceWritable, e.Message);
+        Assert.Contains("after the write fence went up: public.product (transaction ", e.Message, StringComparison.Ordinal);
+        Assert.Contains("Switching now would lose it", e.Message, StringComparison.Ordinal);
+        Assert.StartsWith("FOUND: public.product", e.Report!.WritesAfterFence, StringComparison.Ordinal);
+        Assert.DoesNotContain(e.Report.Phases, p => p.Phase == "switch");
+        Assert.False(replication.Running.IsCompleted);
+        // The watch's slot went with the cutover.
+        Assert.Equal(0L, await Sql.ScalarAsync<long>(db.SourceConnectionString, "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'replicator_fence_watch_%'"));
+
+        // Replication goes on and carries every one of those writes over.
+        await replication.CatchUpAsync();
+        Assert.Equal((long)written, await Sql.ScalarAsync<long>(db.TargetConnectionString, "SELECT count(*) FROM product WHERE id > 2000"));
+    }
+
+    [Fact]
+    public async Task Without_the_REPLICATION_attribute_writes_after_the_fence_are_not_looked_for_and_the_report_says_why()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("fence_watch_role");
+        await Sql.ExecAsync(db.SourceConnectionString, "CREATE TABLE product (id int PRIMARY KEY, name text); CREATE PUBLICATION replicator FOR ALL TABLES");
+        var owner = await DatabaseOwner.CreateAsync(db);
+        try
+        {
+            var (watch, skipped) = await WritesAfterFence.StartAsync(owner.OpenAsync, "replicator", CancellationToken.None);
+            Assert.Null(watch);
+            Assert.Contains("writes after the fence not checked", skipped, StringComparison.Ordinal);
+            Assert.Contains("REPLICATION attribute", skipped, StringComparison.Ordinal);
+
+            // With it, the watch sees a write committed after a mark, and nothing before it.
+            await Sql.ExecAsync(db.SourceConnectionString, $"ALTER ROLE {owner.Name} REPLICATION");
+            (watch, skipped) = await WritesAfterFence.StartAsync(owner.OpenAsync, "replicator", CancellationToken.None);
+            Assert.Null(skipped);
+            await using (watch)
+            {
+                await Sql.ExecAsync(db.SourceConnectionString, "INSERT INTO product VALUES (1, 'before')");
+                var mark = await Sql.ScalarAsync<NpgsqlTypes.NpgsqlLogSequenceNumber>(db.SourceConnectionString, "SELECT pg_logical_emit_message(true, 'test', 'mark')");
+                watch!.StartAdvance(mark, CancellationToken.None);
+                Assert.Null(await watch.FindAsync(mark, CancellationToken.None));
+                await Sql.ExecAsync(db.SourceConnectionString, "BEGIN; SELECT 1; COMMIT; UPDATE product SET name = 'after' WHERE id = 1");
+                Assert.StartsWith("public.product (transaction ", await watch.FindAsync(mark, CancellationToken.None), StringComparison.Ordinal);
+            }
+
+            Assert.Equal(0L, await Sql.ScalarAsync<long>(db.SourceConnectionString, "SELECT count(*) FROM pg_replication_slots"));
+        }
+        finally
+        {
+            await owner.DropAsync();
+        }
+    }
+
     /// <summary>
     /// A role that owns the test database, may end and see other sessions, and is no superuser; the
     /// fixture's own superuser sessions in the database are ended first (they would count as sessions
@@ -228,6 +317,8 @@ public class FenceBypassTests(PostgresFixture fixture) : IClassFixture<PostgresF
     /// </summary>
     private sealed class DatabaseOwner(TestDatabases db, string name)
     {
+        public string Name => name;
+
         public string ConnectionString { get; } = $"Host=127.0.0.1;Port={db.SourceCluster.Port};Database={db.Name};Username={name};Pooling=false";
 
         public static async Task<DatabaseOwner> CreateAsync(TestDatabases db)
