@@ -268,7 +268,7 @@ public class FenceBypassTests(PostgresFixture fixture) : IClassFixture<PostgresF
         Assert.DoesNotContain(e.Report.Phases, p => p.Phase == "switch");
         Assert.False(replication.Running.IsCompleted);
         // The watch's slot went with the cutover.
-        Assert.Equal(0L, await Sql.ScalarAsync<long>(db.SourceConnectionString, "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'replicator_fence_watch_%'"));
+        Assert.Equal(0L, await Sql.ScalarAsync<long>(db.SourceConnectionString, "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'replicator_fence_watch_%' AND database = current_database()"));
 
         // Replication goes on and carries every one of those writes over.
         await replication.CatchUpAsync();
@@ -302,7 +302,7 @@ public class FenceBypassTests(PostgresFixture fixture) : IClassFixture<PostgresF
                 Assert.StartsWith("public.product (transaction ", await watch.FindAsync(mark, CancellationToken.None), StringComparison.Ordinal);
             }
 
-            Assert.Equal(0L, await Sql.ScalarAsync<long>(db.SourceConnectionString, "SELECT count(*) FROM pg_replication_slots"));
+            Assert.Equal(0L, await Sql.ScalarAsync<long>(db.SourceConnectionString, "SELECT count(*) FROM pg_replication_slots WHERE database = current_database()"));
         }
         finally
         {
