@@ -175,6 +175,14 @@ public sealed class CutoverRunner(CutoverOptions options, ConnectionInfo from, C
         // already writes to the target, so nothing here may undo the switch: a failure is reported.
         try
         {
+            // A write that got through while the switch hook ran is not on the target, and nothing
+            // may undo the switch now: it is named, for the operator to carry over by hand.
+            if (watch is not null && await watch.FindAsync(NpgsqlLogSequenceNumber.Parse(report.FenceLsn!), cancellationToken).ConfigureAwait(false) is { } late)
+            {
+                report.WritesAfterFence = $"LOST: {late} committed on {from.Database} while the switch hook ran; it is not on the target: carry it over by hand";
+                _logger.LogError("Switched, but a write committed on {From} while the switch hook ran and is not on the target: {Write}", from, late);
+            }
+
             await ReleaseSwitchedAsync(toConnection, barrierId!.Value, cutoverId).ConfigureAwait(false);
             if (reverseFingerprints is { } fingerprints)
             {
