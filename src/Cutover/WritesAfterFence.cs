@@ -64,6 +64,11 @@ internal sealed class WritesAfterFence : IAsyncDisposable
             var why = e is PostgresException p ? $"{p.MessageText} ({p.SqlState})" : $"creating a logical slot waited more than {CreateTimeout.TotalSeconds:0} s for running transactions";
             return (null, $"writes after the fence not checked: {why}; give the cutover's role the REPLICATION attribute and a free replication slot");
         }
+        catch
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
     }
 
     /// <summary>
