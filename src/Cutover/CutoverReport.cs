@@ -58,6 +58,12 @@ public sealed class CutoverReport
     /// <summary>Whether writes that got through the fence were looked for before the switch, and what was found (or why not).</summary>
     public string? WritesAfterFence { get; set; }
 
+    /// <summary>Switched, but a write got through the fence while the switch hook ran: it is not on the target.</summary>
+    [JsonIgnore]
+    public bool WriteLost => WritesAfterFence?.StartsWith(LostPrefix, StringComparison.Ordinal) == true;
+
+    internal const string LostPrefix = "LOST: ";
+
     /// <summary>Reverse replication prepared: slot on the new primary and the LSN it starts from.</summary>
     public string? ReverseSlot { get; set; }
 

@@ -179,7 +179,7 @@ public sealed class CutoverRunner(CutoverOptions options, ConnectionInfo from, C
             // may undo the switch now: it is named, for the operator to carry over by hand.
             if (watch is not null && await watch.FindAsync(NpgsqlLogSequenceNumber.Parse(report.FenceLsn!), cancellationToken).ConfigureAwait(false) is { } late)
             {
-                report.WritesAfterFence = $"LOST: {late} committed on {from.Database} while the switch hook ran; it is not on the target: carry it over by hand";
+                report.WritesAfterFence = $"{CutoverReport.LostPrefix}{late} committed on {from.Database} while the switch hook ran; it is not on the target: carry it over by hand";
                 _logger.LogError("Switched, but a write committed on {From} while the switch hook ran and is not on the target: {Write}", from, late);
             }
 

@@ -11,8 +11,9 @@ namespace Replicator.Cli.Commands;
 /// <summary>
 /// <c>replicator cutover</c> (source → target) and <c>replicator rollback</c> (back to the source,
 /// through the reverse replication a <c>cutover --reverse</c> started). See <see cref="CutoverRunner"/>.
-/// Exit 0 switched (or a dry run whose preconditions hold), 1 preconditions fail or the cutover
-/// aborted (the side being left is writable again), 2 error.
+/// Exit 0 switched (or a dry run whose preconditions hold), 1 preconditions fail, the cutover
+/// aborted (the side being left is writable again), or it switched while a write got through the
+/// fence, 2 error.
 /// </summary>
 public static class CutoverCommand
 {
@@ -47,11 +48,11 @@ public static class CutoverCommand
             ? new Command("rollback",
                 "Move the application back from the target to the source after 'cutover --reverse', losing none of the writes made on the target: " +
                 "the same steps as cutover in the other direction (fence the target, drain the reverse replication, sequences, verify, source writable again, switch hook).\n" +
-                "Exit 0 switched back, 1 preconditions fail or aborted (the target stays writable), 2 error.")
+                "Exit 0 switched back, 1 preconditions fail or aborted (the target stays writable) or switched back while a write got through the fence (named in the report), 2 error.")
             : new Command("cutover",
                 "Switch the application from source to target while replication runs: preconditions, write fence on the source, drain to the fence LSN, " +
-                "sequences, final verification, target ready (triggers, constraints), switch hook; reports the write outage in milliseconds.\n" +
-                "Exit 0 switched (or a dry run whose preconditions hold), 1 preconditions fail or aborted (the source is writable again), 2 error.");
+                "sequences, final verification, target ready (triggers, constraints), a last look for writes that got through the fence, switch hook; reports the write outage in milliseconds.\n" +
+                "Exit 0 switched (or a dry run whose preconditions hold), 1 preconditions fail or aborted (the source is writable again) or switched while a write got through the fence (named in the report), 2 error.");
         foreach (var option in new Option[] { dryRun, maxLag, maxVerifyAge, maxTransactionAge, allowRoles, fenceGrace, fenceCommand, unfenceCommand, drainTimeout,
                      finalVerify, switchCommand, switchUrl, hookTimeout, reverseSlot, keepSlot, format })
             command.Options.Add(option);
@@ -120,8 +121,10 @@ public static class CutoverCommand
                 await Console.Out.FlushAsync(ct).ConfigureAwait(false);
                 if (report.Outcome != "switched")
                     return report.Preconditions.All(p => p.Ok) ? ExitCodes.Ok : ExitCodes.Failed;
+                // Switched, but a write that got through while the switch hook ran is missing on the target.
+                var switched = report.WriteLost ? ExitCodes.Failed : ExitCodes.Ok;
                 if (!cutover.Reverse)
-                    return ExitCodes.Ok;
+                    return switched;
 
                 logger.LogInformation("Reverse replication {From} → {To} (slot {Slot}) runs until stopped; 'replicator rollback' moves the application back",
                     to, from, cutover.ReverseSlot);
@@ -129,7 +132,7 @@ public static class CutoverCommand
                 await pipeline.RunAsync(ct).ConfigureAwait(false);
                 if (pipeline.Switched)
                     logger.LogInformation("A rollback moved the application back to {Source}: reverse replication has stopped", from);
-                return ct.IsCancellationRequested && !pipeline.Switched ? ExitCodes.Interrupted : ExitCodes.Ok;
+                return ct.IsCancellationRequested && !pipeline.Switched ? ExitCodes.Interrupted : switched;
             }, cancellationToken).ConfigureAwait(false);
         });
         return command;

@@ -276,25 +276,20 @@ public class FenceBypassTests(PostgresFixture fixture) : IClassFixture<PostgresF
     }
 
     [Fact]
-    public async Task A_write_that_gets_through_while_the_switch_hook_runs_is_named_in_the_report()
+    public async Task A_write_that_gets_through_while_the_switch_hook_runs_is_named_and_the_cli_exits_1()
     {
         await using var db = await fixture.CreateDatabasesAsync("fence_write_at_switch");
         using var loggers = LoggerFactory.Create(_ => { });
         await using var replication = await ReadyForCutover.StartAsync(db, loggers);
         var psql = Path.Combine(db.SourceCluster.BinDirectory, "psql");
         // Behind a pooler fence, a client going around the pooler writes while the switch hook runs.
-        var options = new CutoverOptions
-        {
-            Slot = replication.Slot,
-            FenceCommand = "true",
-            UnfenceCommand = "true",
-            FinalVerify = FinalVerification.None,
-            SwitchCommand = $"'{psql}' -X -q -v ON_ERROR_STOP=1 '{db.SourceUri}' -c \"INSERT INTO product VALUES (3000, 'during the switch')\"",
-        };
-        var report = await new CutoverRunner(options, Info(db.SourceUri, "source"), Info(db.TargetUri, "target"), "cutover", loggers).RunAsync(CancellationToken.None);
-        Assert.Equal("switched", report.Outcome);
-        Assert.StartsWith("LOST: public.product (transaction ", report.WritesAfterFence, StringComparison.Ordinal);
-        Assert.Contains("while the switch hook ran", report.ToText(), StringComparison.Ordinal);
+        var result = await ProcessRunner.ReplicatorAsync(["cutover", "--source", db.SourceUri, "--target", db.TargetUri, "--slot", replication.Slot,
+            "--fence-command", "true", "--unfence-command", "true", "--final-verify", "none",
+            "--switch-command", $"'{psql}' -X -q -v ON_ERROR_STOP=1 '{db.SourceUri}' -c \"INSERT INTO product VALUES (3000, 'during the switch')\""]);
+        Assert.True(result.ExitCode == 1, result.Output);
+        Assert.Contains("SWITCHED.", result.Stdout, StringComparison.Ordinal);
+        Assert.Contains("Writes after the fence: LOST: public.product (transaction ", result.Stdout, StringComparison.Ordinal);
+        Assert.Contains("while the switch hook ran", result.Stdout, StringComparison.Ordinal);
     }
 
     [Fact]
