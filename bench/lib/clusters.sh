@@ -50,7 +50,8 @@ psql_at() { local port=$1 db=$2; shift 2; "$PG_BIN/psql" -X -q -A -t -v ON_ERROR
 
 now() { date +%s.%N; }
 elapsed() { echo "$2 - $1" | bc; }
-ratio() { echo "scale=2; $1 / $2" | bc; }
+# a / b to two decimals, rounded, with its leading zero (bc printed ".38" and truncated)
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 # wait_slot_caught_up PORT DB SLOT GOAL_LSN [TIMEOUT_S]
 wait_slot_caught_up() {
