@@ -83,6 +83,7 @@ public sealed class CutoverRunner(CutoverOptions options, ConnectionInfo from, C
         }
 
         long? barrierId = null;
+        NpgsqlLogSequenceNumber fenceLsn = default;
         (Dictionary<string, string> From, Dictionary<string, string> To)? reverseFingerprints = null;
         try
         {
@@ -92,7 +93,7 @@ public sealed class CutoverRunner(CutoverOptions options, ConnectionInfo from, C
                 fence.OwnSessions.Add(watch.ProcessId);
             undo.Push(("lift the write fence", () => fence.LiftAsync(CancellationToken.None)));
             await fence.RaiseAsync(_logger, cancellationToken).ConfigureAwait(false);
-            var fenceLsn = await fence.MarkAsync(cancellationToken).ConfigureAwait(false);
+            fenceLsn = await fence.MarkAsync(cancellationToken).ConfigureAwait(false);
             await Preconditions.RefusePreparedTransactionsAsync(fromConnection, cancellationToken).ConfigureAwait(false);
             report.FenceLsn = fenceLsn.ToString();
             report.SessionsEnded = fence.SessionsEnded;
@@ -177,7 +178,7 @@ public sealed class CutoverRunner(CutoverOptions options, ConnectionInfo from, C
         {
             // A write that got through while the switch hook ran is not on the target, and nothing
             // may undo the switch now: it is named, for the operator to carry over by hand.
-            if (watch is not null && await watch.FindAsync(NpgsqlLogSequenceNumber.Parse(report.FenceLsn!), cancellationToken).ConfigureAwait(false) is { } late)
+            if (watch is not null && await watch.FindAsync(fenceLsn, cancellationToken).ConfigureAwait(false) is { } late)
             {
                 report.WritesAfterFence = $"{CutoverReport.LostPrefix}{late} committed on {from.Database} while the switch hook ran; it is not on the target: carry it over by hand";
                 _logger.LogError("Switched, but a write committed on {From} while the switch hook ran and is not on the target: {Write}", from, late);
