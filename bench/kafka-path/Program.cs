@@ -5,8 +5,12 @@
 //   decode+order  DebeziumDeserializer + TransactionOrderer + the offsets JSON the applier stores
 //   produce       KafkaChangeSink until every record is acknowledged (mock cluster)
 //   consume       KafkaChangeSource.ReadAsync until the last transaction (mock cluster)
-// Usage: KafkaPath [transactions=20000] [codec|kafka|all] ; KAFKA_BOOTSTRAP=host:port uses that
+//   client        the floor: the same records (serialized once, beforehand) through a bare
+//                 Confluent.Kafka producer and consumer with the sink's and source's settings,
+//                 none of Replicator's per-record code (no envelopes built or parsed, no ordering)
+// Usage: KafkaPath [transactions=20000] [codec|kafka|client|all] ; KAFKA_BOOTSTRAP=host:port uses that
 // broker instead of an in-process mock cluster (then the broker's CPU is not counted).
+// KAFKA_PRODUCER=k=v,k=v sets producer properties (librdkafka names) to compare.
 using System.Diagnostics;
 using System.Globalization;
 using NpgsqlTypes;
@@ -83,6 +87,94 @@ void Report(string stage, double cpuMicros, TimeSpan wall, int gen0Before, int g
     Console.WriteLine(string.Create(inv, $"{stage,-14} {cpuMicros / rows,8:F2} µs CPU/event  {rows / wall.TotalSeconds,9:F0} events/s wall  (gc0 {GC.CollectionCount(0) - gen0Before}, gc2 {GC.CollectionCount(2) - gen2Before})"));
 
 List<DebeziumRecord> records = [];
+// KAFKA_PRODUCER="compression.type=zstd,linger.ms=20": producer settings to compare.
+var producerProperties = Environment.GetEnvironmentVariable("KAFKA_PRODUCER") is { Length: > 0 } producerSpec
+    ? producerSpec.Split(',').Select(p => p.Split('=', 2)).ToDictionary(p => p[0], p => p[1])
+    : null;
+if (mode == "client")
+{
+    var external = Environment.GetEnvironmentVariable("KAFKA_BOOTSTRAP");
+    using var cluster = external is null ? DevKafkaCluster.Start(3) : null;
+    var bootstrap = external ?? cluster!.BootstrapServers;
+    var schemas = Environment.GetEnvironmentVariable("SCHEMAS") != "false";
+    // As Replicator's own clients run (glibc's malloc set up for librdkafka), unless MALLOC_* says otherwise.
+    Console.WriteLine($"native heap: {NativeHeap.TuneForKafka()}");
+    var serializer = new DebeziumSerializer(options with { SchemasEnable = schemas });
+    foreach (var e in Stream())
+        records.AddRange(serializer.Serialize(e));
+    Console.WriteLine(string.Create(inv, $"{records.Count} records, {records.Sum(r => (long)(r.Value?.Length ?? 0) + (r.Key?.Length ?? 0)) / records.Count} bytes each (schemas {schemas})"));
+    void PerRecord(string stage, double cpuMicros, TimeSpan wall, int gen0Before, int gen2Before) =>
+        Console.WriteLine(string.Create(inv, $"{stage,-14} {cpuMicros / records.Count,8:F2} µs CPU/record {records.Count / wall.TotalSeconds,9:F0} records/s wall  (gc0 {GC.CollectionCount(0) - gen0Before}, gc2 {GC.CollectionCount(2) - gen2Before})"));
+    for (var round = 0; round < rounds; round++)
+    {
+        var prefix = "floor" + Guid.NewGuid().ToString("N")[..8];
+        GC.Collect();
+        var (g0, g2) = (GC.CollectionCount(0), GC.CollectionCount(2));
+        var cpu = Cpu();
+        var wall = Stopwatch.StartNew();
+        var acknowledged = 0L;
+        using (var producer = new Confluent.Kafka.ProducerBuilder<byte[]?, byte[]?>(KafkaChangeSink.ProducerConfigFor(new KafkaSinkOptions { BootstrapServers = bootstrap, Format = options, Extra = producerProperties })).Build())
+        {
+            void Delivered(Confluent.Kafka.DeliveryReport<byte[]?, byte[]?> report) => Interlocked.Increment(ref acknowledged);
+            foreach (var r in records)
+            {
+                var message = new Confluent.Kafka.Message<byte[]?, byte[]?> { Key = r.Key, Value = r.Value };
+                if (r.Headers is { Count: > 0 })
+                {
+                    message.Headers = [];
+                    foreach (var (k, v) in r.Headers)
+                        message.Headers.Add(k, v);
+                }
+
+                while (true)
+                {
+                    try
+                    {
+                        producer.Produce(prefix + r.Topic["bench".Length..], message, Delivered);
+                        break;
+                    }
+                    catch (Confluent.Kafka.ProduceException<byte[]?, byte[]?> e) when (e.Error.Code == Confluent.Kafka.ErrorCode.Local_QueueFull)
+                    {
+                        producer.Poll(TimeSpan.FromMilliseconds(10));
+                    }
+                }
+            }
+
+            while (Interlocked.Read(ref acknowledged) < records.Count)
+                producer.Flush(TimeSpan.FromMilliseconds(100));
+        }
+
+        PerRecord("client produce", Cpu() - cpu, wall.Elapsed, g0, g2);
+
+        var config = KafkaChangeSource.ConsumerConfigFor(new KafkaSourceOptions { BootstrapServers = bootstrap, TopicPrefix = prefix, GroupId = prefix });
+        // Values are not copied out of the client's buffer (the applier's consumer copies only payloads).
+        using var consumer = new Confluent.Kafka.ConsumerBuilder<byte[]?, int>(config).SetValueDeserializer(new LengthOnly()).Build();
+        using (var admin = new Confluent.Kafka.AdminClientBuilder(new Confluent.Kafka.AdminClientConfig { BootstrapServers = bootstrap }).Build())
+        {
+            var metadata = admin.GetMetadata(TimeSpan.FromSeconds(10));
+            consumer.Assign(metadata.Topics.Where(t => t.Topic.StartsWith(prefix, StringComparison.Ordinal))
+                .SelectMany(t => t.Partitions.Select(p => new Confluent.Kafka.TopicPartitionOffset(t.Topic, p.PartitionId, Confluent.Kafka.Offset.Beginning))));
+        }
+
+        var first = consumer.Consume(TimeSpan.FromSeconds(30)) ?? throw new InvalidOperationException("nothing consumed");
+        (g0, g2) = (GC.CollectionCount(0), GC.CollectionCount(2));
+        cpu = Cpu();
+        wall = Stopwatch.StartNew();
+        long consumed = 1, bytes = 0;
+        while (consumed < records.Count)
+        {
+            var result = consumer.Consume(TimeSpan.FromSeconds(10)) ?? throw new InvalidOperationException($"only {consumed} of {records.Count} records consumed");
+            bytes += result.Message.Value;
+            consumed++;
+        }
+
+        PerRecord("client consume", Cpu() - cpu, wall.Elapsed, g0, g2);
+        Console.WriteLine(string.Create(inv, $"               {bytes / 1048576.0:F0} MB of values read"));
+    }
+
+    return;
+}
+
 if (mode is "codec" or "all")
 {
     for (var round = 0; round < rounds; round++)
@@ -145,7 +237,7 @@ if (mode is "kafka" or "all")
         var (g0, g2) = (GC.CollectionCount(0), GC.CollectionCount(2));
         var cpu = Cpu();
         var wall = Stopwatch.StartNew();
-        using (var sink = new KafkaChangeSink(new KafkaSinkOptions { BootstrapServers = bootstrap, Format = options with { TopicPrefix = prefix } }))
+        using (var sink = new KafkaChangeSink(new KafkaSinkOptions { BootstrapServers = bootstrap, Format = options with { TopicPrefix = prefix }, Extra = producerProperties }))
         {
             foreach (var e in Stream())
                 await sink.WriteAsync(e, CancellationToken.None);
@@ -182,4 +274,10 @@ if (mode is "kafka" or "all")
 
         Report("consume", Cpu() - startCpu, consumeWall!.Elapsed, gcs.Item1, gcs.Item2);
     }
+}
+
+/// <summary>The floor's consumer: reads a value's length, copies nothing.</summary>
+internal sealed class LengthOnly : Confluent.Kafka.IDeserializer<int>
+{
+    public int Deserialize(ReadOnlySpan<byte> data, bool isNull, Confluent.Kafka.SerializationContext context) => isNull ? 0 : data.Length;
 }
