@@ -29,6 +29,7 @@ public sealed class DevKafkaCluster : IDisposable
         var config = new ProducerConfig { BootstrapServers = "", ClientId = "replicator-dev-kafka" };
         config.Set("test.mock.num.brokers", brokers.ToString(System.Globalization.CultureInfo.InvariantCulture));
         IProducer<byte[], byte[]> owner;
+        NativeHeap.TuneForKafka(); // the mock brokers' buffers are librdkafka's too
         try
         {
             owner = new ProducerBuilder<byte[], byte[]>(config).Build();

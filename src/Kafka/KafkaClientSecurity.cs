@@ -23,9 +23,11 @@ internal static class KafkaClientSecurity
     /// <summary>
     /// Builds a client; librdkafka's refusal of a property (an unknown name, a bad value) becomes a
     /// configuration error naming <c>Buffer:Kafka:Properties</c>, not a failure to retry.
+    /// The process's malloc is set up for librdkafka first (<see cref="NativeHeap"/>).
     /// </summary>
     public static T Build<T>(Func<T> build)
     {
+        NativeHeap.TuneForKafka();
         try
         {
             return build();
