@@ -75,8 +75,11 @@ wait_slot_caught_up "$SRC_PORT" bench rep_slot "$goal"
 t_rep=$(elapsed "$t0" "$(now)")
 # CPU seconds spent catching up (start-up included): less sensitive than wall time to other load on the machine.
 proc_cpu() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$1/stat" 2>/dev/null || echo "?"; }
+# The source's walsender decoding for a slot (the same work for every consumer).
+walsender_cpu() { proc_cpu "$(psql_at "$SRC_PORT" bench -c "SELECT active_pid FROM pg_replication_slots WHERE slot_name = '$1'")"; }
 rep_cpu=$(proc_cpu "$rep_pid")
 rep_backend_cpu=$(proc_cpu "$(psql_at "$TGT_PORT" rep -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'replicator-applier' LIMIT 1")")
+rep_walsender_cpu=$(walsender_cpu rep_slot)
 echo "replicator caught up in ${t_rep}s" >&2
 grep -E "warn|fail|crit" "$log" | head -20 | sed 's/^/  replicator log: /' >&2 || true
 
@@ -86,6 +89,7 @@ psql_at "$TGT_PORT" native -c "ALTER SUBSCRIPTION native_sub ENABLE"
 wait_slot_caught_up "$SRC_PORT" bench native_slot "$goal"
 t_native=$(elapsed "$t0" "$(now)")
 native_cpu=$(proc_cpu "$(psql_at "$TGT_PORT" native -c "SELECT pid FROM pg_stat_subscription WHERE subname = 'native_sub' AND relid IS NULL")")
+native_walsender_cpu=$(walsender_cpu native_slot)
 echo "native caught up in ${t_native}s" >&2
 
 # Through Kafka the slot is confirmed when Kafka has the events, before they are applied: the
@@ -100,6 +104,8 @@ kafka_catchup() { # $1 = target db and slot name stem, $2 = topic prefix, then e
   pid=$!
   until [ "$(psql_at "$TGT_PORT" "$db" -c "SELECT count(*) FROM pgbench_history WHERE hid = $last_commit" 2>/dev/null || echo 0)" = 1 ]; do sleep 0.05; done
   elapsed "$t0" "$(now)"
+  # Where the machine's CPU went (the broker's since its start: it runs only these catch-ups).
+  echo "process $(proc_cpu "$pid")s + target backend $(proc_cpu "$(psql_at "$TGT_PORT" "$db" -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'replicator-applier' LIMIT 1")")s + walsender $(walsender_cpu "${db}_slot")s + broker $(proc_cpu "$kafka_pid")s (cumulative)" >"$BENCH_DIR/cpu-$db.txt"
   kill -TERM "$pid"; wait "$pid" || true
 }
 
@@ -169,6 +175,7 @@ CDC benchmark — pgbench scale $SCALE, $(nproc) cores; backlog of $txns transac
 | replicator (Kafka buffer, mock broker) | $t_kafka | $([ "$t_kafka" = - ] && echo - || ratio "$t_native" "$t_kafka")× ($([ "$t_kafka" = - ] && echo - || ratio "$t_rep" "$t_kafka")× embedded) | - | - |
 | replicator (Kafka buffer, Buffer:Kafka:Schemas=false) | $t_kns | $([ "$t_kns" = - ] && echo - || ratio "$t_native" "$t_kns")× ($([ "$t_kns" = - ] && echo - || ratio "$t_rep" "$t_kns")× embedded) | - | - |
 
-catch-up CPU: replicator process ${rep_cpu}s + its target backend ${rep_backend_cpu}s; native apply worker ${native_cpu}s (load average before: $load_before)
+catch-up CPU: replicator process ${rep_cpu}s + its target backend ${rep_backend_cpu}s + walsender ${rep_walsender_cpu}s; native apply worker ${native_cpu}s + walsender ${native_walsender_cpu}s (load average before: $load_before)
+$([ "$KAFKA" = 1 ] && echo "catch-up CPU through Kafka: $(cat "$BENCH_DIR/cpu-kaf.txt"); without schemas: $(cat "$BENCH_DIR/cpu-kns.txt")")
 live: pgbench -R $RATE (achieved ${live_tps} tps) for ${LIVE_SECONDS}s, lag sampled every 100 ms ($rep_n / $nat_n samples); target content equal to source after the run: $same (Kafka targets after their catch-up: $kafka_same)
 TABLE
