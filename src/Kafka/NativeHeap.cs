@@ -7,9 +7,9 @@ namespace Replicator.Kafka;
 /// record it produces (a copy of the value), every fetch response and every produce request with
 /// malloc; by default glibc serves anything above 128 KB (rising with what was freed) with a fresh
 /// <c>mmap</c> and gives freed memory back to the kernel soon, so the next buffer faults its pages
-/// in again, zero-filled by the kernel. Measured (<c>bench/kafka-path/run.sh 20000 client</c>, three
-/// alternating pairs): page faults 356–390k → 226–249k and process CPU 11.0–12.4 s → 8.8–11.0 s for the bare
-/// client's produce and consume of the same records. Settings applied: buffers up to 32 MB come
+/// in again, zero-filled by the kernel. Measured (<c>bench/kafka-path/run.sh 20000 client</c>, six
+/// alternating pairs): page faults 356–390k → 226–252k and process CPU 9.9–12.4 s → 8.5–11.0 s for
+/// the bare client's produce and consume of the same records (docs/benchmarks.md). Settings applied: buffers up to 32 MB come
 /// from malloc's heaps (<c>M_MMAP_THRESHOLD</c>), and up to 256 MB freed at a heap's top stays
 /// there for reuse (<c>M_TRIM_THRESHOLD</c>): the process keeps the memory its Kafka client needed
 /// at its peak (bounded by the client's queue settings) instead of returning and refaulting it.
@@ -27,8 +27,8 @@ public static class NativeHeap
     /// <summary>glibc's <c>M_MMAP_THRESHOLD</c>; 32 MB is glibc's largest allowed value on 64-bit systems.</summary>
     private const int MmapThreshold = -3;
 
-    public const int MmapThresholdBytes = 32 << 20;
-    public const int TrimThresholdBytes = 256 << 20;
+    private const int MmapThresholdBytes = 32 << 20;
+    private const int TrimThresholdBytes = 256 << 20;
 
     private static readonly Lock Gate = new();
     private static string? _outcome;
