@@ -81,10 +81,19 @@ IEnumerable<ChangeEvent> Stream()
 var rows = transactions * 4;
 var options = new DebeziumOptions { TopicPrefix = "bench", DatabaseName = "bench" };
 
-static double Cpu() { using var p = Process.GetCurrentProcess(); return p.TotalProcessorTime.TotalMilliseconds * 1000; }
 
-void Report(string stage, double cpuMicros, TimeSpan wall, int gen0Before, int gen2Before) =>
-    Console.WriteLine(string.Create(inv, $"{stage,-14} {cpuMicros / rows,8:F2} µs CPU/event  {rows / wall.TotalSeconds,9:F0} events/s wall  (gc0 {GC.CollectionCount(0) - gen0Before}, gc2 {GC.CollectionCount(2) - gen2Before})"));
+// One stage's cost: process CPU and wall time from Measurement.Start, per item (row events or records).
+void Report(string stage, Measurement since, int count, string unit = "event") =>
+    Console.WriteLine(string.Create(inv, $"{stage,-14} {(Measurement.ProcessMicros() - since.Cpu) / count,8:F2} µs CPU/{unit,-7}{count / since.Wall.Elapsed.TotalSeconds,9:F0} {unit}s/s wall  (gc0 {GC.CollectionCount(0) - since.Gen0}, gc2 {GC.CollectionCount(2) - since.Gen2})"));
+
+// KAFKA_BOOTSTRAP's broker, or an in-process mock cluster (then its CPU counts as the process's).
+static (DevKafkaCluster? Cluster, string Bootstrap) Broker()
+{
+    if (Environment.GetEnvironmentVariable("KAFKA_BOOTSTRAP") is { } external)
+        return (null, external);
+    var cluster = DevKafkaCluster.Start(3);
+    return (cluster, cluster.BootstrapServers);
+}
 
 List<DebeziumRecord> records = [];
 // KAFKA_PRODUCER="compression.type=zstd,linger.ms=20": producer settings to compare.
@@ -93,9 +102,8 @@ var producerProperties = Environment.GetEnvironmentVariable("KAFKA_PRODUCER") is
     : null;
 if (mode == "client")
 {
-    var external = Environment.GetEnvironmentVariable("KAFKA_BOOTSTRAP");
-    using var cluster = external is null ? DevKafkaCluster.Start(3) : null;
-    var bootstrap = external ?? cluster!.BootstrapServers;
+    var (cluster, bootstrap) = Broker();
+    using var owned = cluster;
     var schemas = Environment.GetEnvironmentVariable("SCHEMAS") != "false";
     // As Replicator's own clients run (glibc's malloc set up for librdkafka), unless MALLOC_* says otherwise.
     Console.WriteLine($"native heap: {NativeHeap.TuneForKafka()}");
@@ -103,15 +111,10 @@ if (mode == "client")
     foreach (var e in Stream())
         records.AddRange(serializer.Serialize(e));
     Console.WriteLine(string.Create(inv, $"{records.Count} records, {records.Sum(r => (long)(r.Value?.Length ?? 0) + (r.Key?.Length ?? 0)) / records.Count} bytes each (schemas {schemas})"));
-    void PerRecord(string stage, double cpuMicros, TimeSpan wall, int gen0Before, int gen2Before) =>
-        Console.WriteLine(string.Create(inv, $"{stage,-14} {cpuMicros / records.Count,8:F2} µs CPU/record {records.Count / wall.TotalSeconds,9:F0} records/s wall  (gc0 {GC.CollectionCount(0) - gen0Before}, gc2 {GC.CollectionCount(2) - gen2Before})"));
     for (var round = 0; round < rounds; round++)
     {
         var prefix = "floor" + Guid.NewGuid().ToString("N")[..8];
-        GC.Collect();
-        var (g0, g2) = (GC.CollectionCount(0), GC.CollectionCount(2));
-        var cpu = Cpu();
-        var wall = Stopwatch.StartNew();
+        var measured = Measurement.Start();
         var acknowledged = 0L;
         using (var producer = new Confluent.Kafka.ProducerBuilder<byte[]?, byte[]?>(KafkaChangeSink.ProducerConfigFor(new KafkaSinkOptions { BootstrapServers = bootstrap, Format = options, Extra = producerProperties })).Build())
         {
@@ -144,7 +147,7 @@ if (mode == "client")
                 producer.Flush(TimeSpan.FromMilliseconds(100));
         }
 
-        PerRecord("client produce", Cpu() - cpu, wall.Elapsed, g0, g2);
+        Report("client produce", measured, records.Count, "record");
 
         var config = KafkaChangeSource.ConsumerConfigFor(new KafkaSourceOptions { BootstrapServers = bootstrap, TopicPrefix = prefix, GroupId = prefix });
         // Values are not copied out of the client's buffer (the applier's consumer copies only payloads).
@@ -157,9 +160,7 @@ if (mode == "client")
         }
 
         var first = consumer.Consume(TimeSpan.FromSeconds(30)) ?? throw new InvalidOperationException("nothing consumed");
-        (g0, g2) = (GC.CollectionCount(0), GC.CollectionCount(2));
-        cpu = Cpu();
-        wall = Stopwatch.StartNew();
+        measured = Measurement.Start(collect: false);
         long consumed = 1, bytes = 0;
         while (consumed < records.Count)
         {
@@ -168,7 +169,7 @@ if (mode == "client")
             consumed++;
         }
 
-        PerRecord("client consume", Cpu() - cpu, wall.Elapsed, g0, g2);
+        Report("client consume", measured, records.Count, "record");
         Console.WriteLine(string.Create(inv, $"               {bytes / 1048576.0:F0} MB of values read"));
     }
 
@@ -181,13 +182,10 @@ if (mode is "codec" or "all")
     {
         records = new List<DebeziumRecord>(rows * 2);
         var serializer = new DebeziumSerializer(options);
-        GC.Collect();
-        var (g0, g2) = (GC.CollectionCount(0), GC.CollectionCount(2));
-        var cpu = Cpu();
-        var wall = Stopwatch.StartNew();
+        var measured = Measurement.Start();
         foreach (var e in Stream())
             records.AddRange(serializer.Serialize(e));
-        Report("serialize", Cpu() - cpu, wall.Elapsed, g0, g2);
+        Report("serialize", measured, rows);
     }
 
     Console.WriteLine(string.Create(inv, $"{records.Count} records, {records.Sum(r => (long)(r.Value?.Length ?? 0) + (r.Key?.Length ?? 0)) / rows} bytes per row event"));
@@ -204,10 +202,7 @@ if (mode is "codec" or "all")
     {
         var deserializer = new DebeziumDeserializer(DebeziumSourceSettings.Default, (_, t) => tables[t]);
         var orderer = new TransactionOrderer();
-        GC.Collect();
-        var (g0, g2) = (GC.CollectionCount(0), GC.CollectionCount(2));
-        var cpu = Cpu();
-        var wall = Stopwatch.StartNew();
+        var measured = Measurement.Start();
         var seen = 0;
         long jsonLength = 0;
         foreach (var (position, r) in positioned)
@@ -219,7 +214,7 @@ if (mode is "codec" or "all")
             }
         }
 
-        Report("decode+order", Cpu() - cpu, wall.Elapsed, g0, g2);
+        Report("decode+order", measured, rows);
         if (seen != rows)
             throw new InvalidOperationException($"decoded {seen} of {rows} row events");
     }
@@ -227,16 +222,12 @@ if (mode is "codec" or "all")
 
 if (mode is "kafka" or "all")
 {
-    var external = Environment.GetEnvironmentVariable("KAFKA_BOOTSTRAP");
-    using var cluster = external is null ? DevKafkaCluster.Start(3) : null;
-    var bootstrap = external ?? cluster!.BootstrapServers;
+    var (cluster, bootstrap) = Broker();
+    using var owned = cluster;
     for (var round = 0; round < rounds; round++)
     {
         var prefix = "bench" + Guid.NewGuid().ToString("N")[..8];
-        GC.Collect();
-        var (g0, g2) = (GC.CollectionCount(0), GC.CollectionCount(2));
-        var cpu = Cpu();
-        var wall = Stopwatch.StartNew();
+        var measured = Measurement.Start();
         using (var sink = new KafkaChangeSink(new KafkaSinkOptions { BootstrapServers = bootstrap, Format = options with { TopicPrefix = prefix }, Extra = producerProperties }))
         {
             foreach (var e in Stream())
@@ -244,7 +235,7 @@ if (mode is "kafka" or "all")
             await sink.FlushAsync(TimeSpan.FromMinutes(5), CancellationToken.None);
         }
 
-        Report("produce", Cpu() - cpu, wall.Elapsed, g0, g2);
+        Report("produce", measured, rows);
 
         // The group join is not part of the steady state: wait for the first transaction, then time the rest.
         using var source = new KafkaChangeSource(new KafkaSourceOptions { BootstrapServers = bootstrap, TopicPrefix = prefix, GroupId = prefix,
@@ -252,18 +243,14 @@ if (mode is "kafka" or "all")
             new DebeziumDeserializer(DebeziumSourceSettings.Default, (_, t) => tables[t]));
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(10));
         var seen = 0;
-        var startCpu = 0.0;
-        Stopwatch? consumeWall = null;
+        Measurement? consuming = null;
         var joining = Stopwatch.StartNew();
-        (int, int) gcs = default;
         await foreach (var t in source.ReadAsync(null, timeout.Token))
         {
-            if (consumeWall is null)
+            if (consuming is null)
             {
                 Console.WriteLine(string.Create(inv, $"first transaction {joining.Elapsed.TotalSeconds:F2} s after ReadAsync started"));
-                gcs = (GC.CollectionCount(0), GC.CollectionCount(2));
-                startCpu = Cpu();
-                consumeWall = Stopwatch.StartNew();
+                consuming = Measurement.Start(collect: false);
             }
 
             seen += t.Changes.Count;
@@ -272,7 +259,7 @@ if (mode is "kafka" or "all")
                 break;
         }
 
-        Report("consume", Cpu() - startCpu, consumeWall!.Elapsed, gcs.Item1, gcs.Item2);
+        Report("consume", consuming!, rows);
     }
 }
 
@@ -280,4 +267,24 @@ if (mode is "kafka" or "all")
 internal sealed class LengthOnly : Confluent.Kafka.IDeserializer<int>
 {
     public int Deserialize(ReadOnlySpan<byte> data, bool isNull, Confluent.Kafka.SerializationContext context) => isNull ? 0 : data.Length;
+}
+
+/// <summary>Where a stage's timing starts: process CPU (µs), collection counts, a running clock.</summary>
+internal sealed record Measurement(double Cpu, int Gen0, int Gen2, Stopwatch Wall)
+{
+    /// <param name="collect">Collect first, so the stage does not pay for what came before it.</param>
+    public static Measurement Start(bool collect = true)
+    {
+        if (collect)
+            GC.Collect();
+        var (gen0, gen2) = (GC.CollectionCount(0), GC.CollectionCount(2));
+        return new Measurement(ProcessMicros(), gen0, gen2, Stopwatch.StartNew());
+    }
+
+    /// <summary>CPU time of the whole process (GC and librdkafka threads included), in microseconds.</summary>
+    public static double ProcessMicros()
+    {
+        using var process = Process.GetCurrentProcess();
+        return process.TotalProcessorTime.TotalMilliseconds * 1000;
+    }
 }
