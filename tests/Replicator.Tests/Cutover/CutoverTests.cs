@@ -34,14 +34,14 @@ public class CutoverTests(PostgresFixture fixture) : IClassFixture<PostgresFixtu
         Assert.True((string)(await cmd.ExecuteScalarAsync())! == "off", $"the {side} is still read-only for new sessions");
     }
 
-    private static async Task AssertReadOnlyAsync(string connectionString)
+    internal static async Task AssertReadOnlyAsync(string connectionString)
     {
         var e = await Assert.ThrowsAsync<PostgresException>(() => Sql.ExecAsync(connectionString, "INSERT INTO product VALUES (-1, 'after the switch')"));
         Assert.Equal(PostgresErrorCodes.ReadOnlySqlTransaction, e.SqlState);
     }
 
     /// <summary>Every acknowledged write is on <paramref name="connectionString"/> exactly once, with its id and invoice.</summary>
-    private static async Task AssertEveryAcknowledgedWriteAsync(AppWriter writer, string connectionString)
+    internal static async Task AssertEveryAcknowledgedWriteAsync(AppWriter writer, string connectionString)
     {
         var rows = (await Sql.RowsAsync(connectionString, "SELECT n || ',' || id || ',' || invoice FROM orders")).Select(r => r.Split(',').Select(long.Parse).ToArray()).ToList();
         Assert.Equal(rows.Count, rows.Select(r => r[0]).Distinct().Count());

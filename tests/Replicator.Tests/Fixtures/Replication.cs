@@ -4,6 +4,8 @@ using Npgsql;
 using Replicator.Applier;
 using Replicator.Core.Configuration;
 using Replicator.Core.State;
+using Replicator.Kafka;
+using Replicator.Kafka.Debezium;
 
 namespace Replicator.Tests.Fixtures;
 
@@ -88,6 +90,26 @@ public sealed class Replication : IAsyncDisposable
         return this;
     }
 
+    /// <summary>
+    /// Starts <c>run --buffer kafka</c>'s pipeline in the background: capture and applier in this
+    /// process with <paramref name="bootstrapServers"/>' broker between them (topics named after the slot).
+    /// </summary>
+    public Replication StartThroughKafka(string bootstrapServers, ILoggerFactory? loggers = null)
+    {
+        Pipeline = KafkaPipeline(Db, Slot, Slot, bootstrapServers, PipelineRole.KafkaBoth, loggers);
+        _running = Task.Run(() => Pipeline.RunAsync(_stop.Token));
+        return this;
+    }
+
+    /// <summary>A pipeline with Kafka between capture and applier (<paramref name="role"/>: both halves, or one of them), topics under <paramref name="prefix"/>.</summary>
+    public static ReplicationPipeline KafkaPipeline(TestDatabases db, string slot, string prefix, string bootstrapServers, PipelineRole role, ILoggerFactory? loggers = null) =>
+        new(ConnectionInfo.Parse(db.SourceUri, "source"), ConnectionInfo.Parse(db.TargetUri, "target"), new ApplierSettings(slot), Publication, loggers ?? NullLoggerFactory.Instance)
+        {
+            Role = role,
+            KafkaSink = new KafkaSinkOptions { BootstrapServers = bootstrapServers, Format = new DebeziumOptions { TopicPrefix = prefix, DatabaseName = db.Name } },
+            KafkaSource = new KafkaSourceOptions { BootstrapServers = bootstrapServers, TopicPrefix = prefix, GroupId = prefix },
+        };
+
     /// <summary>The pipeline's task (faults with the replication error, if any).</summary>
     public Task Running => _running ?? Task.CompletedTask;
 
@@ -115,6 +137,19 @@ public sealed class Replication : IAsyncDisposable
             if (DateTime.UtcNow > deadline)
                 throw new TimeoutException($"replication did not catch up to {goal} (slot confirmed {confirmed})");
             await Task.Delay(50);
+        }
+    }
+
+    /// <summary>Waits until <paramref name="sql"/> on the target returns <paramref name="expected"/> (2 minutes at most), failing at once if <paramref name="running"/> ends.</summary>
+    public static async Task WaitForTargetAsync(TestDatabases db, Task running, string sql, string expected)
+    {
+        var deadline = DateTime.UtcNow.AddMinutes(2);
+        while (await Sql.ScalarAsync<string>(db.TargetConnectionString, sql) != expected)
+        {
+            if (running.IsCompleted)
+                await running;
+            Assert.True(DateTime.UtcNow < deadline, $"the target did not reach {expected} for {sql}");
+            await Task.Delay(100);
         }
     }
 

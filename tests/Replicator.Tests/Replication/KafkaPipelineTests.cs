@@ -359,7 +359,7 @@ public class KafkaPipelineTests(PostgresFixture fixture, KafkaFixture kafka) : I
         try
         {
             await WriteAsync(db.SourceConnectionString, 0, 30);
-            await WaitForRowsAsync(db, first.Running, "SELECT count(*)::text FROM ledger WHERE n = 29", "1");
+            await Fixtures.Replication.WaitForTargetAsync(db, first.Running, "SELECT count(*)::text FROM ledger WHERE n = 29", "1");
 
             var log = new CapturingLoggerProvider();
             using var loggers = Microsoft.Extensions.Logging.LoggerFactory.Create(b => b.AddProvider(log));
@@ -382,7 +382,7 @@ public class KafkaPipelineTests(PostgresFixture fixture, KafkaFixture kafka) : I
                 await first.Stop.CancelAsync();
                 await first.Running;
                 await WriteAsync(db.SourceConnectionString, 30, 30);
-                await WaitForRowsAsync(db, second.Running, "SELECT count(*)::text FROM ledger WHERE n = 59", "1");
+                await Fixtures.Replication.WaitForTargetAsync(db, second.Running, "SELECT count(*)::text FROM ledger WHERE n = 59", "1");
             }
             finally
             {
@@ -404,27 +404,9 @@ public class KafkaPipelineTests(PostgresFixture fixture, KafkaFixture kafka) : I
     private (Task Running, CancellationTokenSource Stop) StartKafkaPipeline(TestDatabases db, string slot, string prefix,
         PipelineRole role = PipelineRole.KafkaBoth, Microsoft.Extensions.Logging.ILoggerFactory? loggers = null)
     {
-        var pipeline = new ReplicationPipeline(ConnectionInfo.Parse(db.SourceUri, "source"), ConnectionInfo.Parse(db.TargetUri, "target"),
-            new ApplierSettings(slot), Fixtures.Replication.Publication, loggers ?? NullLoggerFactory.Instance)
-        {
-            Role = role,
-            KafkaSink = new KafkaSinkOptions { BootstrapServers = kafka.BootstrapServers, Format = new DebeziumOptions { TopicPrefix = prefix, DatabaseName = db.Name } },
-            KafkaSource = new KafkaSourceOptions { BootstrapServers = kafka.BootstrapServers, TopicPrefix = prefix, GroupId = prefix },
-        };
+        var pipeline = Fixtures.Replication.KafkaPipeline(db, slot, prefix, kafka.BootstrapServers, role, loggers);
         var stop = new CancellationTokenSource();
         return (Task.Run(() => pipeline.RunAsync(stop.Token)), stop);
-    }
-
-    private static async Task WaitForRowsAsync(TestDatabases db, Task running, string sql, string expected)
-    {
-        var deadline = DateTime.UtcNow.AddMinutes(2);
-        while (await Sql.ScalarAsync<string>(db.TargetConnectionString, sql) != expected)
-        {
-            if (running.IsCompleted)
-                await running;
-            Assert.True(DateTime.UtcNow < deadline, $"the target did not reach {expected} for {sql}");
-            await Task.Delay(100);
-        }
     }
 
     [Fact]
@@ -436,12 +418,12 @@ public class KafkaPipelineTests(PostgresFixture fixture, KafkaFixture kafka) : I
         try
         {
             await WriteAsync(db.SourceConnectionString, 0, 20);
-            await WaitForRowsAsync(db, running, "SELECT max(n)::text FROM ledger", "19");
+            await Fixtures.Replication.WaitForTargetAsync(db, running, "SELECT max(n)::text FROM ledger", "19");
             var lastCommit = await Sql.ScalarAsync<NpgsqlLogSequenceNumber>(db.SourceConnectionString, "SELECT pg_current_wal_insert_lsn()");
             // A barrier whose cut is after the last commit: only a transaction at or after the cut or a
             // heartbeat whose WAL end reaches it lets the applier reach it. No transaction follows.
             await Sql.ExecAsync(db.TargetConnectionString, $"INSERT INTO replicator.barrier (slot_name, cut_lsn) VALUES ('{setup.Slot}', '{lastCommit}')");
-            await WaitForRowsAsync(db, running, "SELECT (reached_at IS NOT NULL)::text FROM replicator.barrier", "true");
+            await Fixtures.Replication.WaitForTargetAsync(db, running, "SELECT (reached_at IS NOT NULL)::text FROM replicator.barrier", "true");
             await Sql.ExecAsync(db.TargetConnectionString, "UPDATE replicator.barrier SET released_at = clock_timestamp()");
 
             // Reached through a heartbeat, with everything before it applied and nothing after.
@@ -467,7 +449,7 @@ public class KafkaPipelineTests(PostgresFixture fixture, KafkaFixture kafka) : I
         try
         {
             await WriteAsync(db.SourceConnectionString, 0, 40);
-            await WaitForRowsAsync(db, running, "SELECT max(n)::text FROM ledger", "39");
+            await Fixtures.Replication.WaitForTargetAsync(db, running, "SELECT max(n)::text FROM ledger", "39");
             using var probe = new Confluent.Kafka.ConsumerBuilder<byte[], byte[]>(new Confluent.Kafka.ConsumerConfig { BootstrapServers = kafka.BootstrapServers, GroupId = prefix }).Build();
             // The group commits what the target has made durable, every 5 s: it reaches the stored position.
             var deadline = DateTime.UtcNow.AddSeconds(30);
@@ -500,7 +482,7 @@ public class KafkaPipelineTests(PostgresFixture fixture, KafkaFixture kafka) : I
         try
         {
             await WriteAsync(db.SourceConnectionString, 0, 20);
-            await WaitForRowsAsync(db, running, "SELECT max(n)::text FROM ledger", "19");
+            await Fixtures.Replication.WaitForTargetAsync(db, running, "SELECT max(n)::text FROM ledger", "19");
             var report = await Verification.RunPassAsync(new VerifyRequest { SlotName = setup.Slot },
                 ConnectionInfo.Parse(db.SourceUri, "source"), ConnectionInfo.Parse(db.TargetUri, "target"), NullLoggerFactory.Instance, CancellationToken.None);
 
