@@ -84,7 +84,7 @@ var options = new DebeziumOptions { TopicPrefix = "bench", DatabaseName = "bench
 
 // One stage's cost: process CPU and wall time from Measurement.Start, per item (row events or records).
 void Report(string stage, Measurement since, int count, string unit = "event") =>
-    Console.WriteLine(string.Create(inv, $"{stage,-14} {(Measurement.ProcessMicros() - since.Cpu) / count,8:F2} µs CPU/{unit,-7}{count / since.Wall.Elapsed.TotalSeconds,9:F0} {unit}s/s wall  (gc0 {GC.CollectionCount(0) - since.Gen0}, gc2 {GC.CollectionCount(2) - since.Gen2})"));
+    Console.WriteLine(string.Create(inv, $"{stage,-14} {(Measurement.ProcessMicros() - since.Cpu) / count,8:F2} µs CPU/{unit,-7}{count / since.Wall.Elapsed.TotalSeconds,9:F0} {unit}s/s wall  (gc0 {GC.CollectionCount(0) - since.Gen0}, gc2 {GC.CollectionCount(2) - since.Gen2}, {(GC.GetTotalAllocatedBytes() - since.Allocated) / count} B allocated/{unit})"));
 
 // KAFKA_BOOTSTRAP's broker, or an in-process mock cluster (then its CPU counts as the process's).
 static (DevKafkaCluster? Cluster, string Bootstrap) Broker()
@@ -270,7 +270,7 @@ internal sealed class LengthOnly : Confluent.Kafka.IDeserializer<int>
 }
 
 /// <summary>Where a stage's timing starts: process CPU (µs), collection counts, a running clock.</summary>
-internal sealed record Measurement(double Cpu, int Gen0, int Gen2, Stopwatch Wall)
+internal sealed record Measurement(double Cpu, int Gen0, int Gen2, long Allocated, Stopwatch Wall)
 {
     /// <param name="collect">Collect first, so the stage does not pay for what came before it.</param>
     public static Measurement Start(bool collect = true)
@@ -278,7 +278,7 @@ internal sealed record Measurement(double Cpu, int Gen0, int Gen2, Stopwatch Wal
         if (collect)
             GC.Collect();
         var (gen0, gen2) = (GC.CollectionCount(0), GC.CollectionCount(2));
-        return new Measurement(ProcessMicros(), gen0, gen2, Stopwatch.StartNew());
+        return new Measurement(ProcessMicros(), gen0, gen2, GC.GetTotalAllocatedBytes(), Stopwatch.StartNew());
     }
 
     /// <summary>CPU time of the whole process (GC and librdkafka threads included), in microseconds.</summary>
