@@ -5,6 +5,7 @@
 #   (1) replicator: `replicator run` (snapshot + streaming), one `replicator verify` pass, then
 #       `replicator cutover --switch-command …` (fence, drain, sequences, final verification of
 #       what changed, triggers/constraints, switch hook).
+#   (1b) the same with `run --buffer kafka` against a local `replicator dev-kafka` broker.
 #   (2) native logical replication with the usual scripted runbook: the same database fence
 #       (ALTER DATABASE … default_transaction_read_only, end sessions), wait until the
 #       subscription's slot has confirmed the fence LSN, copy every sequence with setval, disable
@@ -23,7 +24,7 @@ SCALE=${1:-10}
 RATE=${RATE:-500}
 BEFORE=${BEFORE:-10}
 AFTER=${AFTER:-5}
-trap 'stop_pids TERM "${rep_pid:-}" "${writer_pid:-}"; stop_clusters' EXIT
+trap 'stop_pids TERM "${rep_pid:-}" "${writer_pid:-}" "${kafka_pid:-}"; stop_clusters' EXIT
 
 freeze_cli "$root"
 echo "building the writer..." >&2
@@ -32,7 +33,7 @@ start_cluster SRC
 start_cluster TGT
 echo "clusters: source :$SRC_PORT, target :$TGT_PORT (scale $SCALE, writer at $RATE tps)" >&2
 
-for db in rep nat; do
+for db in rep kaf nat; do
   psql_at "$SRC_PORT" postgres -c "CREATE DATABASE $db"
   "$PG_BIN/pgbench" -i -q -s "$SCALE" -h 127.0.0.1 -p "$SRC_PORT" -U postgres "$db" >/dev/null 2>&1
   psql_at "$SRC_PORT" "$db" -c "ALTER TABLE pgbench_history REPLICA IDENTITY FULL; $WRITER_SCHEMA"
@@ -41,32 +42,48 @@ done
 src() { echo "postgres://postgres@127.0.0.1:$SRC_PORT/$1"; }
 tgt() { echo "postgres://postgres@127.0.0.1:$TGT_PORT/$1"; }
 
-# ---- (1) replicator ----
-log="$BENCH_DIR/replicator.log"
-"${CLI[@]}" run --source "$(src rep)" --target "$(tgt rep)" --metrics-listen 127.0.0.1:0 --log-level Warning >>"$log" 2>&1 &
-rep_pid=$!
-until [ "$(psql_at "$TGT_PORT" rep -c "SELECT count(*) FROM pg_tables WHERE schemaname = 'replicator' AND tablename = 'position'" 2>/dev/null)" = 1 ] \
-   && [ "$(psql_at "$TGT_PORT" rep -c "SELECT count(*) FROM replicator.position" 2>/dev/null)" = 1 ]; do
-  kill -0 "$rep_pid" 2>/dev/null || { cat "$log" >&2; exit 1; }
-  sleep 0.2
-done
-echo "replicator: snapshot done, streaming" >&2
-writer_start rep "$(src rep)" "$RATE"
-sleep 2
-"${CLI[@]}" verify --source "$(src rep)" --target "$(tgt rep)" >"$BENCH_DIR/verify.txt" || { cat "$BENCH_DIR/verify.txt" >&2; exit 1; }
-sleep "$BEFORE"
-"${CLI[@]}" cutover --source "$(src rep)" --target "$(tgt rep)" --format json --log-level Debug \
-  --switch-command "$(writer_hook rep)" >"$BENCH_DIR/cutover.json" 2>>"$log" \
-  || { cat "$BENCH_DIR/cutover.json" "$log" >&2; exit 1; }
-sleep "$AFTER"
-writer_stop rep
-rep_writer=$(cat "$BENCH_DIR/writer-rep.out")
-wait "$rep_pid" || true  # 'run' stops by itself after the switch
-rep_outage=$(python3 -c "import json,sys; print(round(json.load(open(sys.argv[1]))['outage_milliseconds']))" "$BENCH_DIR/cutover.json")
-rep_phases=$(python3 -c "import json,sys; print(', '.join(f\"{p['phase']} {p['milliseconds']:.0f}\" for p in json.load(open(sys.argv[1]))['phases']))" "$BENCH_DIR/cutover.json")
-rep_verified=$(python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(r.get('verify_scope',''), '—', ', '.join(r.get('verified_tables',[])))" "$BENCH_DIR/cutover.json")
-rep_ok=$(check_acked rep "$TGT_PORT" rep)
-echo "replicator: outage ${rep_outage} ms; writer: $rep_writer" >&2
+# ---- (1) replicator: embedded buffer (database rep), then through Kafka (database kaf) ----
+# replicator_cutover DB [run arguments...]: snapshot and streaming, a writer, one verify pass,
+# the cutover; sets out_outage, out_phases, out_verified, out_final, out_writer, out_ok.
+replicator_cutover() {
+  local db=$1; shift
+  local log="$BENCH_DIR/replicator-$db.log"
+  "${CLI[@]}" run --source "$(src "$db")" --target "$(tgt "$db")" --metrics-listen 127.0.0.1:0 --log-level Warning "$@" >>"$log" 2>&1 &
+  rep_pid=$!
+  until [ "$(psql_at "$TGT_PORT" "$db" -c "SELECT count(*) FROM pg_tables WHERE schemaname = 'replicator' AND tablename = 'position'" 2>/dev/null)" = 1 ] \
+     && [ "$(psql_at "$TGT_PORT" "$db" -c "SELECT count(*) FROM replicator.position" 2>/dev/null)" = 1 ]; do
+    kill -0 "$rep_pid" 2>/dev/null || { cat "$log" >&2; exit 1; }
+    sleep 0.2
+  done
+  echo "replicator ($db): snapshot done, streaming" >&2
+  writer_start "$db" "$(src "$db")" "$RATE"
+  sleep 2
+  "${CLI[@]}" verify --source "$(src "$db")" --target "$(tgt "$db")" >"$BENCH_DIR/verify-$db.txt" || { cat "$BENCH_DIR/verify-$db.txt" >&2; exit 1; }
+  sleep "$BEFORE"
+  local report="$BENCH_DIR/cutover-$db.json"
+  "${CLI[@]}" cutover --source "$(src "$db")" --target "$(tgt "$db")" --format json --log-level Debug \
+    --switch-command "$(writer_hook "$db")" >"$report" 2>>"$log" \
+    || { cat "$report" "$log" >&2; exit 1; }
+  sleep "$AFTER"
+  writer_stop "$db"
+  out_writer=$(cat "$BENCH_DIR/writer-$db.out")
+  wait "$rep_pid" || true  # 'run' stops by itself after the switch
+  rep_pid=
+  out_outage=$(python3 -c "import json,sys; print(round(json.load(open(sys.argv[1]))['outage_milliseconds']))" "$report")
+  out_phases=$(python3 -c "import json,sys; print(', '.join(f\"{p['phase']} {p['milliseconds']:.0f}\" for p in json.load(open(sys.argv[1]))['phases']))" "$report")
+  out_verified=$(python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(r.get('verify_scope',''), '—', ', '.join(r.get('verified_tables',[])))" "$report")
+  out_final=$(grep -A12 'Cutover step sequences' "$log" | grep -Eo '(Phase [a-z]+ done after [0-9.]{1,5}|Plan of [a-z_.]+: [a-z ()0-9]+ after [0-9.]{1,5}|Hashed [0-9]+ chunks in [0-9.]{1,5})' | paste -sd';')
+  out_ok=$(check_acked "$db" "$TGT_PORT" "$db")
+  echo "replicator ($db): outage ${out_outage} ms; writer: $out_writer" >&2
+}
+
+replicator_cutover rep
+rep_outage=$out_outage rep_phases=$out_phases rep_verified=$out_verified rep_final=$out_final rep_writer=$out_writer rep_ok=$out_ok
+start_dev_kafka "${CLI[@]}"
+replicator_cutover kaf --buffer kafka --kafka-bootstrap "$kafka_bootstrap" --topic-prefix kaf
+kaf_outage=$out_outage kaf_phases=$out_phases kaf_writer=$out_writer kaf_ok=$out_ok
+stop_pids TERM "$kafka_pid"
+kafka_pid=
 
 # ---- (2) native logical replication, scripted runbook ----
 "$PG_BIN/pg_dump" -h 127.0.0.1 -p "$SRC_PORT" -U postgres --schema-only nat | psql_at "$TGT_PORT" nat >/dev/null
@@ -99,12 +116,15 @@ Cutover benchmark — pgbench scale $SCALE plus an application writer at $RATE t
 | method | write outage, measured by the tool (ms) | longest gap between acknowledged writes (ms) | every acknowledged write on the new primary, once |
 |---|---|---|---|
 | replicator cutover | $rep_outage | $(gap "$rep_writer") | $rep_ok |
+| replicator cutover, replicating through Kafka (mock broker) | $kaf_outage | $(gap "$kaf_writer") | $kaf_ok |
 | native logical replication, scripted runbook | $nat_outage | $(gap "$nat_writer") | $nat_ok |
 
 replicator's steps (ms): $rep_phases
+replicator's steps through Kafka (ms): $kaf_phases
 replicator's final verification: $rep_verified
-replicator's final verification, phases: $(grep -A12 'Cutover step sequences' "$log" | grep -Eo '(Phase [a-z]+ done after [0-9.]{1,5}|Plan of [a-z_.]+: [a-z ()0-9]+ after [0-9.]{1,5}|Hashed [0-9]+ chunks in [0-9.]{1,5})' | paste -sd';')
+replicator's final verification, phases: $rep_final
 writer, replicator run: $rep_writer
+writer, replicator run through Kafka: $kaf_writer
 writer, native run: $nat_writer
 target: under 1000 ms. For reference (documented, not measured here): RDS Blue/Green switchover under 5 s; published logical-replication cutovers about 3 s.
 TABLE

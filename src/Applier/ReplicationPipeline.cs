@@ -347,11 +347,13 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
     /// <summary>
     /// The capture. A heartbeat comes soon after the source goes idle (and only when the stream's
     /// position moved): the slot catches up with the WAL end promptly, and a cutover's drain on the
-    /// fenced, idle source completes within it. Through Kafka each one is a record: less often there.
+    /// fenced, idle source completes within it. Through Kafka each one is a record (and a broker round
+    /// trip for the consumer): a little less often there. 50 ms rather than 200 ms took a cutover's
+    /// drain through Kafka from 244 ms to 89-131 ms (docs/benchmarks.md, cutover).
     /// </summary>
     private PgOutputCapture NewCapture(bool kafka) =>
         new(Required(sourceInfo, "source"), settings.Slot, publication, loggerFactory.CreateLogger<PgOutputCapture>(),
-            TimeSpan.FromMilliseconds(kafka ? 200 : 25), settings.StreamInProgress, settings.SpoolDirectory);
+            TimeSpan.FromMilliseconds(kafka ? 50 : 25), settings.StreamInProgress, settings.SpoolDirectory);
 
     private static Task CaptureInto(PgOutputCapture capture, ChannelWriter<ChangeEvent> writer, NpgsqlLogSequenceNumber start, CancellationToken cancellationToken) =>
         CaptureInto(capture, writer, Task.FromResult(start), cancellationToken);
