@@ -10,6 +10,7 @@ using Replicator.Core.Changes;
 using Replicator.Core.Configuration;
 using Replicator.Core.Errors;
 using Replicator.Core.Metrics;
+using Replicator.Core.Sql;
 
 namespace Replicator.Capture;
 
@@ -142,7 +143,7 @@ public sealed class PgOutputCapture
         var options = new List<KeyValuePair<string, string?>>
         {
             new("proto_version", protocol.ToString(System.Globalization.CultureInfo.InvariantCulture)),
-            new("publication_names", Replicator.Core.Sql.Identifier.Quote(_publication)),
+            new("publication_names", Identifier.Quote(_publication)),
         };
         if (protocol >= 2 && _streaming)
             options.Add(new("streaming", "on"));
@@ -470,16 +471,18 @@ public sealed class PgOutputCapture
         await using var cmd = dataSource.CreateCommand("""
             SELECT (SELECT plugin FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database()),
                    (SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1),
-                   EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $2)
-            """);
+                   EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $2),
+            """ + DatabaseFence.IsSetSql);
         cmd.Parameters.AddWithValue(_slot);
         cmd.Parameters.AddWithValue(_publication);
         await using var reader = await cmd.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
         if (reader.IsDBNull(0))
         {
-            throw new ReplicationException(ReplicationErrorKind.Permanent,
-                $"replication slot \"{_slot}\" does not exist in database {_source.Database} on {_source.Endpoint}: run 'replicator run' (or 'replicator snapshot'), which creates it with the initial copy");
+            // A cutover drops the slot of the side it leaves, and leaves that side read-only.
+            throw new ReplicationException(ReplicationErrorKind.Permanent, reader.GetBoolean(3)
+                ? $"replication slot \"{_slot}\" was dropped, and database {_source.Database} on {_source.Endpoint} is read-only for new sessions: a cutover switched the application away from this source, and replication from it is over. Stop this process (scale the capture deployment to 0)"
+                : $"replication slot \"{_slot}\" does not exist in database {_source.Database} on {_source.Endpoint}: run 'replicator run' (or 'replicator snapshot'), which creates it with the initial copy. (If a cutover switched the application away from this source, its slot went with it: stop this process.)");
         }
 
         if (reader.GetString(0) != "pgoutput")

@@ -198,11 +198,7 @@ internal sealed class WriteFence
     /// <summary>True when the database has been made read-only for new sessions at the database level.</summary>
     public static async Task<bool> IsDatabaseFencedAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
     {
-        await using var cmd = new NpgsqlCommand("""
-            SELECT EXISTS (SELECT 1 FROM pg_db_role_setting s, unnest(s.setconfig) AS setting
-                           WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database()) AND s.setrole = 0
-                             AND lower(setting) IN ('default_transaction_read_only=on', 'default_transaction_read_only=true', 'default_transaction_read_only=1'))
-            """, connection);
+        await using var cmd = new NpgsqlCommand("SELECT " + DatabaseFence.IsSetSql, connection);
         return (bool)(await cmd.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
     }
 }

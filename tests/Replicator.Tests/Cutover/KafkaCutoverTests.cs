@@ -59,4 +59,41 @@ public class KafkaCutoverTests(PostgresFixture fixture, KafkaFixture kafka) : IC
         Assert.Equal(0L, await Sql.ScalarAsync<long>(db.SourceConnectionString, "SELECT count(*) FROM pg_replication_slots WHERE database = current_database()"));
         File.Delete(endpoint);
     }
+
+    [Fact]
+    public async Task In_the_split_deployment_the_cutover_ends_the_applier_and_the_capture_says_its_slot_went_with_the_cutover()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("cutover_kafka_split");
+        await using var replication = await Fixtures.Replication.PrepareAsync(db, "CREATE TABLE product (id int PRIMARY KEY, name text);");
+        var logs = new CapturingLoggerProvider();
+        using var loggers = LoggerFactory.Create(b => b.AddProvider(logs).SetMinimumLevel(LogLevel.Information));
+        // Two processes in production (replicator capture, replicator apply): two pipelines here.
+        var capture = Fixtures.Replication.KafkaPipeline(db, replication.Slot, replication.Slot, kafka.BootstrapServers, Applier.PipelineRole.Capture, loggers);
+        var apply = Fixtures.Replication.KafkaPipeline(db, replication.Slot, replication.Slot, kafka.BootstrapServers, Applier.PipelineRole.Apply, loggers);
+        using var stop = new CancellationTokenSource();
+        var captureRunning = Task.Run(() => capture.RunAsync(stop.Token));
+        var applyRunning = Task.Run(() => apply.RunAsync(stop.Token));
+        try
+        {
+            await Sql.ExecAsync(db.SourceConnectionString, "INSERT INTO product SELECT g, 'product ' || g FROM generate_series(1, 100) g");
+            await Fixtures.Replication.WaitForTargetAsync(db, Task.WhenAny(captureRunning, applyRunning), "SELECT count(*)::text FROM product", "100");
+            await CutoverTests.VerifyCleanAsync(db, replication.Slot, loggers);
+            var options = new CutoverOptions { Slot = replication.Slot, SwitchCommand = "true", MaxLagBytes = 512L << 20 };
+            var report = await new CutoverRunner(options, ConnectionInfo.Parse(db.SourceUri, "source"), ConnectionInfo.Parse(db.TargetUri, "target"), "cutover", loggers)
+                .RunAsync(CancellationToken.None);
+            Assert.True(report.Outcome == "switched", report.ToText() + "\n" + logs.Text);
+            Assert.True(report.SlotDropped, report.ToText() + "\n" + logs.Text);
+
+            await applyRunning.WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.True(apply.Switched, logs.Text);
+            var e = await Assert.ThrowsAsync<Core.Errors.ReplicationException>(() => captureRunning.WaitAsync(TimeSpan.FromSeconds(30)));
+            Assert.Contains($"replication slot \"{replication.Slot}\" was dropped", e.Message, StringComparison.Ordinal);
+            Assert.Contains("a cutover switched the application away from this source, and replication from it is over. Stop this process (scale the capture deployment to 0)", e.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await Task.WhenAll(captureRunning, applyRunning).ContinueWith(_ => { }, TaskScheduler.Default);
+        }
+    }
 }

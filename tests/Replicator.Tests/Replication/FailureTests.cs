@@ -111,6 +111,33 @@ public class FailureTests(PostgresFixture fixture) : IClassFixture<PostgresFixtu
         Assert.DoesNotContain("fine", e.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task A_missing_slot_is_named_with_its_fix_and_on_a_fenced_source_as_the_end_of_replication()
+    {
+        await using var db = await fixture.CreateDatabasesAsync("noslot");
+        await using (var dropped = await Fixtures.Replication.PrepareAsync(db, "CREATE TABLE t (id int PRIMARY KEY)"))
+            await Sql.ExecAsync(db.SourceConnectionString, $"SELECT pg_drop_replication_slot('{dropped.Slot}')");
+        await using var replication = Fixtures.Replication.Attach(db, (await Sql.ScalarAsync<string>(db.TargetConnectionString, "SELECT slot_name FROM replicator.position"))!);
+        replication.Start();
+        var e = await Assert.ThrowsAsync<ReplicationException>(() => replication.Running);
+        Assert.Contains($"replication slot \"{replication.Slot}\" does not exist in database {db.Name}", e.Message, StringComparison.Ordinal);
+        Assert.Contains("run 'replicator run' (or 'replicator snapshot'), which creates it with the initial copy", e.Message, StringComparison.Ordinal);
+
+        // What a cutover leaves behind: the slot gone and the database read-only for new sessions.
+        await Sql.ExecAsync(db.SourceConnectionString, $"ALTER DATABASE \"{db.Name}\" SET default_transaction_read_only = on");
+        try
+        {
+            await using var after = Fixtures.Replication.Attach(db, replication.Slot);
+            after.Start();
+            e = await Assert.ThrowsAsync<ReplicationException>(() => after.Running);
+            Assert.Contains("a cutover switched the application away from this source, and replication from it is over", e.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            await Sql.ExecAsync(db.SourceCluster.ConnectionString(), $"ALTER DATABASE \"{db.Name}\" RESET default_transaction_read_only");
+        }
+    }
+
     /// <summary>A second pipeline on an existing slot and position (no new setup).</summary>
     private sealed class ResumedReplication(TestDatabases db, string slot) : IAsyncDisposable
     {
