@@ -9,7 +9,8 @@
 #       age of the newest probe it has (includes up to 100 ms of probe spacing).
 # A third consumer, replicator with the Kafka buffer (capture → Kafka → apply in one process),
 # runs against a local Kafka-protocol broker ('replicator dev-kafka', librdkafka's mock cluster),
-# twice: records with their schema (the default) and without (Buffer:Kafka:Schemas=false).
+# twice: records with their schema (the default) and without (Buffer:Kafka:Schemas=false); the
+# first also in the live window.
 # Usage: bench/cdc.sh [scale]      (default 50; env BACKLOG_SECONDS=30 RATE=1000 LIVE_SECONDS=30 KAFKA=1)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,7 +22,7 @@ BACKLOG_SECONDS=${BACKLOG_SECONDS:-30}
 RATE=${RATE:-1000}
 LIVE_SECONDS=${LIVE_SECONDS:-30}
 KAFKA=${KAFKA:-1}
-trap 'stop_pids TERM "${kafka_pid:-}"; stop_clusters' EXIT
+trap 'stop_pids TERM "${kaf_pid:-}" "${kafka_pid:-}"; stop_clusters' EXIT
 
 freeze_cli "$root"
 start_cluster SRC
@@ -163,6 +164,22 @@ psql_at "$TGT_PORT" native -c "ALTER SUBSCRIPTION native_sub ENABLE"
 goal=$(psql_at "$SRC_PORT" bench -c "SELECT pg_current_wal_insert_lsn()")
 wait_slot_caught_up "$SRC_PORT" bench native_slot "$goal"
 read -r nat_p50 nat_p99 nat_n < <(live_lag native)
+# Live through Kafka (records with their schema): first what the two live windows above wrote,
+# then the same window.
+kaf_p50=- kaf_p99=- kaf_n=0
+if [ "$KAFKA" = 1 ]; then
+  newest=$(psql_at "$SRC_PORT" bench -c "SELECT max(id) FROM lag_probe")
+  "${CLI[@]}" run --buffer kafka --kafka-bootstrap "$kafka_bootstrap" --topic-prefix bench --source "postgres://postgres@127.0.0.1:$SRC_PORT/bench" \
+    --target "postgres://postgres@127.0.0.1:$TGT_PORT/kaf" --slot kaf_slot --metrics-listen 127.0.0.1:0 --log-level Warning >>"$BENCH_DIR/kafka-run-kaf.log" 2>&1 &
+  kaf_pid=$!
+  until [ "$(psql_at "$TGT_PORT" kaf -c "SELECT count(*) FROM lag_probe WHERE id = $newest" 2>/dev/null || echo 0)" = 1 ]; do
+    kill -0 "$kaf_pid" 2>/dev/null || { tail -20 "$BENCH_DIR/kafka-run-kaf.log" >&2; exit 1; }
+    sleep 0.2
+  done
+  read -r kaf_p50 kaf_p99 kaf_n < <(live_lag kaf)
+  kill -TERM "$kaf_pid"; wait "$kaf_pid" || true
+  kaf_pid=
+fi
 live_tps=$(grep -Eo 'tps = [0-9.]+' "$BENCH_DIR/pgbench-live-rep.log" | head -1 | grep -Eo '[0-9.]+')
 
 cat <<TABLE
@@ -172,10 +189,10 @@ CDC benchmark — pgbench scale $SCALE, $(nproc) cores; backlog of $txns transac
 |---|---|---|---|---|
 | native logical replication | $t_native | 1.00× | $nat_p50 | $nat_p99 |
 | replicator (embedded buffer) | $t_rep | $(ratio "$t_native" "$t_rep")× | $rep_p50 | $rep_p99 |
-| replicator (Kafka buffer, mock broker) | $t_kafka | $([ "$t_kafka" = - ] && echo - || ratio "$t_native" "$t_kafka")× ($([ "$t_kafka" = - ] && echo - || ratio "$t_rep" "$t_kafka")× embedded) | - | - |
+| replicator (Kafka buffer, mock broker) | $t_kafka | $([ "$t_kafka" = - ] && echo - || ratio "$t_native" "$t_kafka")× ($([ "$t_kafka" = - ] && echo - || ratio "$t_rep" "$t_kafka")× embedded) | $kaf_p50 | $kaf_p99 |
 | replicator (Kafka buffer, Buffer:Kafka:Schemas=false) | $t_kns | $([ "$t_kns" = - ] && echo - || ratio "$t_native" "$t_kns")× ($([ "$t_kns" = - ] && echo - || ratio "$t_rep" "$t_kns")× embedded) | - | - |
 
 catch-up CPU: replicator process ${rep_cpu}s + its target backend ${rep_backend_cpu}s + walsender ${rep_walsender_cpu}s; native apply worker ${native_cpu}s + walsender ${native_walsender_cpu}s (load average before: $load_before)
 $([ "$KAFKA" = 1 ] && echo "catch-up CPU through Kafka: $(cat "$BENCH_DIR/cpu-kaf.txt"); without schemas: $(cat "$BENCH_DIR/cpu-kns.txt")")
-live: pgbench -R $RATE (achieved ${live_tps} tps) for ${LIVE_SECONDS}s, lag sampled every 100 ms ($rep_n / $nat_n samples); target content equal to source after the run: $same (Kafka targets after their catch-up: $kafka_same)
+live: pgbench -R $RATE (achieved ${live_tps} tps) for ${LIVE_SECONDS}s, lag sampled every 100 ms ($rep_n / $nat_n / $kaf_n samples: embedded / native / Kafka); target content equal to source after the run: $same (Kafka targets after their catch-up: $kafka_same)
 TABLE
