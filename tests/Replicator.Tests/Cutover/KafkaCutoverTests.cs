@@ -52,7 +52,7 @@ public class KafkaCutoverTests(PostgresFixture fixture, KafkaFixture kafka) : IC
         Assert.Equal(0, writer.UniqueViolations);
         await CutoverTests.AssertEveryAcknowledgedWriteAsync(writer, db.TargetConnectionString);
 
-        // Both halves of the pipeline stop by themselves: the applier at the switch, the capture when its slot is gone.
+        // The pipeline stops by itself at the switch, its capture with it (the split deployment: below).
         await replication.Running.WaitAsync(TimeSpan.FromSeconds(30));
         Assert.True(replication.Pipeline.Switched, logs.Text);
         await CutoverTests.AssertReadOnlyAsync(db.SourceConnectionString);
