@@ -349,7 +349,8 @@ public sealed class ReplicationPipeline(ConnectionInfo? sourceInfo, ConnectionIn
     /// position moved): the slot catches up with the WAL end promptly, and a cutover's drain on the
     /// fenced, idle source completes within it. Through Kafka each one is a record (and a broker round
     /// trip for the consumer): a little less often there. 50 ms rather than 200 ms took a cutover's
-    /// drain through Kafka from 244 ms to 89-131 ms (docs/benchmarks.md, cutover).
+    /// drain through Kafka from 244 ms to 89-131 ms; a stream of transactions still brings few, since
+    /// a heartbeat needs a keepalive to have moved the position (docs/benchmarks.md, cutover).
     /// </summary>
     private PgOutputCapture NewCapture(bool kafka) =>
         new(Required(sourceInfo, "source"), settings.Slot, publication, loggerFactory.CreateLogger<PgOutputCapture>(),
