@@ -34,14 +34,14 @@ public class CutoverTests(PostgresFixture fixture) : IClassFixture<PostgresFixtu
         Assert.True((string)(await cmd.ExecuteScalarAsync())! == "off", $"the {side} is still read-only for new sessions");
     }
 
-    internal static async Task AssertReadOnlyAsync(string connectionString)
+    private static async Task AssertReadOnlyAsync(string connectionString)
     {
         var e = await Assert.ThrowsAsync<PostgresException>(() => Sql.ExecAsync(connectionString, "INSERT INTO product VALUES (-1, 'after the switch')"));
         Assert.Equal(PostgresErrorCodes.ReadOnlySqlTransaction, e.SqlState);
     }
 
     /// <summary>Every acknowledged write is on <paramref name="connectionString"/> exactly once, with its id and invoice.</summary>
-    internal static async Task AssertEveryAcknowledgedWriteAsync(AppWriter writer, string connectionString)
+    private static async Task AssertEveryAcknowledgedWriteAsync(AppWriter writer, string connectionString)
     {
         var rows = (await Sql.RowsAsync(connectionString, "SELECT n || ',' || id || ',' || invoice FROM orders")).Select(r => r.Split(',').Select(long.Parse).ToArray()).ToList();
         Assert.Equal(rows.Count, rows.Select(r => r[0]).Distinct().Count());
@@ -65,6 +65,17 @@ public class CutoverTests(PostgresFixture fixture) : IClassFixture<PostgresFixtu
         await replication.CatchUpAsync();
         await VerifyCleanAsync(db, replication.Slot, loggers);
 
+        await SwitchUnderALiveWriterAsync(db, replication, loggers);
+    }
+
+    /// <summary>
+    /// With <paramref name="replication"/> running, caught up and verified clean: an application
+    /// writes, the cutover switches it to the target, and nothing it was told of is lost or doubled,
+    /// sequences run ahead, the old side keeps no slot and stays read-only, the pipeline stops.
+    /// </summary>
+    /// <param name="diagnostics">More to show when an assertion fails (a captured log).</param>
+    internal static async Task SwitchUnderALiveWriterAsync(TestDatabases db, Fixtures.Replication replication, ILoggerFactory loggers, Func<string>? diagnostics = null)
+    {
         var endpoint = Path.Combine(Path.GetTempPath(), $"endpoint-{db.Name}");
         await File.WriteAllTextAsync(endpoint, db.SourceUri);
         await using var writer = new AppWriter(endpoint);
@@ -83,7 +94,7 @@ public class CutoverTests(PostgresFixture fixture) : IClassFixture<PostgresFixtu
             MaxLagBytes = 512L << 20,
         };
         var report = await new CutoverRunner(options, Info(db.SourceUri, "source"), Info(db.TargetUri, "target"), "cutover", loggers).RunAsync(CancellationToken.None);
-        Assert.True(report.Outcome == "switched", report.ToText());
+        Assert.True(report.Outcome == "switched", report.ToText() + diagnostics?.Invoke());
         Assert.True(report.OutageMilliseconds > 0, report.ToText());
         Assert.Equal(["fence", "drain", "sequences", "verify", "ready", "checked", "switch"], report.Phases.Select(p => p.Phase));
         Assert.Equal(3, report.SequencesSet); // invoice_no, orders_id_seq, the identity of order_event
@@ -107,7 +118,7 @@ public class CutoverTests(PostgresFixture fixture) : IClassFixture<PostgresFixtu
 
         // The old applier stopped; the old source stays read-only and keeps no slot.
         await replication.Running.WaitAsync(TimeSpan.FromSeconds(30));
-        Assert.True(replication.Pipeline.Switched);
+        Assert.True(replication.Pipeline.Switched, diagnostics?.Invoke());
         await AssertReadOnlyAsync(db.SourceConnectionString);
         Assert.Equal(0L, await Sql.ScalarAsync<long>(db.SourceConnectionString, "SELECT count(*) FROM pg_replication_slots WHERE database = current_database()"));
         Assert.Equal("switched", await Sql.ScalarAsync<string>(db.TargetConnectionString, "SELECT outcome FROM replicator.cutover ORDER BY id DESC LIMIT 1"));

@@ -1,6 +1,4 @@
-using System.Globalization;
 using Microsoft.Extensions.Logging;
-using Replicator.Bench;
 using Replicator.Core.Configuration;
 using Replicator.Cutover;
 using Replicator.Tests.Fixtures;
@@ -23,41 +21,7 @@ public class KafkaCutoverTests(PostgresFixture fixture, KafkaFixture kafka) : IC
         await Fixtures.Replication.WaitForTargetAsync(db, replication.Running, "SELECT count(*)::text FROM product", "2000");
         await CutoverTests.VerifyCleanAsync(db, replication.Slot, loggers);
 
-        var endpoint = Path.Combine(Path.GetTempPath(), $"endpoint-{db.Name}");
-        await File.WriteAllTextAsync(endpoint, db.SourceUri);
-        await using var writer = new AppWriter(endpoint);
-        writer.Start();
-        await writer.WaitForWritesAsync(300, db.SourceCluster.Port.ToString(CultureInfo.InvariantCulture), TimeSpan.FromSeconds(60));
-
-        var options = new CutoverOptions
-        {
-            Slot = replication.Slot,
-            SwitchCommand = $"printf '%s' \"$REPLICATOR_NEW_ENDPOINT\" > '{endpoint}.new' && mv '{endpoint}.new' '{endpoint}'",
-            FinalVerify = FinalVerification.Changed,
-            FullVerifyRows = 0,
-            MaxLagBytes = 512L << 20, // other tests write to the same clusters meanwhile (see CutoverTests)
-        };
-        var report = await new CutoverRunner(options, ConnectionInfo.Parse(db.SourceUri, "source"), ConnectionInfo.Parse(db.TargetUri, "target"), "cutover", loggers)
-            .RunAsync(CancellationToken.None);
-        Assert.True(report.Outcome == "switched", report.ToText() + "\n" + logs.Text);
-        Assert.True(report.OutageMilliseconds > 0, report.ToText());
-        Assert.Equal(["fence", "drain", "sequences", "verify", "ready", "checked", "switch"], report.Phases.Select(p => p.Phase));
-        Assert.Equal(["public.order_event", "public.orders"], report.VerifiedTables.Order(StringComparer.Ordinal));
-        Assert.True(report.SlotDropped, report.ToText());
-
-        // The application carries on against the target, and every write it was told of is there once.
-        var target = db.TargetCluster.Port.ToString(CultureInfo.InvariantCulture);
-        await writer.WaitForWritesAsync(300, target, TimeSpan.FromSeconds(60));
-        await writer.DisposeAsync();
-        Assert.Equal(0, writer.UniqueViolations);
-        await CutoverTests.AssertEveryAcknowledgedWriteAsync(writer, db.TargetConnectionString);
-
-        // The pipeline stops by itself at the switch, its capture with it (the split deployment: below).
-        await replication.Running.WaitAsync(TimeSpan.FromSeconds(30));
-        Assert.True(replication.Pipeline.Switched, logs.Text);
-        await CutoverTests.AssertReadOnlyAsync(db.SourceConnectionString);
-        Assert.Equal(0L, await Sql.ScalarAsync<long>(db.SourceConnectionString, "SELECT count(*) FROM pg_replication_slots WHERE database = current_database()"));
-        File.Delete(endpoint);
+        await CutoverTests.SwitchUnderALiveWriterAsync(db, replication, loggers, () => "\n" + logs.Text);
     }
 
     [Fact]
