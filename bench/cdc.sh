@@ -95,19 +95,27 @@ echo "native caught up in ${t_native}s" >&2
 
 # Through Kafka the slot is confirmed when Kafka has the events, before they are applied: the
 # catch-up ends when the backlog's last row is on the target itself.
+# kafka_run DB PREFIX [run arguments...]: starts 'run --buffer kafka' into target database DB
+# (slot DB_slot, topics under PREFIX) in the background; sets kaf_pid.
+kafka_run() {
+  local db=$1 prefix=$2; shift 2
+  "${CLI[@]}" run --buffer kafka --kafka-bootstrap "$kafka_bootstrap" --topic-prefix "$prefix" --source "postgres://postgres@127.0.0.1:$SRC_PORT/bench" \
+    --target "postgres://postgres@127.0.0.1:$TGT_PORT/$db" --slot "${db}_slot" --metrics-listen 127.0.0.1:0 --log-level Warning "$@" >>"$BENCH_DIR/kafka-run-$db.log" 2>&1 &
+  kaf_pid=$!
+}
 kafka_catchup() { # $1 = target db and slot name stem, $2 = topic prefix, then extra run arguments; prints seconds
   local db=$1 prefix=$2 pid t0 last_commit; shift 2
   settle
   last_commit=$(psql_at "$SRC_PORT" bench -c "SELECT max(hid) FROM pgbench_history")
   t0=$(now)
-  "${CLI[@]}" run --buffer kafka --kafka-bootstrap "$kafka_bootstrap" --topic-prefix "$prefix" --source "postgres://postgres@127.0.0.1:$SRC_PORT/bench" \
-    --target "postgres://postgres@127.0.0.1:$TGT_PORT/$db" --slot "${db}_slot" --metrics-listen 127.0.0.1:0 --log-level Warning "$@" >>"$BENCH_DIR/kafka-run-$db.log" 2>&1 &
-  pid=$!
+  kafka_run "$db" "$prefix" "$@"
+  pid=$kaf_pid
   until [ "$(psql_at "$TGT_PORT" "$db" -c "SELECT count(*) FROM pgbench_history WHERE hid = $last_commit" 2>/dev/null || echo 0)" = 1 ]; do sleep 0.05; done
   elapsed "$t0" "$(now)"
   # Where the machine's CPU went (the broker's since its start: it runs only these catch-ups).
   echo "process $(proc_cpu "$pid")s + target backend $(proc_cpu "$(psql_at "$TGT_PORT" "$db" -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'replicator-applier' LIMIT 1")")s + walsender $(walsender_cpu "${db}_slot")s + broker $(proc_cpu "$kafka_pid")s (cumulative)" >"$BENCH_DIR/cpu-$db.txt"
   kill -TERM "$pid"; wait "$pid" || true
+  kaf_pid=
 }
 
 t_kafka="-"
@@ -169,9 +177,7 @@ read -r nat_p50 nat_p99 nat_n < <(live_lag native)
 kaf_p50=- kaf_p99=- kaf_n=0
 if [ "$KAFKA" = 1 ]; then
   newest=$(psql_at "$SRC_PORT" bench -c "SELECT max(id) FROM lag_probe")
-  "${CLI[@]}" run --buffer kafka --kafka-bootstrap "$kafka_bootstrap" --topic-prefix bench --source "postgres://postgres@127.0.0.1:$SRC_PORT/bench" \
-    --target "postgres://postgres@127.0.0.1:$TGT_PORT/kaf" --slot kaf_slot --metrics-listen 127.0.0.1:0 --log-level Warning >>"$BENCH_DIR/kafka-run-kaf.log" 2>&1 &
-  kaf_pid=$!
+  kafka_run kaf bench
   until [ "$(psql_at "$TGT_PORT" kaf -c "SELECT count(*) FROM lag_probe WHERE id = $newest" 2>/dev/null || echo 0)" = 1 ]; do
     kill -0 "$kaf_pid" 2>/dev/null || { tail -20 "$BENCH_DIR/kafka-run-kaf.log" >&2; exit 1; }
     sleep 0.2
