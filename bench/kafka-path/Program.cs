@@ -7,7 +7,8 @@
 //   consume       KafkaChangeSource.ReadAsync until the last transaction (mock cluster)
 //   client        the floor: the same records (serialized once, beforehand) through a bare
 //                 Confluent.Kafka producer and consumer with the sink's and source's settings,
-//                 none of Replicator's per-record code (no envelopes built or parsed, no ordering)
+//                 the sink's messages and nothing else of Replicator's per-record code (no
+//                 envelopes built or parsed, no ordering)
 // Usage: KafkaPath [transactions=20000] [codec|kafka|client|all] ; KAFKA_BOOTSTRAP=host:port uses that
 // broker instead of an in-process mock cluster (then the broker's CPU is not counted).
 // KAFKA_PRODUCER=k=v,k=v sets producer properties (librdkafka names) to compare.
@@ -121,14 +122,7 @@ if (mode == "client")
             void Delivered(Confluent.Kafka.DeliveryReport<byte[]?, byte[]?> report) => Interlocked.Increment(ref acknowledged);
             foreach (var r in records)
             {
-                var message = new Confluent.Kafka.Message<byte[]?, byte[]?> { Key = r.Key, Value = r.Value };
-                if (r.Headers is { Count: > 0 })
-                {
-                    message.Headers = [];
-                    foreach (var (k, v) in r.Headers)
-                        message.Headers.Add(k, v);
-                }
-
+                var message = KafkaChangeSink.MessageOf(r);
                 while (true)
                 {
                     try

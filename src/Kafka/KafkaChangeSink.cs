@@ -184,7 +184,8 @@ public sealed class KafkaChangeSink : IDisposable
     private Thread? _warmer;
     private volatile bool _disposing;
 
-    private async ValueTask ProduceAsync(DebeziumRecord record, Tracked tracked, CancellationToken cancellationToken)
+    /// <summary>The Kafka message a record is produced as: key, value and headers.</summary>
+    public static Message<byte[]?, byte[]?> MessageOf(DebeziumRecord record)
     {
         var message = new Message<byte[]?, byte[]?> { Key = record.Key, Value = record.Value };
         if (record.Headers is { Count: > 0 })
@@ -194,6 +195,12 @@ public sealed class KafkaChangeSink : IDisposable
                 message.Headers.Add(k, v);
         }
 
+        return message;
+    }
+
+    private async ValueTask ProduceAsync(DebeziumRecord record, Tracked tracked, CancellationToken cancellationToken)
+    {
+        var message = MessageOf(record);
         var topic = record.Topic;
         if (_knownTopics.Add(topic))
             Warm(topic);
